@@ -1,0 +1,50 @@
+# plantsync — every target sets up what it needs: a fresh Debian/Ubuntu machine with
+# Python 3.11+ needs nothing else. `make demo` runs the agent on a simulated plant;
+# `make test` runs lint, type check and the whole test suite.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit venv system-deps clean bench chaos
+
+demo: $(STAMP) system-deps
+	$(BIN)/plantsync demo
+
+test: $(STAMP) system-deps lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check plantsync tests
+	$(BIN)/ruff format --check plantsync tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP) system-deps
+	$(BIN)/pytest -q
+
+venv: $(STAMP)
+
+# The virtual environment, with every version pinned in constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "plantsync needs Python 3.11 or newer"'
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { \
+	  echo "python3 -m venv is missing: apt-get install python3-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Mosquitto is the broker the tests and the demo run. Installed when we can (root + apt-get),
+# otherwise we say exactly what to install.
+system-deps:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing mosquitto (Debian package) ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	  else \
+	    echo "Mosquitto is needed. Install it with: sudo apt-get install mosquitto"; exit 1; \
+	  fi; }
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

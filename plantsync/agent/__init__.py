@@ -1,0 +1,1 @@
+"""The running service: lifecycle, supervisor, pipeline, uplink, CLI, demo."""

@@ -1,0 +1,1 @@
+"""Configuration: the model, loading with environment overrides, the sample config."""

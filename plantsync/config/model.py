@@ -1,0 +1,323 @@
+"""The configuration model: one TOML file, validated strictly, frozen once loaded.
+
+Every section forbids unknown keys (a misspelt key is an error that names it, not a silent
+default). Durations are strings such as ``"500ms"``, ``"10s"``, ``"5m"``, ``"7d"``; sizes are
+strings such as ``"512MB"`` or ``"2GiB"``. Validation performs no network I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from plantsync.contracts.envelope import SITE_PATTERN
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _parse_duration(value: object) -> object:
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration; write a number and a unit: "
+                "'500ms', '10s', '5m', '1h', '7d'"
+            )
+        return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} has no unit; write it as '{value}s' or '{value}ms'")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+"""A non-negative time span written with a unit: ``"250ms"``, ``"30s"``, ``"7d"``."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tls(Section):
+    """TLS for any client link; one model reused by MQTT (and later MES)."""
+
+    ca_file: Path | None = Field(default=None, description="CA bundle that signs the server")
+    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: Path | None = Field(default=None, description="private key of cert_file")
+    key_password: SecretStr | None = None
+    server_name: str | None = Field(default=None, description="override the name checked")
+    verify: Literal["full", "ca-only"] = Field(
+        default="full", description="'ca-only' skips the host name check, never the chain"
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class SiteConfig(Section):
+    """Who this agent is: one agent per plant."""
+
+    id: str = Field(pattern=SITE_PATTERN, description="site id: a topic level on the hub")
+    name: str = ""
+
+
+class MqttProtocol(StrEnum):
+    V5 = "5"
+    V311 = "3.1.1"
+
+
+class HubConfig(Section):
+    """The MQTT hub at headquarters (or the site broker that bridges to it)."""
+
+    url: str = Field(description="mqtt://host:port or mqtts://host:port")
+    protocol: MqttProtocol = MqttProtocol.V5
+    client_id: str | None = Field(
+        default=None, description="stable id for the persistent session; default plantsync-<site>"
+    )
+    topic_prefix: str = "plantsync/v1"
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: Tls | None = None
+    keepalive: Duration = timedelta(seconds=30)
+    connect_timeout: Duration = timedelta(seconds=10)
+    session_expiry: Duration = Field(
+        default=timedelta(days=7), description="MQTT 5 session expiry; the broker queues for this"
+    )
+    max_inflight: int = Field(default=100, ge=1, le=65535, description="unacked QoS 1 publishes")
+    stall_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="connected but no PUBACK for this long while messages wait: reconnect",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_mqtt(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"{url!r} must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError(f"{url!r} has no host")
+        try:
+            parts.port  # noqa: B018 - urlsplit validates the port lazily
+        except ValueError as exc:
+            raise ValueError(f"{url!r} has an invalid port") from exc
+        return url
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_plain(cls, prefix: str) -> str:
+        if not prefix or any(char in prefix for char in "+#") or prefix.strip("/") != prefix:
+            raise ValueError("must be non-empty, without '+', '#' or a leading/trailing '/'")
+        return prefix
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
+
+
+class SecurityMode(StrEnum):
+    """OPC UA MessageSecurityMode."""
+
+    NONE = "None"
+    SIGN = "Sign"
+    SIGN_AND_ENCRYPT = "SignAndEncrypt"
+
+
+class SecurityPolicy(StrEnum):
+    """OPC UA security policies plantsync accepts (none of the deprecated SHA-1 ones)."""
+
+    BASIC256SHA256 = "Basic256Sha256"
+    AES128_SHA256_RSAOAEP = "Aes128_Sha256_RsaOaep"
+    AES256_SHA256_RSAPSS = "Aes256_Sha256_RsaPss"
+
+
+class Deadband(Section):
+    """OPC UA DataChangeFilter deadband, evaluated by the server."""
+
+    kind: Literal["absolute", "percent"]
+    value: float = Field(ge=0)
+
+
+class TagConfig(Section):
+    """One OPC UA node read as one named tag of a machine."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    node_id: str | None = Field(default=None, description="e.g. 'ns=2;s=Press1.Speed'")
+    browse_path: str | None = Field(
+        default=None, description="from Objects, e.g. '2:Press1/2:Speed'"
+    )
+    sampling_interval: Duration | None = Field(
+        default=None, description="default: the server's publishing_interval"
+    )
+    queue_size: int = Field(default=10, ge=1, le=10000)
+    deadband: Deadband | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_address(self) -> Self:
+        if (self.node_id is None) == (self.browse_path is None):
+            raise ValueError("give exactly one of node_id or browse_path")
+        return self
+
+
+class MachineConfig(Section):
+    """A machine: a stream of machine.state messages made of its tags."""
+
+    id: str = Field(pattern=SITE_PATTERN)
+    tags: list[TagConfig] = Field(min_length=1)
+
+    @field_validator("tags")
+    @classmethod
+    def _unique_tag_names(cls, tags: list[TagConfig]) -> list[TagConfig]:
+        names = [tag.name for tag in tags]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"tag names must be unique within a machine: {duplicates}")
+        return tags
+
+
+class OpcUaServerConfig(Section):
+    """One OPC UA server and the machines read from it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    endpoint: str = Field(description="opc.tcp://host:port/path")
+    security_mode: SecurityMode = SecurityMode.NONE
+    security_policy: SecurityPolicy = SecurityPolicy.BASIC256SHA256
+    certificate: Path | None = Field(default=None, description="client certificate (DER or PEM)")
+    private_key: Path | None = None
+    server_certificate: Path | None = Field(
+        default=None, description="trusted server certificate; required when security is on"
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    publishing_interval: Duration = timedelta(milliseconds=100)
+    keepalive_count: int = Field(default=10, ge=1)
+    lifetime_count: int = Field(
+        default=300, ge=3, description="at least 3 x keepalive_count (OPC UA Part 4)"
+    )
+    monitored_item_batch: int = Field(
+        default=500, ge=1, description="monitored items created per CreateMonitoredItems call"
+    )
+    request_timeout: Duration = timedelta(seconds=10)
+    stall_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="no notification or keep-alive for this long: re-create the session",
+    )
+    machines: list[MachineConfig] = Field(min_length=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_opc_tcp(cls, endpoint: str) -> str:
+        if not endpoint.startswith("opc.tcp://"):
+            raise ValueError(f"{endpoint!r} must start with opc.tcp://")
+        return endpoint
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Self:
+        if self.lifetime_count < 3 * self.keepalive_count:
+            raise ValueError("lifetime_count must be at least 3 x keepalive_count")
+        if self.security_mode is not SecurityMode.NONE and (
+            self.certificate is None or self.private_key is None
+        ):
+            raise ValueError(
+                f"security_mode {self.security_mode.value} needs certificate and private_key"
+            )
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password must be given together")
+        return self
+
+
+class StoreConfig(Section):
+    """The local SQLite store that makes every message durable first."""
+
+    path: Path = Path("/var/lib/plantsync/store.db")
+    max_size: ByteSize = Field(
+        default=ByteSize(1024**3), description="cap on the outbox; telemetry is evicted first"
+    )
+    commit_interval: Duration = Field(
+        default=timedelta(milliseconds=20), description="group commit: wait at most this long"
+    )
+    commit_batch: int = Field(default=500, ge=1, description="group commit: or this many rows")
+
+
+class PolicyConfig(Section):
+    """Sync what matters: snapshots for late joiners."""
+
+    snapshot_interval: Duration = Field(
+        default=timedelta(minutes=5), description="full machine snapshot; '0s' turns it off"
+    )
+
+
+class ReconnectConfig(Section):
+    """Capped exponential backoff with full jitter, shared by every link."""
+
+    initial_delay: Duration = timedelta(seconds=1)
+    max_delay: Duration = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_delay < self.initial_delay:
+            raise ValueError("max_delay must not be shorter than initial_delay")
+        return self
+
+
+class LogConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["plain", "json"] = "plain"
+
+
+class AgentConfig(Section):
+    """The whole agent.toml."""
+
+    site: SiteConfig
+    hub: HubConfig
+    store: StoreConfig = StoreConfig()
+    opcua: list[OpcUaServerConfig] = Field(default_factory=list)
+    policy: PolicyConfig = PolicyConfig()
+    reconnect: ReconnectConfig = ReconnectConfig()
+    log: LogConfig = LogConfig()
+    shutdown_timeout: Duration = Field(
+        default=timedelta(seconds=10), description="bound on the final flush at stop"
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        servers = [server.name for server in self.opcua]
+        machines = [m.id for server in self.opcua for m in server.machines]
+        for what, names in (("opcua server names", servers), ("machine ids", machines)):
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValueError(f"{what} must be unique: {duplicates}")
+        return self
+
+    @property
+    def client_id(self) -> str:
+        return self.hub.client_id or f"plantsync-{self.site.id}"

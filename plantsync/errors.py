@@ -1,0 +1,68 @@
+"""The one exception hierarchy, grouped by what the agent does next.
+
+    PlantsyncError
+    ├── ConfigError            exit 2; carries one Problem per bad key (file, key path, reason)
+    ├── LinkError              retry the link with backoff (the supervisor owns this)
+    │   ├── HubUnavailable         the MQTT broker refused, dropped or never answered
+    │   └── SourceUnavailable      an OPC UA server (or MES) is unreachable or went away
+    ├── LinkMisconfigured      disable the link and report it; retrying cannot help
+    │                          (unknown node id, credentials refused, certificate not trusted)
+    └── StoreError             exit non-zero: the durable store cannot be opened or written
+        └── StoreFull              partial write: telemetry was shed, business rows are refused
+                                   (back-pressure) until the outbox drains
+
+Drivers translate their library's exceptions into these at one place and always
+``raise ... from exc`` so the original OS or protocol error stays in the traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PlantsyncError(Exception):
+    """Base of every error plantsync raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a config was refused: which file, which key, why."""
+
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.reason}"
+
+
+class ConfigError(PlantsyncError):
+    """The configuration is invalid; the agent refuses to start and exits 2."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+class LinkError(PlantsyncError):
+    """A link to a peer failed in a way that a later retry may fix."""
+
+
+class HubUnavailable(LinkError):
+    """The MQTT hub cannot be reached, refused the connection, or dropped it."""
+
+
+class SourceUnavailable(LinkError):
+    """A plant-side server (OPC UA, MES) cannot be reached or went away."""
+
+
+class LinkMisconfigured(PlantsyncError):
+    """A link is configured in a way the peer rejects; retrying will not help."""
+
+
+class StoreError(PlantsyncError):
+    """The durable store cannot be opened or written."""
+
+
+class StoreFull(StoreError):
+    """The store is at its size cap and only business rows are left: back-pressure."""
