@@ -120,3 +120,21 @@ class Outbox(Protocol):
     async def close(self) -> None:
         """Release the store; claimed rows return to ready when it is opened again."""
         ...
+
+
+def shed_incoming_telemetry(records: Sequence[Record], excess: int) -> tuple[list[Record], int]:
+    """Drop incoming telemetry, oldest first, until ``excess`` bytes are shed.
+
+    Both back-ends call this after evicting stored telemetry, so they shed the same rows. Returns
+    the records to commit and how many were dropped; if the kept records still exceed the cap,
+    the batch's business rows do not fit and the caller raises ``StoreFull``.
+    """
+    kept: list[Record] = []
+    dropped = 0
+    for record in records:
+        if excess > 0 and record.lane == Lane.TELEMETRY:
+            excess -= record.size
+            dropped += 1
+        else:
+            kept.append(record)
+    return kept, dropped
