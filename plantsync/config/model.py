@@ -39,7 +39,10 @@ def _parse_duration(value: object) -> object:
                 f"{value!r} is not a duration; write a number and a unit: "
                 "'500ms', '10s', '5m', '1h', '7d'"
             )
-        return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+        try:
+            return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+        except OverflowError as exc:  # pydantic reports only ValueError as a validation error
+            raise ValueError(f"{value!r} is too long a duration") from exc
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError(f"{value!r} has no unit; write it as '{value}s' or '{value}ms'")
     return value
@@ -113,6 +116,9 @@ class HubConfig(Section):
     @classmethod
     def _url_is_mqtt(cls, url: str) -> str:
         parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None:
+            # Refused without quoting the url: it holds a secret in a plain, logged string.
+            raise ValueError("put credentials in username and password, not in the url")
         if parts.scheme not in ("mqtt", "mqtts"):
             raise ValueError(f"{url!r} must start with mqtt:// or mqtts://")
         if not parts.hostname:
@@ -308,15 +314,17 @@ class AgentConfig(Section):
         default=timedelta(seconds=10), description="bound on the final flush at stop"
     )
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Self:
-        servers = [server.name for server in self.opcua]
-        machines = [m.id for server in self.opcua for m in server.machines]
+    @field_validator("opcua")
+    @classmethod
+    def _unique_names(cls, opcua: list[OpcUaServerConfig]) -> list[OpcUaServerConfig]:
+        # A field validator, not a model one, so the error names the key `opcua`.
+        servers = [server.name for server in opcua]
+        machines = [m.id for server in opcua for m in server.machines]
         for what, names in (("opcua server names", servers), ("machine ids", machines)):
             duplicates = sorted({name for name in names if names.count(name) > 1})
             if duplicates:
                 raise ValueError(f"{what} must be unique: {duplicates}")
-        return self
+        return opcua
 
     @property
     def client_id(self) -> str:
