@@ -1,0 +1,114 @@
+"""``hub tail``: one readable line per message, whatever arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from typing import Any
+
+from plantsync.agent.hubtools import describe, format_message, tail
+from plantsync.agent.localbroker import Mosquitto
+from plantsync.config.model import HubConfig
+from plantsync.drivers.mqtt import HubConnection
+
+STATE: dict[str, Any] = {
+    "id": "0193a1c2-0000-7000-8000-000000000000",
+    "type": "machine.state",
+    "schema_version": 1,
+    "site": "plant-01",
+    "source": "opcua:line-1",
+    "stream": "machine/press-1",
+    "seq": 42,
+    "event_time": "2026-01-01T12:03:04.512Z",
+    "historical": False,
+    "correlation_id": None,
+    "payload": {
+        "machine_id": "press-1",
+        "kind": "change",
+        "values": [
+            {"tag": "speed", "value": 12.5, "quality": "good"},
+            {"tag": "state", "value": "Executing", "quality": "good"},
+        ],
+    },
+}
+STATE_TOPIC = "plantsync/v1/plant-01/up/machine/press-1/state"
+
+
+def test_a_machine_state_envelope_reads_as_site_type_stream_seq_and_tag_values() -> None:
+    line = describe(STATE_TOPIC, json.dumps(STATE).encode())
+    assert line == "plant-01 machine.state machine/press-1 #42 speed=12.5 state=Executing"
+
+
+def test_format_message_starts_with_the_local_time_to_the_millisecond() -> None:
+    line = format_message(STATE_TOPIC, json.dumps(STATE).encode())
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} plant-01 machine\.state .*", line)
+
+
+def test_historical_and_snapshot_messages_say_so() -> None:
+    snapshot = {**STATE, "historical": True, "payload": {**STATE["payload"], "kind": "snapshot"}}
+    line = describe(STATE_TOPIC, json.dumps(snapshot).encode())
+    assert "(historical) kind=snapshot speed=12.5" in line
+
+
+def test_the_site_status_shows_state_version_and_reason() -> None:
+    status = {
+        "type": "site.status",
+        "schema_version": 1,
+        "site": "plant-01",
+        "state": "offline",
+        "reason": "connection-lost",
+        "version": "0.1.0",
+        "config_hash": "abc",
+        "since": "2026-01-01T12:00:00.000Z",
+    }
+    line = describe("plantsync/v1/plant-01/status", json.dumps(status).encode())
+    assert line == "plant-01 status offline 0.1.0 (connection-lost)"
+
+
+def test_another_envelope_type_shows_its_scalar_payload_fields() -> None:
+    ack = {**STATE, "type": "schedule.ack", "payload": {"result": "applied", "order": {"x": 1}}}
+    line = describe("plantsync/v1/plant-01/up/ack", json.dumps(ack).encode())
+    assert line.endswith("schedule.ack machine/press-1 #42 result=applied")
+
+
+def test_anything_else_gets_the_topic_and_its_size() -> None:
+    for payload in (b"\xff\xfe not json", b"[1, 2]", b'{"type": 3}', b"", b"[" * 100_000):
+        assert describe("x/y", payload) == f"x/y <{len(payload)} bytes>"
+
+
+def test_long_values_are_shortened() -> None:
+    long = {**STATE, "payload": {"machine_id": "m", "values": [{"tag": "t", "value": "v" * 100}]}}
+    line = describe(STATE_TOPIC, json.dumps(long).encode())
+    assert line.endswith("t=" + "v" * 39 + "…")
+
+
+async def test_tail_prints_one_line_per_message_of_the_site_and_stops_at_the_limit(
+    broker: Mosquitto,
+) -> None:
+    config = HubConfig(url=broker.url)
+    # Retained, so they are there when tail subscribes: no race with its SUBSCRIBE.
+    async with HubConnection(config, client_id="agent", clean_start=True) as agent:
+        for topic, payload in [
+            ("plantsync/v1/plant-02/other", b"not for us"),
+            (STATE_TOPIC, json.dumps(STATE).encode()),
+            ("plantsync/v1/plant-01/raw", b"12345"),
+        ]:
+            await asyncio.wait_for(agent.publish(topic, payload, retain=True), 5)
+    out = io.StringIO()
+    async with asyncio.timeout(5):
+        printed = await tail(config, site="plant-01", out=out, limit=2)
+    assert printed == 2
+    assert sorted(line.split(" ", 1)[1] for line in out.getvalue().splitlines()) == [
+        "plant-01 machine.state machine/press-1 #42 speed=12.5 state=Executing",
+        "plantsync/v1/plant-01/raw <5 bytes>",
+    ]
+
+
+async def test_tail_returns_after_the_idle_timeout(broker: Mosquitto) -> None:
+    out = io.StringIO()
+    async with asyncio.timeout(5):
+        printed = await tail(HubConfig(url=broker.url), site=None, out=out, idle_timeout=0.3)
+    assert printed == 0
+    assert out.getvalue() == ""
