@@ -12,6 +12,7 @@ from plantsync.contracts.machine import (
     TagValue,
     machine_stream,
 )
+from plantsync.contracts.status import SiteStatus
 from plantsync.contracts.topics import Topics
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "MachineState",
     "MachineStateMessage",
     "Quality",
+    "SiteStatus",
     "TagValue",
     "Topics",
     "machine_stream",

@@ -1,18 +1,18 @@
 """The envelope every plantsync message travels in, whatever its direction.
 
-    {
-      "id": "0193a1c2-...",            unique, time-ordered (UUIDv7): de-duplicate by it
-      "type": "machine.state",          what the payload is
-      "schema_version": 1,              of that type's payload; bumped on breaking changes
-      "site": "plant-01",               the plant that sent it (or is addressed)
-      "source": "opcua:line-1",         which link inside the agent produced it
-      "stream": "machine/press-1",      ordering key
-      "seq": 42,                        per-stream sequence number: 1, 2, 3 ... gaps are losses
-      "event_time": "2026-...Z",        when it happened at the source
-      "historical": false,              true when sent from the backlog after an outage
-      "correlation_id": null,           follows a schedule through its acks and confirmations
-      "payload": { ... }
-    }
+{
+  "id": "0193a1c2-...",            unique, time-ordered (UUIDv7): de-duplicate by it
+  "type": "machine.state",          what the payload is
+  "schema_version": 1,              of that type's payload; bumped on breaking changes
+  "site": "plant-01",               the plant that sent it (or is addressed)
+  "source": "opcua:line-1",         which link inside the agent produced it
+  "stream": "machine/press-1",      ordering key
+  "seq": 42,                        per-stream sequence number: 1, 2, 3 ... gaps are losses
+  "event_time": "2026-...Z",        when it happened at the source
+  "historical": false,              true when sent from the backlog after an outage
+  "correlation_id": null,           follows a schedule through its acks and confirmations
+  "payload": { ... }
+}
 """
 
 from __future__ import annotations

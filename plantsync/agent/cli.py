@@ -1,0 +1,128 @@
+"""The ``plantsync`` command.
+
+plantsync run [--config PATH]              the service (default /etc/plantsync/agent.toml)
+plantsync check-config PATH                validate; summary and exit 0, or problems and exit 2
+plantsync demo [--duration S]              simulated plant + local broker + agent
+plantsync hub tail --broker URL [--site S] HQ side: print hub messages as they arrive
+plantsync version
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from plantsync import __version__
+from plantsync.config import config_hash, load_config, summarize
+from plantsync.config.model import AgentConfig, HubConfig
+from plantsync.errors import ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+DEFAULT_CONFIG = Path("/etc/plantsync/agent.toml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print("plantsync: the configuration is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plantsync", description="plant-edge sync agent")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the agent (the service)")
+    run.add_argument("--config", type=Path, default=_default_config_path())
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("path", type=Path)
+    check.set_defaults(handler=_check_config)
+
+    demo = commands.add_parser("demo", help="simulated plant + local broker + agent")
+    demo.add_argument("--duration", type=float, default=None, help="seconds; default: until ^C")
+    demo.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    demo.add_argument("--quiet", action="store_true", help="do not print the hub's messages")
+    demo.set_defaults(handler=_demo)
+
+    hub = commands.add_parser("hub", help="HQ-side tools").add_subparsers(
+        required=True, metavar="TOOL"
+    )
+    tail = hub.add_parser("tail", help="print hub messages as they arrive")
+    tail.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    tail.add_argument("--site", default=None, help="one site; default: every site")
+    tail.add_argument("--prefix", default="plantsync/v1", help="topic prefix")
+    tail.add_argument("--limit", type=int, default=None, help="stop after N messages")
+    tail.set_defaults(handler=_hub_tail)
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(handler=lambda _args: print(__version__) or EXIT_OK)
+    return parser
+
+
+def _default_config_path() -> Path:
+    return Path(os.environ.get("PLANTSYNC_CONFIG", DEFAULT_CONFIG))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.path)
+    print(summarize(config, args.path))
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    return run_agent(config, config_hash(config))
+
+
+def run_agent(config: AgentConfig, hash_: str) -> int:
+    """Run the agent in the foreground until SIGTERM or SIGINT; 0 after a clean stop."""
+    from plantsync.agent.logs import setup_logging
+    from plantsync.agent.service import Agent
+
+    setup_logging(config.log.level, config.log.format)
+    agent = Agent(config, config_hash=hash_)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(serve())
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from plantsync.agent.demo import run_demo
+
+    return run_demo(workdir=args.workdir, duration=args.duration, quiet=args.quiet)
+
+
+def _hub_tail(args: argparse.Namespace) -> int:
+    from plantsync.agent.hubtools import tail
+
+    try:
+        hub = HubConfig(url=args.broker, topic_prefix=args.prefix)
+    except ValidationError as exc:
+        reasons = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        print(f"plantsync hub tail: --broker/--prefix: {reasons}", file=sys.stderr)
+        return EXIT_CONFIG
+    asyncio.run(tail(hub, site=args.site, out=sys.stdout, limit=args.limit))
+    return EXIT_OK

@@ -1,0 +1,115 @@
+"""``plantsync demo``: a simulated plant, a local broker and the agent, on embedded defaults.
+
+    SimulatedPlant (asyncua server, 3 machines) ──▶ agent ──▶ Mosquitto (loopback) ──▶ hub tail
+
+Nothing to configure: the demo writes its store into a temporary folder (or ``--workdir``),
+starts Mosquitto on a loopback port, and prints the hub's messages as they arrive, next to the
+command that watches them from another terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from plantsync.agent.hubtools import tail
+from plantsync.agent.localbroker import Mosquitto, find_mosquitto, free_port
+from plantsync.agent.logs import setup_logging
+from plantsync.agent.service import Agent
+from plantsync.config import config_hash
+from plantsync.config.model import (
+    AgentConfig,
+    HubConfig,
+    LogConfig,
+    PolicyConfig,
+    SiteConfig,
+    StoreConfig,
+)
+from plantsync.drivers.simulator import SimulatedPlant
+
+DEMO_SITE = "demo-plant"
+PREFERRED_BROKER_PORT = 18830
+PREFERRED_OPCUA_PORT = 48400
+
+
+def run_demo(*, workdir: Path | None, duration: float | None, quiet: bool) -> int:
+    """Run the demo in the foreground until ^C (or ``duration`` seconds); exit code."""
+    if find_mosquitto() is None:
+        print("The demo needs Mosquitto: sudo apt-get install mosquitto", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="plantsync-demo-") as scratch:
+        root = workdir or Path(scratch)
+        root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_demo(root, duration, quiet))
+    return 0
+
+
+async def _demo(root: Path, duration: float | None, quiet: bool) -> None:
+    setup_logging("info", "plain")
+    with Mosquitto(root / "broker", port=_port(PREFERRED_BROKER_PORT)) as broker:
+        async with SimulatedPlant(port=_port(PREFERRED_OPCUA_PORT), tick=1.0) as plant:
+            config = _demo_config(root, broker.url, plant)
+            _banner(broker.url, plant.endpoint, root)
+            await _run(config, broker.url, duration, quiet)
+
+
+def _demo_config(root: Path, broker_url: str, plant: SimulatedPlant) -> AgentConfig:
+    return AgentConfig(
+        site=SiteConfig(id=DEMO_SITE, name="Demo plant"),
+        hub=HubConfig(url=broker_url),
+        store=StoreConfig(path=root / "store.db"),
+        opcua=[plant.server_config(name="line-1")],
+        policy=PolicyConfig(snapshot_interval=timedelta(seconds=30)),
+        log=LogConfig(level="info"),
+    )
+
+
+async def _run(config: AgentConfig, broker_url: str, duration: float | None, quiet: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    agent = Agent(config, config_hash=config_hash(config))
+    async with asyncio.TaskGroup() as tasks:
+        viewer = None
+        if not quiet:
+            hub = HubConfig(url=broker_url, topic_prefix=config.hub.topic_prefix)
+            viewer = tasks.create_task(tail(hub, site=DEMO_SITE, out=sys.stdout), name="tail")
+        await agent.run(stop)
+        if viewer is not None:
+            viewer.cancel()
+
+
+def _banner(broker_url: str, endpoint: str, root: Path) -> None:
+    print(
+        f"""
+plantsync demo — a simulated plant of three machines, synced to a local MQTT hub
+  OPC UA server (simulated plant): {endpoint}
+  MQTT hub:                        {broker_url}
+  agent store:                     {root / "store.db"}
+Watch the hub from another terminal:
+  .venv/bin/plantsync hub tail --broker {broker_url} --site {DEMO_SITE}
+  mosquitto_sub -p {broker_url.rsplit(":", 1)[1]} -t 'plantsync/v1/#' -v  (mosquitto-clients)
+Stop with Ctrl-C.
+""",
+        flush=True,
+    )
+
+
+def _port(preferred: int) -> int:
+    """The preferred loopback port when it is free, so the demo's URLs are easy to remember."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred

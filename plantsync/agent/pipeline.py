@@ -1,0 +1,209 @@
+"""From readings to durable machine.state messages: the single writer of the outbox.
+
+    sources ──submit(batch)──▶ [bounded queue] ──▶ group by machine ──▶ seq ──▶ outbox.add
+                                                   (one message per        (one transaction
+                                                    machine per batch)      per group commit)
+
+Group commit: the pipeline takes one item, then everything already queued up to
+``commit_batch`` rows, and commits them in one transaction. Under load many batches share one
+fsync; when idle a single change is committed at once, so durability never waits on a timer.
+
+The pipeline is the only producer of sequence numbers. It starts from the outbox's
+``last_sequences()`` and advances a stream's counter only after its rows are committed, so
+the per-stream sequence has no gaps except where telemetry was evicted (and that is counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from plantsync.buffer.base import Lane, Outbox, Record
+from plantsync.contracts import (
+    MACHINE_STATE_VERSION,
+    MachineState,
+    MachineStateMessage,
+    TagValue,
+    Topics,
+    machine_stream,
+    new_message_id,
+)
+from plantsync.drivers.base import Reading
+from plantsync.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    source: str
+    readings: Sequence[Reading]
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """Ask for a full snapshot of every machine, in order with the changes around it."""
+
+
+@dataclass
+class PipelineCounters:
+    readings: int = 0
+    messages: int = 0
+    commits: int = 0
+    dropped: int = 0
+    """Telemetry the outbox shed to stay under its size cap (evicted or refused)."""
+    store_errors: int = 0
+
+
+class Pipeline:
+    """Maps readings to machine.state messages and commits them to the outbox."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        topics: Topics,
+        *,
+        commit_batch: int = 500,
+        queue_size: int = 1000,
+    ) -> None:
+        self._outbox, self._topics = outbox, topics
+        self._commit_batch = commit_batch
+        # Bounded: when the store falls behind, submit() waits, and the pressure reaches the
+        # sources' own bounded queues, which count what they drop.
+        self._queue: asyncio.Queue[_Batch | _Snapshot | None] = asyncio.Queue(queue_size)
+        self._next_seq: dict[str, int] = {}
+        self._latest: dict[str, dict[str, TagValue]] = defaultdict(dict)
+        self._sources: dict[str, str] = {}
+        self.committed = asyncio.Event()
+        """Set after every commit; the uplink clears it and waits on it when it has nothing."""
+        self.counters = PipelineCounters()
+
+    async def start(self) -> None:
+        """Load the sequence numbers committed before the last stop (or crash)."""
+        self._next_seq = {
+            stream: last + 1 for stream, last in (await self._outbox.last_sequences()).items()
+        }
+
+    async def submit(self, source: str, readings: Sequence[Reading]) -> None:
+        """Queue one notification batch from ``source``; waits while the queue is full."""
+        if readings:
+            await self._queue.put(_Batch(source, readings))
+
+    async def request_snapshot(self) -> None:
+        await self._queue.put(_Snapshot())
+
+    async def close(self) -> None:
+        """Ask ``run`` to commit what is queued and return."""
+        await self._queue.put(None)
+
+    async def run(self) -> None:
+        """Commit queued items until ``close()``; store errors are counted and logged once."""
+        while True:
+            items = [await self._queue.get()]
+            while len(items) < self._commit_batch and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            closing = items[-1] is None
+            records = self._records([item for item in items if item is not None])
+            if records:
+                await self._commit(records)
+            if closing:
+                return
+
+    async def _commit(self, records: list[Record]) -> None:
+        try:
+            self.counters.dropped += await self._outbox.add(records)
+        except StoreError as exc:
+            # Telemetry only: the outbox refuses it only when it cannot write at all.
+            self.counters.store_errors += 1
+            self.counters.dropped += len(records)
+            if self.counters.store_errors == 1 or self.counters.store_errors % 1000 == 0:
+                log.error("outbox refused %d messages: %s", len(records), exc)
+            return
+        for record in records:
+            self._next_seq[record.stream] = record.seq + 1
+        self.counters.messages += len(records)
+        self.counters.commits += 1
+        self.committed.set()
+
+    def _records(self, items: Iterable[_Batch | _Snapshot]) -> list[Record]:
+        # Sequence numbers are assigned on a copy and adopted only after the commit.
+        sequences = dict(self._next_seq)
+        records: list[Record] = []
+        for item in items:
+            if isinstance(item, _Snapshot):
+                records.extend(self._snapshot_records(sequences))
+            else:
+                records.extend(self._change_records(item, sequences))
+        return records
+
+    def _change_records(self, batch: _Batch, sequences: dict[str, int]) -> list[Record]:
+        self.counters.readings += len(batch.readings)
+        by_machine: dict[str, list[TagValue]] = defaultdict(list)
+        for reading in batch.readings:
+            value = _tag_value(reading)
+            by_machine[reading.machine_id].append(value)
+            self._latest[reading.machine_id][reading.tag] = value
+            self._sources[reading.machine_id] = batch.source
+        return [
+            self._record(batch.source, machine, values, "change", sequences)
+            for machine, values in by_machine.items()
+        ]
+
+    def _snapshot_records(self, sequences: dict[str, int]) -> list[Record]:
+        return [
+            self._record(
+                self._sources[machine], machine, list(tags.values()), "snapshot", sequences
+            )
+            for machine, tags in self._latest.items()
+        ]
+
+    def _record(
+        self,
+        source: str,
+        machine_id: str,
+        values: list[TagValue],
+        kind: str,
+        sequences: dict[str, int],
+    ) -> Record:
+        stream = machine_stream(machine_id)
+        seq = sequences.get(stream, 1)
+        sequences[stream] = seq + 1
+        times = [value.source_time for value in values if value.source_time is not None]
+        message = MachineStateMessage(
+            id=new_message_id(),
+            schema_version=MACHINE_STATE_VERSION,
+            site=self._topics.site,
+            source=source,
+            stream=stream,
+            seq=seq,
+            event_time=max(times) if times else datetime.now(UTC),
+            payload=MachineState(
+                machine_id=machine_id,
+                kind="snapshot" if kind == "snapshot" else "change",
+                values=values,
+            ),
+        )
+        return Record(
+            message_id=message.id,
+            lane=Lane.TELEMETRY,
+            stream=stream,
+            seq=seq,
+            topic=self._topics.machine_state(machine_id),
+            payload=message.model_dump_json(exclude_defaults=False).encode(),
+            created_at=time.time(),
+        )
+
+
+def _tag_value(reading: Reading) -> TagValue:
+    return TagValue(
+        tag=reading.tag,
+        value=reading.value,
+        quality=reading.quality,
+        status_code=reading.status_code,
+        source_time=reading.source_time,
+    )

@@ -1,0 +1,136 @@
+"""One owner of reconnection for every link: capped exponential backoff with full jitter.
+
+A link is a function that connects, calls ``up()`` once it is usable, and serves until the link
+drops (it raises ``LinkError``) or the agent stops (it returns, or is cancelled). The supervisor
+runs it again after a delay, records the link's health, and logs once per state change, not once
+per retry: counters go to the health record, which the status page and metrics read.
+
+    CONNECTING ──up()──▶ UP ──LinkError──▶ BACKOFF ──delay──▶ CONNECTING
+         │                                    ▲
+         └──LinkMisconfigured──▶ FAILED ──────┘ (retried at the longest delay:
+                                                  a fix on the peer is picked up)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from plantsync.errors import LinkError, LinkMisconfigured
+
+log = logging.getLogger(__name__)
+
+
+class LinkState(StrEnum):
+    CONNECTING = "connecting"
+    UP = "up"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass
+class LinkHealth:
+    """What the status page shows about one link; written only by its running object."""
+
+    name: str
+    state: LinkState = LinkState.CONNECTING
+    since: float = field(default_factory=time.time)
+    last_error: str | None = None
+    last_activity: float | None = None
+    """Unix time of the last successful exchange (notification received, PUBACK received)."""
+    connects: int = 0
+    failures: int = 0
+    _last_logged: tuple[LinkState, str | None] | None = field(default=None, repr=False)
+
+    def transition(self, state: LinkState, error: BaseException | None = None) -> None:
+        """Move to ``state``; log once per change of (state, error), never once per retry.
+
+        CONNECTING is logged at debug level only, so a link that keeps failing the same way
+        writes one warning, and then one line when it comes back.
+        """
+        reason = _describe(error) if error is not None else None
+        self.state, self.since = state, time.time()
+        if error is not None:
+            self.last_error = reason
+        if state is LinkState.CONNECTING:
+            log.debug("link %s connecting", self.name)
+            return
+        if (state, reason) == self._last_logged:
+            return
+        self._last_logged = (state, reason)
+        level = logging.WARNING if state in (LinkState.BACKOFF, LinkState.FAILED) else logging.INFO
+        log.log(level, "link %s %s%s", self.name, state.value, f": {reason}" if reason else "")
+
+    def touch(self) -> None:
+        """Record a successful exchange, for "connected but nothing flows" detection."""
+        self.last_activity = time.time()
+
+
+def _describe(error: BaseException) -> str:
+    """The error and its cause in one line: the OS error usually explains the failure."""
+    text = str(error) or type(error).__name__
+    cause = error.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} ({type(cause).__name__}: {cause})"
+    return text
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter: a delay drawn from [0, min(cap, base·2ⁿ)].
+
+    Full jitter spreads the reconnects of many plants after a hub outage, so they do not all
+    arrive in the same second.
+    """
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.initial, self.maximum = initial, maximum
+        self._attempt = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * 2**self._attempt)
+        self._attempt = min(self._attempt + 1, 32)
+        return self._rng.uniform(0, ceiling)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+Session = Callable[[Callable[[], None]], Awaitable[None]]
+"""Connects, calls its argument once the link is usable, serves until the link drops."""
+
+
+async def supervise(health: LinkHealth, session: Session, backoff: Backoff) -> None:
+    """Run ``session`` until it returns normally; reconnect after every LinkError.
+
+    Cancellation (the agent stopping) propagates; it is never swallowed.
+    """
+
+    def up() -> None:
+        health.connects += 1
+        health.touch()
+        backoff.reset()
+        health.transition(LinkState.UP)
+
+    while True:
+        health.transition(LinkState.CONNECTING)
+        try:
+            await session(up)
+        except LinkError as exc:
+            health.failures += 1
+            health.transition(LinkState.BACKOFF, exc)
+            delay = backoff.next_delay()
+        except LinkMisconfigured as exc:
+            health.failures += 1
+            health.transition(LinkState.FAILED, exc)
+            delay = backoff.maximum
+        else:
+            health.transition(LinkState.STOPPED)
+            return
+        await asyncio.sleep(delay)
