@@ -15,8 +15,8 @@ demo: $(STAMP) system-deps
 test: $(STAMP) system-deps lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check plantsync tests
-	$(BIN)/ruff format --check plantsync tests
+	$(BIN)/ruff check plantsync tests bench
+	$(BIN)/ruff format --check plantsync tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -45,6 +45,11 @@ system-deps:
 	  else \
 	    echo "Mosquitto is needed. Install it with: sudo apt-get install mosquitto"; exit 1; \
 	  fi; }
+
+# Figures, not pass/fail: each prints the agent's number next to a ceiling measured in the same run.
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/bench_outbox.py
+	$(BIN)/python bench/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,29 @@
+"""``make demo`` runs ``plantsync demo``: it must start everything and show the machines'
+messages arriving at the hub within seconds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_demo_shows_every_machines_state_arriving_at_the_hub(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "plantsync", "demo", "--duration", "8", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any("plantsync hub tail --broker mqtt://127.0.0.1:" in line for line in lines)
+    assert any(" status online " in line for line in lines), result.stdout
+    for machine in ("press-1", "press-2", "lathe-1"):
+        assert any(f"machine.state machine/{machine} #" in line for line in lines), machine
+    assert (tmp_path / "store.db").exists()
