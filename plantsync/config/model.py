@@ -261,6 +261,25 @@ class OpcUaServerConfig(Section):
         return self
 
 
+class MesConfig(Section):
+    """The plant's MES REST endpoint that schedule changes are delivered to."""
+
+    url: str = Field(description="base URL, e.g. https://mes.plant.local/api/plantsync")
+    token: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer'")
+    tls: Tls | None = None
+    request_timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.password is not None:
+            raise ValueError("put credentials in token, not in the url")
+        return url
+
+
 class StoreConfig(Section):
     """The local SQLite store that makes every message durable first."""
 
@@ -268,10 +287,9 @@ class StoreConfig(Section):
     max_size: ByteSize = Field(
         default=ByteSize(1024**3), description="cap on the outbox; telemetry is evicted first"
     )
-    commit_interval: Duration = Field(
-        default=timedelta(milliseconds=20), description="group commit: wait at most this long"
+    commit_batch: int = Field(
+        default=500, ge=1, description="group commit: at most this many rows per transaction"
     )
-    commit_batch: int = Field(default=500, ge=1, description="group commit: or this many rows")
 
 
 class PolicyConfig(Section):
@@ -307,6 +325,7 @@ class AgentConfig(Section):
     hub: HubConfig
     store: StoreConfig = StoreConfig()
     opcua: list[OpcUaServerConfig] = Field(default_factory=list)
+    mes: MesConfig | None = None
     policy: PolicyConfig = PolicyConfig()
     reconnect: ReconnectConfig = ReconnectConfig()
     log: LogConfig = LogConfig()

@@ -58,3 +58,55 @@ class Source(Protocol):
         stall timeout.
         """
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """One schedule change for one order, as a plant system receives it."""
+
+    idempotency_key: str
+    """Stable across retries and restarts: the HQ message id and the order id."""
+    change_type: str
+    """The down message type, e.g. ``schedule.release`` or ``order.cancel``."""
+    order_id: str
+    revision: int
+    body: dict[str, object]
+    """The change as JSON-ready data (the order, or the hold / substitution / cancellation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlantVerdict:
+    """What the plant system said: applied, or refused with its reason."""
+
+    applied: bool
+    reason: str | None = None
+
+
+class ScheduleSink(Protocol):
+    """A plant system that schedule changes are delivered to (MES REST, OPC UA Job Control)."""
+
+    @property
+    def name(self) -> str:
+        """The link's name, for health, logs and acknowledgements."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        """Prepare the link; raise SourceUnavailable or LinkMisconfigured."""
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Release the link within a bounded time."""
+        ...
+
+    async def apply(self, change: OrderChange) -> PlantVerdict:
+        """Deliver one change. The same ``idempotency_key`` twice must take effect once.
+
+        Returns the plant's verdict; raises SourceUnavailable when the plant system cannot be
+        reached or answers with a server error (the downlink retries with backoff).
+        """
+        ...

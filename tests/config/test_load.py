@@ -92,6 +92,7 @@ def test_sample_config_loads() -> None:
         model.HubConfig,
         model.Tls,
         model.StoreConfig,
+        model.MesConfig,
         model.OpcUaServerConfig,
         model.MachineConfig,
         model.TagConfig,

@@ -1,0 +1,132 @@
+"""MES over REST: schedule changes POSTed with an idempotency key.
+
+    POST <url>/orders/<order_id>/changes
+    Idempotency-Key: <hq message id>:<order id>
+    {"type": "schedule.revision", "order_id": "...", "revision": 3, "change": {...}}
+
+    2xx                  applied
+    409 Conflict         applied: the MES already has this key (a retry after a crash)
+    other 4xx            refused by the MES: its reason goes back to HQ as "rejected"
+    5xx, timeout, refused connection
+                         SourceUnavailable: the downlink retries with backoff, HQ sees "pending"
+
+The driver makes one attempt per call and has no retry loop: the agent owns retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Self
+from urllib.parse import quote
+
+import httpx
+
+from plantsync.config.model import MesConfig, Tls
+from plantsync.drivers.base import OrderChange, PlantVerdict
+from plantsync.errors import LinkMisconfigured, SourceUnavailable
+
+_REASON_LIMIT = 300
+"""Characters of an MES error body carried into an acknowledgement."""
+
+
+class MesHttpSink:
+    """Delivers order changes to an MES REST endpoint."""
+
+    def __init__(
+        self, config: MesConfig, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._config, self._transport = config, transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def name(self) -> str:
+        return "mes"
+
+    async def __aenter__(self) -> Self:
+        headers = {"User-Agent": "plantsync"}
+        if self._config.token is not None:
+            headers["Authorization"] = f"Bearer {self._config.token.get_secret_value()}"
+        self._client = httpx.AsyncClient(
+            base_url=self._config.url.rstrip("/") + "/",
+            headers=headers,
+            timeout=self._config.request_timeout.total_seconds(),
+            verify=_verify(self._config.tls),
+            transport=self._transport,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def apply(self, change: OrderChange) -> PlantVerdict:
+        """POST one change; see the module docstring for how answers are read."""
+        if self._client is None:
+            raise SourceUnavailable("mes: not connected")
+        with _map_httpx_exceptions(self._config.url):
+            response = await self._client.post(
+                f"orders/{quote(change.order_id, safe='')}/changes",
+                json={
+                    "type": change.change_type,
+                    "order_id": change.order_id,
+                    "revision": change.revision,
+                    "change": change.body,
+                },
+                headers={"Idempotency-Key": change.idempotency_key},
+            )
+        return _verdict(response)
+
+
+def _verdict(response: httpx.Response) -> PlantVerdict:
+    status = response.status_code
+    if status < 300 or status == httpx.codes.CONFLICT:
+        return PlantVerdict(applied=True)
+    if status >= 500:
+        raise SourceUnavailable(f"mes answered {status} {response.reason_phrase}")
+    if status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+        raise LinkMisconfigured(f"mes refused the credentials: {status} {response.reason_phrase}")
+    return PlantVerdict(applied=False, reason=f"mes {status}: {_reason(response)}")
+
+
+def _reason(response: httpx.Response) -> str:
+    """The MES's own words: a JSON ``detail``/``message``/``error`` field, else the body."""
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        if isinstance(body, dict):
+            for key in ("detail", "message", "error"):
+                if isinstance(body.get(key), str):
+                    return str(body[key])[:_REASON_LIMIT]
+    return response.text[:_REASON_LIMIT] or response.reason_phrase
+
+
+def _verify(tls: Tls | None) -> ssl.SSLContext | bool:
+    if tls is None:
+        return True
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file is not None and tls.key_file is not None:
+            password = tls.key_password.get_secret_value() if tls.key_password else None
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file), password)
+    except (OSError, ssl.SSLError) as exc:
+        raise LinkMisconfigured(f"mes TLS files cannot be used: {exc}") from exc
+    context.check_hostname = tls.verify == "full"
+    return context
+
+
+@contextlib.contextmanager
+def _map_httpx_exceptions(url: str) -> Iterator[None]:
+    """The one place httpx's exceptions become plantsync's."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise SourceUnavailable(f"mes {url}: timed out") from exc
+    except httpx.TransportError as exc:
+        raise SourceUnavailable(f"mes {url}: {exc or type(exc).__name__}") from exc
