@@ -1,4 +1,4 @@
-"""The durable store: outbox (up); inbox, dead letters and last-known-good schedule follow."""
+"""The durable store: outbox (up), inbox, dead letters and last-known-good schedule (down)."""
 
 from plantsync.buffer.base import (
     Claimed,
@@ -9,18 +9,36 @@ from plantsync.buffer.base import (
     Record,
     RowStatus,
 )
+from plantsync.buffer.inbox import (
+    DeadLetter,
+    Inbox,
+    InboxRow,
+    InboxStats,
+    InboxStatus,
+    OrderState,
+)
+from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.memory import MemoryOutbox, MemoryStorage
 from plantsync.buffer.sqlite import SqliteOutbox
+from plantsync.buffer.store import Store
 
 __all__ = [
     "Claimed",
+    "DeadLetter",
+    "Inbox",
+    "InboxRow",
+    "InboxStats",
+    "InboxStatus",
     "Lane",
     "LaneStats",
     "MemoryOutbox",
     "MemoryStorage",
+    "OrderState",
     "Outbox",
     "OutboxStats",
     "Record",
     "RowStatus",
+    "SqliteInbox",
     "SqliteOutbox",
+    "Store",
 ]

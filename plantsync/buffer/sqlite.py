@@ -1,25 +1,19 @@
-"""The durable outbox: SQLite through one aiosqlite connection.
+"""The durable outbox: SQLite, in the store's one database (``database.Database``).
 
     add    BEGIN IMMEDIATE; evict oldest ready telemetry; INSERT (executemany); streams; COMMIT
     begin  BEGIN IMMEDIATE; UPDATE … RETURNING per lane, business first; COMMIT
     ack    DELETE … RETURNING size        nack   UPDATE status = READY
 
-WAL with ``synchronous=FULL``: a message the producer was told is accepted survives a power cut
-(NORMAL can lose the last commits; MEASURED.md). Every call costs a fixed handful of awaits,
-never one per row, because each aiosqlite await costs about 95 µs. Row id lists travel as one
-JSON parameter (``json_each``), so no SQL is ever built from values.
-
-sqlite3 errors become ``StoreError`` in ``_store_errors`` only, with the original chained.
+``add_in`` is ``add`` inside a transaction someone else opened: the inbox commits the
+acknowledgements of a settled message with the settlement itself. Every call costs a fixed
+handful of awaits, never one per row, because each aiosqlite await costs about 95 µs. Row id
+lists travel as one JSON parameter (``json_each``), so no SQL is ever built from values.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,31 +28,11 @@ from plantsync.buffer.base import (
     RowStatus,
     shed_incoming_telemetry,
 )
-from plantsync.errors import StoreError, StoreFull
+from plantsync.buffer.database import SCHEMA_VERSION, Database, Transaction
+from plantsync.errors import StoreFull
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of a store this code writes; older stores are migrated forward."""
+__all__ = ["SCHEMA_VERSION", "SqliteOutbox"]
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (  # 0 -> 1
-        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, lane INTEGER NOT NULL,"
-        " status INTEGER NOT NULL, message_id TEXT NOT NULL, stream TEXT NOT NULL,"
-        " seq INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,"
-        " size INTEGER NOT NULL, created_at REAL NOT NULL)",
-        "CREATE INDEX outbox_claim ON outbox (lane, status, id)",
-        "CREATE TABLE streams (stream TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)",
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        "INSERT INTO meta (key, value) VALUES ('evicted_total', 0)",
-        "PRAGMA user_version = 1",
-    ),
-)
-
-_PRAGMAS = (
-    "PRAGMA journal_mode = WAL;"
-    " PRAGMA synchronous = FULL;"
-    " PRAGMA foreign_keys = ON;"
-    " PRAGMA busy_timeout = 5000;"
-)
 _INSERT = (
     "INSERT INTO outbox (lane, status, message_id, stream, seq, topic, payload, size, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -81,65 +55,76 @@ _DELETE_IDS = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) R
 _RELEASE_IDS = (
     "UPDATE outbox SET status = ? WHERE status = ? AND id IN (SELECT value FROM json_each(?))"
 )
+_RELEASE_ALL = "UPDATE outbox SET status = ? WHERE status = ?"
+_TOTALS = (
+    "SELECT (SELECT COALESCE(SUM(size), 0) FROM outbox),"
+    " (SELECT value FROM meta WHERE key = 'evicted_total')"
+)
 _EVICTION_PAGE = 256
 
 
 class SqliteOutbox:
-    """The durable ``Outbox``. Open it with ``await SqliteOutbox.open(path, max_size_bytes=…)``.
+    """The durable ``Outbox``. ``await SqliteOutbox.open(path, max_size_bytes=…)`` opens it alone;
+    ``Store.open`` opens it together with the inbox over the same connection.
 
-    One connection, used by one coroutine at a time (an asyncio lock around each transaction).
+    Closing it closes the database it lives in (and so the inbox beside it).
     """
 
     def __init__(
-        self,
-        connection: aiosqlite.Connection,
-        *,
-        path: Path,
-        max_size_bytes: int,
-        size_bytes: int,
-        evicted_total: int,
+        self, database: Database, *, max_size_bytes: int, size_bytes: int, evicted_total: int
     ) -> None:
-        self._connection = connection
-        self._path = path
+        self._database = database
+        self._connection = database.connection  # for fault injection in tests only
         self._max_size_bytes = max_size_bytes
         self._size_bytes = size_bytes
         self._evicted_total = evicted_total
-        self._lock = asyncio.Lock()
-        self._closed = False
 
     @classmethod
     async def open(cls, path: Path, *, max_size_bytes: int) -> SqliteOutbox:
         """Open (or create) the store at ``path``, owner-only, and return claimed rows to ready."""
-        with _store_errors(path):
-            _create_private_file(path)
-            connection = await aiosqlite.connect(path, isolation_level=None)
-            try:
-                size_bytes, evicted_total = await _prepare(connection)
-            except BaseException:
-                await connection.close()
-                raise
+        database = await Database.open(path)
+        try:
+            return await cls.load(database, max_size_bytes=max_size_bytes)
+        except BaseException:
+            await database.close()
+            raise
+
+    @classmethod
+    async def load(cls, database: Database, *, max_size_bytes: int) -> SqliteOutbox:
+        """The outbox of an open database; rows claimed by an earlier process return to ready."""
+        async with database.write() as transaction:
+            connection = transaction.connection
+            await connection.execute(_RELEASE_ALL, (RowStatus.READY, RowStatus.INFLIGHT))
+            ((size_bytes, evicted_total),) = await connection.execute_fetchall(_TOTALS)
         return cls(
-            connection,
-            path=path,
+            database,
             max_size_bytes=max_size_bytes,
-            size_bytes=size_bytes,
-            evicted_total=evicted_total,
+            size_bytes=int(size_bytes),
+            evicted_total=int(evicted_total),
         )
 
     async def add(self, records: Sequence[Record]) -> int:
         """Commit ``records`` in one transaction; see ``Outbox.add``."""
         if not records:
             return 0
-        async with self._write() as connection:
-            excess = self._size_bytes + _total_size(records) - self._max_size_bytes
-            freed, evicted = await _evict_telemetry(connection, excess)
-            kept, shed = shed_incoming_telemetry(records, excess - freed)
-            size_bytes = self._size_bytes - freed + _total_size(kept)
-            if size_bytes > self._max_size_bytes:
-                raise self._store_full(records)  # rolls back the evictions too
-            await _insert(connection, kept, records, evicted + shed)
-        self._size_bytes = size_bytes
-        self._evicted_total += evicted + shed
+        async with self._database.write() as transaction:
+            return await self.add_in(transaction, records)
+
+    async def add_in(self, transaction: Transaction, records: Sequence[Record]) -> int:
+        """``add`` inside the caller's write transaction, at most once per transaction.
+
+        Raises ``StoreFull`` like ``add``; the caller's transaction then rolls back whole. The
+        size and eviction counters move only when that transaction commits.
+        """
+        connection = transaction.connection
+        excess = self._size_bytes + _total_size(records) - self._max_size_bytes
+        freed, evicted = await _evict_telemetry(connection, excess)
+        kept, shed = shed_incoming_telemetry(records, excess - freed)
+        grown = _total_size(kept) - freed
+        if self._size_bytes + grown > self._max_size_bytes:
+            raise self._store_full(records)
+        await _insert(connection, kept, records, evicted + shed)
+        transaction.after_commit(lambda: self._count(grown, evicted + shed))
         return evicted + shed
 
     async def begin(self, limit: int) -> list[Claimed]:
@@ -147,7 +132,8 @@ class SqliteOutbox:
         claimed: list[Claimed] = []
         if limit <= 0:
             return claimed
-        async with self._write() as connection:
+        async with self._database.write() as transaction:
+            connection = transaction.connection
             for lane in sorted(Lane):
                 wanted = limit - len(claimed)
                 if wanted > 0:
@@ -161,22 +147,24 @@ class SqliteOutbox:
         """Delete acknowledged rows; unknown ids are ignored."""
         if not row_ids:
             return
-        async with self._write() as connection:
+        async with self._database.write() as transaction:
+            connection = transaction.connection
             rows = await connection.execute_fetchall(_DELETE_IDS, (_id_list(row_ids),))
-        self._size_bytes -= sum(int(size) for (size,) in rows)
+            freed = sum(int(size) for (size,) in rows)
+            transaction.after_commit(lambda: self._count(-freed, 0))
 
     async def nack(self, row_ids: Sequence[int]) -> None:
         """Return claimed rows to ready; they keep their id, hence their place in line."""
         if not row_ids:
             return
         params = (RowStatus.READY, RowStatus.INFLIGHT, _id_list(row_ids))
-        async with self._write() as connection:
-            await connection.execute(_RELEASE_IDS, params)
+        async with self._database.write() as transaction:
+            await transaction.connection.execute(_RELEASE_IDS, params)
 
     async def stats(self) -> OutboxStats:
         """Depth and oldest ``created_at`` per lane, bytes used, evictions since creation."""
         query = "SELECT lane, COUNT(*), MIN(created_at) FROM outbox GROUP BY lane"
-        async with self._read() as connection:
+        async with self._database.read() as connection:
             rows = await connection.execute_fetchall(query)
         lanes = {lane: LaneStats() for lane in Lane}
         for lane, depth, oldest in rows:
@@ -185,105 +173,26 @@ class SqliteOutbox:
 
     async def last_sequences(self) -> dict[str, int]:
         """The highest sequence number ``add`` accepted per stream, dropped telemetry included."""
-        async with self._read() as connection:
+        async with self._database.read() as connection:
             rows = await connection.execute_fetchall("SELECT stream, last_seq FROM streams")
         return {stream: last_seq for stream, last_seq in rows}
 
     async def close(self) -> None:
-        """Close the connection; claimed rows return to ready when the store is opened again."""
-        async with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            with _store_errors(self._path):
-                await self._connection.close()
+        """Close the store's database; claimed rows return to ready when it is opened again."""
+        await self._database.close()
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            if self._closed:
-                raise StoreError(f"outbox {self._path} is closed")
-            with _store_errors(self._path):
-                yield self._connection
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction; anything raised inside rolls it back."""
-        async with self._read() as connection:
-            await connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                # SQLite rolls back by itself after some errors (SQLITE_FULL among them).
-                if connection.in_transaction:
-                    await connection.rollback()
-                raise
-            await connection.commit()
+    def _count(self, grown: int, evicted: int) -> None:
+        """Move the in-memory counters once the rows they count are committed."""
+        self._size_bytes += grown
+        self._evicted_total += evicted
 
     def _store_full(self, records: Sequence[Record]) -> StoreFull:
         business = sum(1 for record in records if record.lane == Lane.BUSINESS)
         return StoreFull(
-            f"outbox {self._path} full ({self._size_bytes} of {self._max_size_bytes} bytes)"
+            f"outbox {self._database.path} full"
+            f" ({self._size_bytes} of {self._max_size_bytes} bytes)"
             f" with no telemetry left to evict: {business} business rows refused until it drains"
         )
-
-
-@contextmanager
-def _store_errors(path: Path) -> Iterator[None]:
-    """The one place where sqlite3 and OS errors become ``StoreError``."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
-            message = f"outbox {path}: disk full, nothing from this call was committed ({exc})"
-            raise StoreError(message) from exc
-        raise StoreError(f"outbox {path}: {exc}") from exc
-    except OSError as exc:
-        raise StoreError(f"outbox {path}: {exc}") from exc
-
-
-def _create_private_file(path: Path) -> None:
-    """Create the file owner-only before SQLite does: payloads may carry secrets."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    # SQLite gives -wal and -shm the main file's mode; tighten files left by older installs too.
-    for suffix in ("", "-wal", "-shm"):
-        sibling = path.with_name(path.name + suffix)
-        if sibling.exists():
-            sibling.chmod(0o600)
-
-
-async def _prepare(connection: aiosqlite.Connection) -> tuple[int, int]:
-    """Set PRAGMAs, migrate, return claimed rows to ready; return (size_bytes, evicted_total)."""
-    await connection.executescript(_PRAGMAS)
-    await connection.execute("BEGIN IMMEDIATE")
-    try:
-        await _migrate(connection)
-        release = "UPDATE outbox SET status = ? WHERE status = ?"
-        await connection.execute(release, (RowStatus.READY, RowStatus.INFLIGHT))
-        totals = await connection.execute_fetchall(
-            "SELECT (SELECT COALESCE(SUM(size), 0) FROM outbox),"
-            " (SELECT value FROM meta WHERE key = 'evicted_total')"
-        )
-    except BaseException:
-        await connection.rollback()
-        raise
-    await connection.commit()
-    ((size_bytes, evicted_total),) = totals
-    return int(size_bytes), int(evicted_total)
-
-
-async def _migrate(connection: aiosqlite.Connection) -> None:
-    """Run the migrations this store has not seen yet, inside the caller's transaction."""
-    ((version,),) = await connection.execute_fetchall("PRAGMA user_version")
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"store has schema version {version}, newer than {SCHEMA_VERSION}: "
-            "it was written by a later plantsync"
-        )
-    for migration in _MIGRATIONS[version:]:
-        for statement in migration:
-            await connection.execute(statement)
 
 
 async def _evict_telemetry(connection: aiosqlite.Connection, excess: int) -> tuple[int, int]:

@@ -1,0 +1,83 @@
+"""The durable store: one SQLite file, one connection, two views of it.
+
+    store = await Store.open(path, max_size_bytes=…)
+    store.outbox    the ``Outbox`` (up): SqliteOutbox
+    store.inbox     the ``Inbox`` (down), dead letters, last-known-good schedule: SqliteInbox
+    await store.close()
+
+Both views share the connection and its lock, so ``inbox.settle`` commits a message's new
+status, the schedule it applied and its acknowledgements (outbox rows) in one transaction.
+``SqliteOutbox.open`` still opens the same file for callers that need only the outbox; the
+schema (``database.MIGRATIONS``) is the same either way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from plantsync.buffer.database import Database
+from plantsync.buffer.inbox_sqlite import SqliteInbox
+from plantsync.buffer.sqlite import SqliteOutbox
+
+
+class Store:
+    """The outbox and the inbox over one database. Open it with ``await Store.open(…)``.
+
+    Closing either view closes the database; close the store once, after both the uplink and
+    the downlink have stopped. Also an async context manager that closes it on exit.
+    """
+
+    def __init__(self, database: Database, outbox: SqliteOutbox, inbox: SqliteInbox) -> None:
+        self._database = database
+        self._outbox = outbox
+        self._inbox = inbox
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, max_size_bytes: int, clock: Callable[[], float] = time.time
+    ) -> Store:
+        """Open (or create) the store at ``path``, owner-only, migrated to the current schema.
+
+        ``max_size_bytes`` caps the outbox (see ``Outbox.add``); ``clock`` stamps what the inbox
+        records and decides which retries are due.
+        """
+        database = await Database.open(path)
+        try:
+            outbox = await SqliteOutbox.load(database, max_size_bytes=max_size_bytes)
+        except BaseException:
+            await database.close()
+            raise
+        return cls(database, outbox, SqliteInbox(database, outbox, clock=clock))
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file."""
+        return self._database.path
+
+    @property
+    def outbox(self) -> SqliteOutbox:
+        """The queue from the pipeline to the uplink."""
+        return self._outbox
+
+    @property
+    def inbox(self) -> SqliteInbox:
+        """The queue from the MQTT subscription to the downlink, and what it applied."""
+        return self._inbox
+
+    async def close(self) -> None:
+        """Close the database; closing twice is harmless."""
+        await self._database.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
