@@ -7,9 +7,11 @@
     │   └── SourceUnavailable      an OPC UA server (or MES) is unreachable or went away
     ├── LinkMisconfigured      disable the link and report it; retrying cannot help
     │                          (unknown node id, credentials refused, certificate not trusted)
-    └── StoreError             exit non-zero: the durable store cannot be opened or written
-        └── StoreFull              partial write: telemetry was shed, business rows are refused
-                                   (back-pressure) until the outbox drains
+    ├── StoreError             exit non-zero: the durable store cannot be opened or written
+    │   └── StoreFull              partial write: telemetry was shed, business rows are refused
+    │                              (back-pressure) until the outbox drains
+    └── MessageRejected        dead-letter the message and answer with a rejection; carries a
+                               reason code and whatever ids could be read from the message
 
 Drivers translate their library's exceptions into these at one place and always
 ``raise ... from exc`` so the original OS or protocol error stays in the traceback.
@@ -66,3 +68,28 @@ class StoreError(PlantsyncError):
 
 class StoreFull(StoreError):
     """The store is at its size cap and only business rows are left: back-pressure."""
+
+
+class MessageRejected(PlantsyncError):
+    """An inbound message cannot be accepted: it goes to the dead letters, HQ gets a rejection.
+
+    ``reason_code`` is one of :class:`plantsync.contracts.ReasonCode`'s values; ``detail`` is one
+    short line, safe to log and to send back (it never echoes the input at length).
+    ``message_id`` and ``correlation_id`` are the original's, when they could be read.
+    """
+
+    def __init__(
+        self,
+        reason_code: str,
+        detail: str,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+        *,
+        message_type: str | None = None,
+    ) -> None:
+        self.reason_code = reason_code
+        self.detail = detail
+        self.message_id = message_id
+        self.correlation_id = correlation_id
+        self.message_type = message_type
+        super().__init__(f"{reason_code}: {detail}")

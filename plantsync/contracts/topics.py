@@ -1,15 +1,33 @@
 """The MQTT topic tree: one subtree per site under a configurable prefix.
 
-    <prefix>/<site>/status                       retained: online / offline (last will)
-    <prefix>/<site>/up/machine/<machine>/state   machine.state, QoS 1
+    <prefix>/<site>/status                              retained: online / offline (last will)
+    <prefix>/<site>/up/machine/<machine>/state          machine.state, QoS 1
+    <prefix>/<site>/down/schedule                       every schedule message HQ sends the site
+    <prefix>/<site>/up/ack                              schedule.ack, one or more per down message
+    <prefix>/<site>/up/order/<order_id>/status          order.status
+    <prefix>/<site>/up/order/<order_id>/confirmation    production.confirmation
+    <prefix>/<site>/up/resync                           resync.request: "send me a snapshot"
 
 Every topic a site publishes or subscribes to starts with ``<prefix>/<site>/`` so one broker
-ACL pattern per site confines it (see packaging/mosquitto-acl.conf).
+ACL pattern per site confines it (see packaging/mosquitto-acl.conf). All of a site's schedule
+changes share one topic, so the broker keeps them in the order HQ sent them.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+ORDER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+"""Order ids become topic levels: no '/', '+', '#' or spaces, and never '.' or '..' alone."""
+
+_ORDER_ID_RE = re.compile(ORDER_ID_PATTERN)
+
+
+def _order_level(order_id: str) -> str:
+    if not _ORDER_ID_RE.fullmatch(order_id):
+        raise ValueError(f"order id {order_id[:140]!r} cannot be a topic level")
+    return order_id
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,27 @@ class Topics:
 
     def machine_state(self, machine_id: str) -> str:
         return f"{self.root}/up/machine/{machine_id}/state"
+
+    @property
+    def down_schedule(self) -> str:
+        """Where HQ sends every schedule message of the site; the agent subscribes here."""
+        return f"{self.root}/down/schedule"
+
+    @property
+    def ack(self) -> str:
+        return f"{self.root}/up/ack"
+
+    def order_status(self, order_id: str) -> str:
+        """Raises ValueError for an order id that is not a valid topic level."""
+        return f"{self.root}/up/order/{_order_level(order_id)}/status"
+
+    def confirmation(self, order_id: str) -> str:
+        """Raises ValueError for an order id that is not a valid topic level."""
+        return f"{self.root}/up/order/{_order_level(order_id)}/confirmation"
+
+    @property
+    def resync(self) -> str:
+        return f"{self.root}/up/resync"
 
     def all_sites(self) -> str:
         """A subscription filter that matches every site under the prefix (HQ side)."""

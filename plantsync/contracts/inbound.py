@@ -1,0 +1,164 @@
+"""Turn the bytes HQ sent down into a validated message, or a rejection that says why.
+
+The checks run cheapest first, and each one has its reason code:
+
+    oversized          longer than ``max_bytes``: not parsed at all
+    malformed-json     not UTF-8, not JSON, or not a JSON object
+    unknown-type       ``type`` missing or not a down message type
+    unknown-version    a ``schema_version`` this agent does not support
+    wrong-site         ``site`` names another site
+    schema-violation   anything else the message's model refuses, summarized in one line
+
+Whatever the bytes, the only exception that leaves :func:`parse_down_message` is
+:class:`~plantsync.errors.MessageRejected`, carrying the original's ``id`` and
+``correlation_id`` whenever they could be read, so the rejection ack can name the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import pydantic_core
+from pydantic import TypeAdapter, ValidationError
+
+from plantsync.contracts.orders import ReasonCode
+from plantsync.contracts.schedule import (
+    DOWN_MESSAGE_CLASSES,
+    SUPPORTED_DOWN_VERSIONS,
+    DownMessage,
+)
+from plantsync.errors import MessageRejected
+
+MAX_DOWN_MESSAGE_BYTES = 256 * 1024
+
+_ID_MAX_CHARS = 128
+_SHOWN_ERRORS = 3
+# An oversized message is not parsed, but an envelope written by a well-behaved producer starts
+# with its id; reading it from the first bytes lets the rejection still name the message.
+_LEADING_ID = re.compile(rb'\A\s*\{\s*"id"\s*:\s*"([A-Za-z0-9_.:-]{1,128})"')
+
+_DOWN_MESSAGE: TypeAdapter[DownMessage] = TypeAdapter(DownMessage)
+
+
+def parse_down_message(
+    payload: bytes, *, site: str, max_bytes: int = MAX_DOWN_MESSAGE_BYTES
+) -> DownMessage:
+    """Validate one down message addressed to ``site``; raise MessageRejected if it is not one."""
+    if len(payload) > max_bytes:
+        raise MessageRejected(
+            ReasonCode.OVERSIZED,
+            f"the message has {len(payload)} bytes, the limit is {max_bytes}",
+            _leading_id(payload),
+        )
+    document = _json_object(payload)
+    context = _Context(
+        message_id=_short_string(document.get("id")),
+        correlation_id=_short_string(document.get("correlation_id")),
+    )
+    message_type = _known_type(document, context)
+    _check_version(document, message_type, context)
+    _check_site(document, site, context)
+    try:
+        return _DOWN_MESSAGE.validate_json(payload)
+    except ValidationError as exc:
+        raise context.reject(ReasonCode.SCHEMA_VIOLATION, _summary(exc, message_type)) from exc
+
+
+def payload_fingerprint(payload: bytes) -> str:
+    """Names a message whose id could not be read: ``sha256:<hex>`` of its bytes."""
+    return "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+class _Context:
+    """What is known about the message so far, for the rejection to carry."""
+
+    def __init__(self, message_id: str | None, correlation_id: str | None) -> None:
+        self.message_id = message_id
+        self.correlation_id = correlation_id
+        self.message_type: str | None = None
+
+    def reject(self, reason_code: ReasonCode, detail: str) -> MessageRejected:
+        return MessageRejected(
+            reason_code,
+            detail,
+            self.message_id,
+            self.correlation_id,
+            message_type=self.message_type,
+        )
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
+    try:
+        # jiter: strict UTF-8, a nesting limit instead of RecursionError, no NaN or Infinity.
+        document = pydantic_core.from_json(payload, allow_inf_nan=False)
+    except ValueError as exc:
+        raise MessageRejected(
+            ReasonCode.MALFORMED_JSON, f"not JSON: {_clip(str(exc), 120)}"
+        ) from exc
+    if not isinstance(document, dict):
+        kind = type(document).__name__
+        raise MessageRejected(ReasonCode.MALFORMED_JSON, f"a JSON object is expected, not {kind}")
+    return document
+
+
+def _known_type(document: dict[str, Any], context: _Context) -> str:
+    message_type = document.get("type")
+    if not isinstance(message_type, str):
+        raise context.reject(ReasonCode.UNKNOWN_TYPE, "the message has no string 'type'")
+    if message_type not in DOWN_MESSAGE_CLASSES:
+        context.message_type = _short_string(message_type, 64)
+        known = ", ".join(DOWN_MESSAGE_CLASSES)
+        detail = f"type {_clip(message_type, 64)!r} is not a down message type ({known})"
+        raise context.reject(ReasonCode.UNKNOWN_TYPE, detail)
+    context.message_type = message_type
+    return message_type
+
+
+def _check_version(document: dict[str, Any], message_type: str, context: _Context) -> None:
+    version = document.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise context.reject(ReasonCode.SCHEMA_VIOLATION, "schema_version: an integer is required")
+    supported = sorted(SUPPORTED_DOWN_VERSIONS[message_type])
+    if version not in supported:
+        detail = f"{message_type} schema_version {_clip(str(version), 20)} is not supported"
+        raise context.reject(ReasonCode.UNKNOWN_VERSION, f"{detail} (supported: {supported})")
+
+
+def _check_site(document: dict[str, Any], site: str, context: _Context) -> None:
+    addressed = document.get("site")
+    if isinstance(addressed, str) and addressed != site:
+        detail = f"the message is for site {_clip(addressed, 64)!r}, this is {site!r}"
+        raise context.reject(ReasonCode.WRONG_SITE, detail)
+
+
+def _summary(error: ValidationError, message_type: str) -> str:
+    """One line: up to three 'key.path: reason' items, the input itself never repeated."""
+    items = error.errors(include_url=False, include_context=False, include_input=False)
+    parts = []
+    for item in items[:_SHOWN_ERRORS]:
+        location = item["loc"]
+        if location and location[0] == message_type:  # the union's tag, not part of the path
+            location = location[1:]
+        path = ".".join(_clip(str(level), 40) for level in location) or "message"
+        parts.append(f"{path}: {_clip(item['msg'], 160)}")
+    if len(items) > _SHOWN_ERRORS:
+        parts.append(f"(and {len(items) - _SHOWN_ERRORS} more)")
+    return "; ".join(parts)
+
+
+def _short_string(value: object, limit: int = _ID_MAX_CHARS) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= limit and value.isprintable():
+        return value
+    return None
+
+
+def _leading_id(payload: bytes) -> str | None:
+    match = _LEADING_ID.match(payload[:512])
+    return match.group(1).decode("ascii") if match else None
+
+
+def _clip(text: str, limit: int) -> str:
+    printable = "".join(char if char.isprintable() else "?" for char in text[: limit + 1])
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"

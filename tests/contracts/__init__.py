@@ -1,0 +1,1 @@
+"""The message contracts: models, inbound parsing, topics and the published documents."""
