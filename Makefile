@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv system-deps clean bench chaos
+.PHONY: demo test lint typecheck unit venv system-deps clean bench chaos deb package-test
 
 demo: $(STAMP) system-deps
 	$(BIN)/plantsync demo
@@ -50,6 +50,20 @@ system-deps:
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/bench_outbox.py
 	$(BIN)/python bench/bench_pipeline.py
+
+# The Debian package (dh-virtualenv) in dist/; build dependencies are installed when root,
+# otherwise named. See docs/install.md.
+VERSION := $(shell sed -nE 's/^version = "(.*)"/\1/p' pyproject.toml)
+DEB     := dist/plantsync_$(VERSION)-1_$(shell dpkg --print-architecture 2>/dev/null || echo amd64).deb
+
+deb:
+	packaging/build-deb.sh dist
+
+# Installs, runs, upgrades and purges the package on THIS machine: root only, a few minutes,
+# never part of `make test`.
+package-test: $(STAMP) system-deps deb
+	@[ "$$(id -u)" = 0 ] || { echo "make package-test installs a package: run it as root"; exit 1; }
+	$(BIN)/python -m tests.package.install_upgrade_remove $(DEB)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -91,19 +91,48 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run_agent(config: AgentConfig, hash_: str) -> int:
-    """Run the agent in the foreground until SIGTERM or SIGINT; 0 after a clean stop."""
+    """Run the agent in the foreground until SIGTERM or SIGINT; 0 after a clean stop.
+
+    Under systemd (``Type=notify``) it reports READY once the store is open, pings the watchdog
+    while the event loop turns, and STOPPING on SIGTERM. SIGHUP does not reload the config: it
+    is logged and ignored, because a restart is the one way to apply a changed config.
+    """
+    import logging
+
     from plantsync.agent.logs import setup_logging
     from plantsync.agent.service import Agent
+    from plantsync.agent.systemd import Notifier
 
     setup_logging(config.log.level, config.log.format)
+    log = logging.getLogger("plantsync.agent")
     agent = Agent(config, config_hash=hash_)
+    notifier = Notifier.from_environment()
+
+    def links() -> str:
+        states = ", ".join(f"{name} {health.state.value}" for name, health in agent.health.items())
+        return f"site {config.site.id}: {states}"
+
+    def refuse_reload() -> None:
+        log.warning("SIGHUP ignored: the config is read only at start; restart the agent to apply")
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def request_stop() -> None:
+            if not stop.is_set():
+                notifier.stopping()
+            stop.set()
+
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await agent.run(stop)
+            loop.add_signal_handler(signum, request_stop)
+        loop.add_signal_handler(signal.SIGHUP, refuse_reload)
+        async with asyncio.TaskGroup() as tasks:
+            watchdog = tasks.create_task(notifier.watch(links), name="systemd-watchdog")
+            try:
+                await agent.run(stop, on_ready=lambda: notifier.ready(links()))
+            finally:
+                watchdog.cancel()
 
     asyncio.run(serve())
     return EXIT_OK
