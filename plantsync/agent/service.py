@@ -1,41 +1,52 @@
 """The agent: wires the links, the pipeline and the store, and stops them in order.
 
-    OPC UA server ─▶ source link (supervised) ─submit─▶ Pipeline ─add─▶ outbox (SQLite)
-    OPC UA server ─▶ source link (supervised) ─┘                          │ begin / ack / nack
-                                                                           ▼
-    MQTT hub ◀──── hub link (supervised, persistent session) ◀──────── Uplink
+    OPC UA server ─▶ source link (supervised) ─submit─▶ Pipeline ─add─▶ outbox ┐
+    OPC UA server ─▶ source link (supervised) ─┘                               │ (SQLite store:
+                                                                               │  one file, one
+    MQTT hub ◀──── hub link (supervised, persistent session) ◀── Uplink ◀──────┤  connection)
+             ────▶ down topic (manual ack) ──▶ Downlink.receive ──▶ inbox ─────┤
+    MES / plant ◀─ plant link (supervised) ◀── Downlink.run ◀───── inbox ──────┘
 
-Start: the store, then the hub link (the sink), the pipeline, the sources, the periodic jobs.
-Stop (SIGTERM): the periodic jobs and the sources, then the pipeline (it commits what is queued),
-then the hub link, which keeps draining the outbox for at most ``shutdown_timeout``, publishes
-``offline`` and disconnects. Whatever is not delivered by then stays in the outbox for the next
-start: nothing committed is lost.
+Start: the store, then the hub link (the sink), the pipeline, the plant link, the sources, the
+periodic jobs. Stop (SIGTERM): the periodic jobs and the sources, then the pipeline (it commits
+what is queued) and the plant link, then the hub link, which keeps draining the outbox for at
+most ``shutdown_timeout``, publishes ``offline`` and disconnects. Whatever is not delivered by
+then stays in the store for the next start: nothing committed is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Literal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from plantsync import __version__
+from plantsync.agent.downlink import Downlink
 from plantsync.agent.pipeline import Pipeline
+from plantsync.agent.policy import SchedulePolicy
+from plantsync.agent.sequencer import Sequencer
 from plantsync.agent.supervisor import Backoff, LinkHealth, Session, supervise
 from plantsync.agent.uplink import Uplink
-from plantsync.buffer.sqlite import SqliteOutbox
+from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, OpcUaServerConfig
 from plantsync.contracts import SiteStatus, Topics
+from plantsync.contracts.orders import ResyncReason
 from plantsync.drivers import SOURCES
-from plantsync.drivers.mqtt import HubConnection, Will
+from plantsync.drivers.base import ScheduleSink
+from plantsync.drivers.localschedule import LocalScheduleSink
+from plantsync.drivers.mes_http import MesHttpSink
+from plantsync.drivers.mqtt import HubConnection, InboundMessage, Will
 from plantsync.errors import HubUnavailable
 
 log = logging.getLogger(__name__)
 
 HUB = "hub"
+PLANT = "plant"
 
 
 class Agent:
@@ -44,44 +55,71 @@ class Agent:
     def __init__(self, config: AgentConfig, *, config_hash: str) -> None:
         self.config, self.config_hash = config, config_hash
         self.topics = Topics(config.hub.topic_prefix, config.site.id)
-        self.health: dict[str, LinkHealth] = {HUB: LinkHealth(HUB)}
+        self.health: dict[str, LinkHealth] = {HUB: LinkHealth(HUB), PLANT: LinkHealth(PLANT)}
         for server in config.opcua:
             self.health[f"opcua:{server.name}"] = LinkHealth(f"opcua:{server.name}")
         self._stopping = asyncio.Event()
         self._started = datetime.now(UTC)
+        self.store: Store | None = None
+        self.downlink: Downlink | None = None
+        """Set while running: the local API reads the schedule and approves changes here."""
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then stop in order within the configured bounds."""
-        outbox = await SqliteOutbox.open(
+        store = await Store.open(
             self.config.store.path, max_size_bytes=int(self.config.store.max_size)
         )
         try:
-            pipeline = Pipeline(outbox, self.topics, commit_batch=self.config.store.commit_batch)
+            self.store = store
+            pipeline = Pipeline(
+                store.outbox, self.topics, commit_batch=self.config.store.commit_batch
+            )
             await pipeline.start()
             uplink = Uplink(
-                outbox,
+                store.outbox,
                 self.health[HUB],
                 wakeup=pipeline.committed,
                 max_inflight=self.config.hub.max_inflight,
                 stall_timeout=self.config.hub.stall_timeout.total_seconds(),
             )
-            await self._run_links(pipeline, uplink, stop, on_ready)
+            self.downlink = await self._downlink(store, pipeline.committed)
+            await self._run_links(pipeline, uplink, self.downlink, stop, on_ready)
         finally:
-            await outbox.close()
+            await store.close()
+
+    async def _downlink(self, store: Store, outbox_changed: asyncio.Event) -> Downlink:
+        schedule = self.config.schedule
+        return Downlink(
+            store,
+            self.topics,
+            Sequencer(await store.outbox.last_sequences()),
+            policy=SchedulePolicy(schedule.frozen_horizon, schedule.quantity_threshold),
+            outbox_changed=outbox_changed,
+            retry_delays=(
+                schedule.retry_initial_delay.total_seconds(),
+                schedule.retry_max_delay.total_seconds(),
+            ),
+            max_message_bytes=int(schedule.max_message_size),
+        )
 
     async def _run_links(
         self,
         pipeline: Pipeline,
         uplink: Uplink,
+        downlink: Downlink,
         stop: asyncio.Event,
         on_ready: Callable[[], None] | None,
     ) -> None:
         async with asyncio.TaskGroup() as tasks:
             hub = tasks.create_task(
-                supervise(self.health[HUB], self._hub_session(uplink), self._backoff()),
+                supervise(self.health[HUB], self._hub_session(uplink, downlink), self._backoff()),
                 name="link:hub",
             )
             writer = tasks.create_task(pipeline.run(), name="pipeline")
+            plant = tasks.create_task(
+                supervise(self.health[PLANT], self._plant_session(downlink), self._backoff()),
+                name="link:plant",
+            )
             sources = [
                 tasks.create_task(
                     supervise(
@@ -100,7 +138,7 @@ class Agent:
             await stop.wait()
             log.info("stopping: sources first, then the final flush to the hub")
             scheduler.shutdown(wait=False)
-            for source in sources:
+            for source in [*sources, plant]:
                 source.cancel()
             await pipeline.close()
             await writer
@@ -119,18 +157,39 @@ class Agent:
             )
             hub.cancel()
 
-    def _hub_session(self, uplink: Uplink) -> Session:
+    def _hub_session(self, uplink: Uplink, downlink: Downlink) -> Session:
         hub = self.config.hub
         will = Will(self.topics.status, self._status("offline", "connection-lost"), 1, True)
 
         async def session(up: Callable[[], None]) -> None:
-            async with HubConnection(hub, client_id=self.config.client_id, will=will) as link:
+            async with HubConnection(
+                hub, client_id=self.config.client_id, will=will, manual_ack=True
+            ) as link:
+                await link.subscribe([(self.topics.down_schedule, 1)])
+                if not link.session_present:
+                    # The broker kept nothing for us: schedules sent meanwhile may be lost.
+                    await downlink.request_resync(ResyncReason.NO_SESSION)
                 await self._acknowledged(link, self._status("online", "connected"))
                 up()
-                await uplink.serve(link, self._stopping)
+                await _serve_both(uplink.serve(link, self._stopping), _receive(link, downlink))
                 await self._acknowledged(link, self._status("offline", "shutdown"))
 
         return session
+
+    def _plant_session(self, downlink: Downlink) -> Session:
+        health = self.health[PLANT]
+
+        async def session(up: Callable[[], None]) -> None:
+            async with self._schedule_sink() as sink:
+                up()
+                await downlink.run(sink, health)
+
+        return session
+
+    def _schedule_sink(self) -> ScheduleSink:
+        if self.config.mes is not None:
+            return MesHttpSink(self.config.mes)
+        return LocalScheduleSink()
 
     async def _acknowledged(self, link: HubConnection, status: bytes) -> None:
         timeout = self.config.hub.connect_timeout.total_seconds()
@@ -185,3 +244,30 @@ class Agent:
             since=self._started,
         )
         return status.model_dump_json().encode()
+
+
+async def _receive(link: HubConnection, downlink: Downlink) -> None:
+    """Every down message is committed (inbox or dead letters) before its MQTT ack."""
+    message: InboundMessage
+    async for message in link.messages():
+        await downlink.receive(message.topic, message.payload)
+        link.ack(message)
+
+
+async def _serve_both(
+    uplink: Coroutine[None, None, None], receiver: Coroutine[None, None, None]
+) -> None:
+    """Run the uplink and the receiver on one connection. The uplink returning (a clean stop)
+    ends both; an error in either ends both and reaches the supervisor as itself."""
+    sending = asyncio.create_task(uplink, name="hub-send")
+    receiving = asyncio.create_task(receiver, name="hub-receive")
+    try:
+        done, _ = await asyncio.wait({sending, receiving}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+        await sending
+    finally:
+        for task in (receiving, sending):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, HubUnavailable):
+                await task

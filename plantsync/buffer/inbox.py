@@ -139,6 +139,10 @@ class Inbox(Protocol):
         """Up to ``limit`` RECEIVED rows and due RETRY rows, in arrival order (not claimed)."""
         ...
 
+    async def next_retry_at(self) -> float | None:
+        """When the earliest RETRY row falls due; the downlink keeps arrival order by waiting."""
+        ...
+
     async def settle(
         self,
         row_id: int,

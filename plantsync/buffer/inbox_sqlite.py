@@ -229,6 +229,13 @@ class SqliteInbox:
             ((count,),) = await connection.execute_fetchall("SELECT COUNT(*) FROM dead_letters")
         return int(count)
 
+    async def next_retry_at(self) -> float | None:
+        """When the earliest RETRY row falls due, or None when no row waits for a retry."""
+        query = "SELECT MIN(retry_at) FROM inbox WHERE status = ?"
+        async with self._database.read() as connection:
+            ((due,),) = await connection.execute_fetchall(query, (InboxStatus.RETRY,))
+        return None if due is None else float(due)
+
     async def last_down_seq(self) -> int | None:
         """The highest down sequence number ``receive`` was given, or None."""
         query = "SELECT value FROM meta WHERE key = 'last_down_seq'"

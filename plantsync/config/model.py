@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -280,6 +281,23 @@ class MesConfig(Section):
         return url
 
 
+class ScheduleConfig(Section):
+    """How schedule changes from HQ are decided at the plant."""
+
+    frozen_horizon: Duration = Field(
+        default=timedelta(hours=4),
+        description="a change to an order starting within this long waits for approval",
+    )
+    quantity_threshold: Decimal = Field(
+        default=Decimal(10), ge=0, description="percent; a larger quantity change waits"
+    )
+    max_message_size: ByteSize = Field(
+        default=ByteSize(256 * 1024), description="larger down messages are dead-lettered"
+    )
+    retry_initial_delay: Duration = timedelta(seconds=1)
+    retry_max_delay: Duration = timedelta(seconds=60)
+
+
 class StoreConfig(Section):
     """The local SQLite store that makes every message durable first."""
 
@@ -326,6 +344,7 @@ class AgentConfig(Section):
     store: StoreConfig = StoreConfig()
     opcua: list[OpcUaServerConfig] = Field(default_factory=list)
     mes: MesConfig | None = None
+    schedule: ScheduleConfig = ScheduleConfig()
     policy: PolicyConfig = PolicyConfig()
     reconnect: ReconnectConfig = ReconnectConfig()
     log: LogConfig = LogConfig()

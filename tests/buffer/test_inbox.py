@@ -361,3 +361,19 @@ async def test_a_closed_store_raises_store_error_from_either_view(store: Store) 
     with pytest.raises(StoreError):
         await receive(store, 1)
     await store.close()  # closing again is harmless
+
+
+async def test_next_retry_at_is_the_earliest_due_time_of_retry_rows(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "store.db", max_size_bytes=1 << 20)
+    try:
+        assert await store.inbox.next_retry_at() is None
+        for number in (1, 2):
+            await store.inbox.receive(f"m{number}", "t", b"{}", received_at=0.0, seq=None)
+        first, second = await store.inbox.pending(10)
+        await store.inbox.settle(first.row_id, InboxStatus.RETRY, retry_at=500.0)
+        await store.inbox.settle(second.row_id, InboxStatus.RETRY, retry_at=200.0)
+        assert await store.inbox.next_retry_at() == 200.0
+        await store.inbox.settle(second.row_id, InboxStatus.APPLIED)
+        assert await store.inbox.next_retry_at() == 500.0
+    finally:
+        await store.close()

@@ -93,6 +93,7 @@ def test_sample_config_loads() -> None:
         model.Tls,
         model.StoreConfig,
         model.MesConfig,
+        model.ScheduleConfig,
         model.OpcUaServerConfig,
         model.MachineConfig,
         model.TagConfig,

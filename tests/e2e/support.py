@@ -95,11 +95,14 @@ def start_agent_process(config_file: Path, log_file: Path) -> subprocess.Popen[b
 @dataclass
 class HubRecorder:
     """An HQ consumer: a persistent session on the site's topics that survives broker
-    restarts, recording every machine.state message it receives."""
+    restarts, recording every message the site sends up."""
 
     broker_url: str
     client_id: str = "hq-recorder"
     messages: list[dict[str, Any]] = field(default_factory=list)
+    """machine.state messages."""
+    business: list[dict[str, Any]] = field(default_factory=list)
+    """Every other message: acks, order status, confirmations, resync requests."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -111,7 +114,9 @@ class HubRecorder:
                     await connection.subscribe([(f"plantsync/v1/{SITE}/up/#", 1)])
                     self.subscribed.set()
                     async for message in connection.messages():
-                        self.messages.append(json.loads(message.payload))
+                        document = json.loads(message.payload)
+                        is_state = document["type"] == "machine.state"
+                        (self.messages if is_state else self.business).append(document)
                         self.changed.set()
             except HubUnavailable:
                 await asyncio.sleep(0.2)

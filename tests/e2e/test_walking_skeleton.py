@@ -130,10 +130,14 @@ async def test_a_sigkilled_agent_loses_nothing_it_committed(
 
 
 async def _committed_sequences(store: Path) -> tuple[dict[str, int], int]:
-    """The last sequence committed per stream, and how many rows wait for the hub."""
+    """The last machine.state sequence committed per stream, and how many rows wait."""
     outbox = await SqliteOutbox.open(store, max_size_bytes=1 << 30)
     try:
-        return await outbox.last_sequences(), (await outbox.stats()).depth
+        sequences = await outbox.last_sequences()
+        machines = {
+            stream: seq for stream, seq in sequences.items() if stream.startswith("machine/")
+        }
+        return machines, (await outbox.stats()).depth
     finally:
         await outbox.close()
 

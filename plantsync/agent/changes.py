@@ -1,0 +1,227 @@
+"""What a down message asks of each order, and the decision about it.
+
+Every down message becomes a list of per-order changes, each at a revision:
+
+    schedule.release / .revision / .snapshot   the order as HQ sends it
+    order.hold / .hold-release / .cancel       the applied order with a new request state
+    order.material-substitution                the applied order with one material replaced
+
+``decide`` compares each change with the last-known-good schedule (stale? already applied?
+unknown order? waits for approval?) and returns a Decision; ``Decision.apply`` delivers the
+changes through a plant system. A message is decided as a whole: if one of its orders is stale,
+the message is rejected and none of it is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from plantsync.agent.policy import SchedulePolicy
+from plantsync.buffer.inbox import Inbox, OrderState
+from plantsync.contracts.orders import AckOutcome, OrderRef, ReasonCode
+from plantsync.contracts.schedule import (
+    DownMessage,
+    MaterialRequirement,
+    MaterialSubstitutionMessage,
+    OrderCancelMessage,
+    OrderHoldMessage,
+    OrderHoldReleaseMessage,
+    ProductionOrder,
+    RequestState,
+    ScheduleSnapshotMessage,
+)
+from plantsync.drivers.base import OrderChange, ScheduleSink
+
+Transform = Callable[[ProductionOrder], ProductionOrder]
+
+
+@dataclass(frozen=True)
+class _OrderChange:
+    order_id: str
+    revision: int
+    order: ProductionOrder | None = None
+    """The whole order (releases, revisions, snapshots)."""
+    transform: Transform | None = None
+    """How the applied order changes (holds, cancellations, substitutions)."""
+    detail: dict[str, Any] | None = None
+
+    def proposed(self, current: ProductionOrder | None) -> ProductionOrder | None:
+        if self.order is not None:
+            return self.order
+        if current is None or self.transform is None:
+            return None
+        return self.transform(current).model_copy(update={"revision": self.revision})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What becomes of one down message: the ack's outcome and what to apply and record."""
+
+    message_id: str
+    message_type: str
+    outcome: AckOutcome
+    order_refs: tuple[OrderRef, ...]
+    reason_code: ReasonCode | None = None
+    reason: str | None = None
+    changes: tuple[OrderChange, ...] = ()
+    order_states: tuple[OrderState, ...] = ()
+
+    async def apply(self, sink: ScheduleSink) -> Decision:
+        """Deliver every change; the first refusal ends it (orders applied before it stay)."""
+        for index, change in enumerate(self.changes):
+            verdict = await sink.apply(change)
+            if not verdict.applied:
+                return replace(
+                    self,
+                    outcome=AckOutcome.REJECTED,
+                    reason_code=ReasonCode.PLANT_REJECTED,
+                    reason=verdict.reason,
+                    order_states=self.order_states[:index],
+                )
+        return self
+
+    def failed(self, code: ReasonCode, reason: str) -> Decision:
+        return replace(
+            self,
+            outcome=AckOutcome.FAILED,
+            reason_code=code,
+            reason=reason,
+            changes=(),
+            order_states=(),
+        )
+
+
+@dataclass(frozen=True)
+class ChangePlan:
+    """The per-order changes one down message asks for."""
+
+    message: DownMessage
+    orders: list[_OrderChange] = field(default_factory=list)
+
+    async def decide(
+        self, inbox: Inbox, policy: SchedulePolicy, now: datetime, *, approved: bool
+    ) -> Decision:
+        """Decide against the last-known-good schedule; see the module docstring."""
+        changes: list[OrderChange] = []
+        states: list[OrderState] = []
+        for item in self.orders:
+            known = await inbox.order(item.order_id)
+            current = ProductionOrder.model_validate_json(known.order_json) if known else None
+            if known is not None and item.revision <= known.revision:
+                if item.revision == known.revision or self._is_snapshot:
+                    continue  # applied already (a resend, or a snapshot of what we have)
+                return self.refused(
+                    ReasonCode.STALE,
+                    f"order {item.order_id} revision "
+                    f"{item.revision} is older than the applied {known.revision}",
+                )
+            proposed = item.proposed(current)
+            if proposed is None:
+                return self.refused(
+                    ReasonCode.UNKNOWN_ORDER,
+                    f"order {item.order_id} is not in the plant's schedule",
+                )
+            wait = (
+                None
+                if approved
+                else policy.reason_to_wait(self.message.type, current, proposed, now)
+            )
+            if wait is not None:
+                return self._decision(AckOutcome.WAITING_FOR_APPROVAL, reason=wait)
+            changes.append(self._change(item, proposed))
+            states.append(_state(proposed))
+        return self._decision(AckOutcome.APPLIED, changes=tuple(changes), states=tuple(states))
+
+    def refused(self, code: ReasonCode, reason: str) -> Decision:
+        return self._decision(AckOutcome.REJECTED, code=code, reason=reason)
+
+    @property
+    def _is_snapshot(self) -> bool:
+        return isinstance(self.message, ScheduleSnapshotMessage)
+
+    def _change(self, item: _OrderChange, proposed: ProductionOrder) -> OrderChange:
+        body: dict[str, object] = {"order": proposed.model_dump(mode="json")}
+        if item.detail is not None:
+            body["detail"] = item.detail
+        return OrderChange(
+            f"{self.message.id}:{item.order_id}",
+            self.message.type,
+            item.order_id,
+            item.revision,
+            body,
+        )
+
+    def _decision(
+        self,
+        outcome: AckOutcome,
+        *,
+        code: ReasonCode | None = None,
+        reason: str | None = None,
+        changes: tuple[OrderChange, ...] = (),
+        states: tuple[OrderState, ...] = (),
+    ) -> Decision:
+        refs = tuple(OrderRef(order_id=o.order_id, revision=o.revision) for o in self.orders)
+        return Decision(
+            self.message.id, self.message.type, outcome, refs, code, reason, changes, states
+        )
+
+
+def plan_changes(message: DownMessage) -> ChangePlan:
+    """The per-order changes ``message`` asks for."""
+    if isinstance(message, OrderHoldMessage | OrderHoldReleaseMessage | OrderCancelMessage):
+        state = _REQUEST_STATE[message.type]
+        detail = message.payload.model_dump(mode="json")
+        item = _OrderChange(
+            message.payload.order_id,
+            message.payload.revision,
+            transform=lambda order: order.model_copy(update={"request_state": state}),
+            detail=detail,
+        )
+        return ChangePlan(message, [item])
+    if isinstance(message, MaterialSubstitutionMessage):
+        payload = message.payload
+        item = _OrderChange(
+            payload.order_id,
+            payload.revision,
+            transform=lambda order: _substitute(order, message),
+            detail=payload.model_dump(mode="json"),
+        )
+        return ChangePlan(message, [item])
+    return ChangePlan(
+        message, [_OrderChange(o.order_id, o.revision, order=o) for o in message.payload.orders]
+    )
+
+
+_REQUEST_STATE = {
+    "order.hold": RequestState.HELD,
+    "order.hold-release": RequestState.RELEASED,
+    "order.cancel": RequestState.CANCELLED,
+}
+
+
+def _substitute(order: ProductionOrder, message: MaterialSubstitutionMessage) -> ProductionOrder:
+    payload = message.payload
+    materials = [
+        MaterialRequirement(
+            material_id=payload.substitute_material_id, quantity=payload.quantity, use=material.use
+        )
+        if material.material_id == payload.replaced_material_id
+        else material
+        for material in order.materials
+    ]
+    return order.model_copy(update={"materials": materials})
+
+
+def _state(order: ProductionOrder) -> OrderState:
+    return OrderState(
+        order_id=order.order_id,
+        revision=order.revision,
+        work_center=order.work_center,
+        status=order.request_state.value,
+        order_json=order.model_dump_json().encode(),
+        updated_at=datetime.now(UTC).timestamp(),
+        planned_start=order.planned_start.astimezone(UTC).isoformat(),
+    )

@@ -1,0 +1,370 @@
+"""HQ → plant: schedule messages made durable, de-duplicated, decided, and applied once.
+
+    MQTT (manual ack) ─▶ receive() ─ parse ─ bad ─▶ dead letter + "rejected" ack ─┐
+                                       │ ok                                      │ committed,
+                                       ▼                                         │ then the
+                            inbox (dedupe by id) + "accepted" ack ───────────────┴▶ MQTT ack
+                                       │
+                            run(): one row at a time, in arrival order
+                                       ▼
+          older revision than applied ───────▶ REJECTED "stale"        ┐
+          hold / cancel of an unknown order ─▶ REJECTED "unknown-order"│ status, ack to HQ and
+          policy: frozen horizon, quantity ──▶ WAITING_APPROVAL        │ last-known-good schedule
+          plant system applies it ───────────▶ APPLIED                 │ in one transaction
+          plant system refuses it ───────────▶ REJECTED "plant-rejected"┘
+          plant system unreachable ──────────▶ RETRY (backoff), "pending" ack once
+
+Order is kept plant-wide: while the head row waits for a retry, nothing behind it is applied.
+A change that reaches the plant system twice (a crash after the apply, before the settle)
+carries the same idempotency key both times, so it takes effect once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from plantsync.agent.changes import Decision, plan_changes
+from plantsync.agent.policy import SchedulePolicy
+from plantsync.agent.sequencer import Sequencer
+from plantsync.agent.supervisor import LinkHealth, LinkState
+from plantsync.buffer.base import Lane, Record
+from plantsync.buffer.inbox import InboxRow, InboxStatus
+from plantsync.buffer.store import Store
+from plantsync.contracts import Topics, new_message_id
+from plantsync.contracts.inbound import (
+    MAX_DOWN_MESSAGE_BYTES,
+    parse_down_message,
+    payload_fingerprint,
+)
+from plantsync.contracts.orders import (
+    ACK_STREAM,
+    RESYNC_STREAM,
+    AckOutcome,
+    OrderRef,
+    ReasonCode,
+    ResyncReason,
+    ResyncRequest,
+    ResyncRequestMessage,
+    ScheduleAck,
+    ScheduleAckMessage,
+)
+from plantsync.drivers.base import ScheduleSink
+from plantsync.errors import LinkMisconfigured, MessageRejected, SourceUnavailable
+
+log = logging.getLogger(__name__)
+
+_NextSeq = Callable[[str], int]
+
+APPROVED = "approved"
+"""The reason a row carries once a planner approved it: the policy is not asked again."""
+
+
+@dataclass
+class DownlinkCounters:
+    received: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    applied: int = 0
+    rejected: int = 0
+    waiting: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """What to tell HQ about one down message."""
+
+    original_id: str
+    original_type: str | None
+    outcome: AckOutcome
+    correlation_id: str | None = None
+    reason_code: ReasonCode | None = None
+    reason: str | None = None
+    orders: tuple[OrderRef, ...] = ()
+
+
+class Downlink:
+    """Receives down messages into the inbox and applies them through one plant system."""
+
+    def __init__(
+        self,
+        store: Store,
+        topics: Topics,
+        sequencer: Sequencer,
+        *,
+        policy: SchedulePolicy,
+        outbox_changed: asyncio.Event,
+        retry_delays: tuple[float, float] = (1.0, 60.0),
+        max_message_bytes: int = MAX_DOWN_MESSAGE_BYTES,
+    ) -> None:
+        self._store, self._topics, self._sequencer = store, topics, sequencer
+        self._policy, self._outbox_changed = policy, outbox_changed
+        self._retry_delays, self._max_bytes = retry_delays, max_message_bytes
+        self.wakeup = asyncio.Event()
+        self.counters = DownlinkCounters()
+
+    # ---- receiving: durable before the MQTT ack -------------------------------------------
+
+    async def receive(self, topic: str, payload: bytes) -> None:
+        """Make one inbound message durable (inbox or dead letters). Ack it to MQTT after."""
+        try:
+            message = parse_down_message(payload, site=self._topics.site, max_bytes=self._max_bytes)
+        except MessageRejected as rejected:
+            await self._dead_letter(topic, payload, rejected)
+            return
+        previous_seq = await self._store.inbox.last_down_seq()
+        orders = tuple(plan.order_id for plan in plan_changes(message).orders)
+        fresh = await self._store.inbox.receive(
+            message.id, topic, payload, received_at=time.time(), seq=message.seq, order_ids=orders
+        )
+        self.counters.received += 1
+        outcome = AckOutcome.ACCEPTED
+        ack = Acknowledgement(message.id, message.type, outcome, message.correlation_id)
+        if not fresh:
+            self.counters.duplicates += 1
+            reason = "already received; each outcome is acknowledged once"
+            ack = Acknowledgement(
+                message.id,
+                message.type,
+                outcome,
+                message.correlation_id,
+                ReasonCode.DUPLICATE,
+                reason,
+            )
+        records = [ack]
+        gap = previous_seq is not None and fresh and message.seq > previous_seq + 1
+        await self._write(records, resync=(previous_seq or 0, message.seq) if gap else None)
+        self.wakeup.set()
+
+    async def request_resync(self, reason: ResyncReason) -> None:
+        """Ask HQ for a snapshot of the site's open orders (no session, or a start-up)."""
+        last = await self._store.inbox.last_down_seq() or 0
+        async with self._sequencer.assigning() as next_seq:
+            await self._store.outbox.add([self._resync_record(next_seq, reason, last, None)])
+        self._outbox_changed.set()
+        log.info("asked HQ for a schedule snapshot (%s, last seq %d)", reason.value, last)
+
+    async def _dead_letter(self, topic: str, payload: bytes, rejected: MessageRejected) -> None:
+        ack = Acknowledgement(
+            rejected.message_id or payload_fingerprint(payload),
+            rejected.message_type,
+            AckOutcome.REJECTED,
+            rejected.correlation_id,
+            ReasonCode(rejected.reason_code),
+            rejected.detail,
+        )
+        async with self._sequencer.assigning() as next_seq:
+            await self._store.inbox.dead_letter(
+                topic,
+                payload,
+                rejected.reason_code,
+                rejected.detail,
+                received_at=time.time(),
+                message_id=rejected.message_id,
+                acks=[self._ack_record(next_seq, ack)],
+            )
+        self.counters.dead_letters += 1
+        self._outbox_changed.set()
+        log.warning("dead letter from %s: %s", topic, rejected)
+
+    # ---- applying: one row at a time, in arrival order ------------------------------------
+
+    async def run(self, sink: ScheduleSink, health: LinkHealth) -> None:
+        """Apply pending rows through ``sink`` until cancelled."""
+        while True:
+            self.wakeup.clear()
+            due = await self._store.inbox.next_retry_at()
+            rows = await self._store.inbox.pending(1) if due is None or due <= time.time() else []
+            if rows:
+                await self._process(rows[0], sink, health)
+                continue
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
+            try:
+                async with asyncio.timeout(wait):
+                    await self.wakeup.wait()
+            except TimeoutError:
+                pass
+
+    async def _process(self, row: InboxRow, sink: ScheduleSink, health: LinkHealth) -> None:
+        message = parse_down_message(row.payload, site=self._topics.site, max_bytes=1 << 30)
+        plan = plan_changes(message)
+        decision = await plan.decide(
+            self._store.inbox, self._policy, datetime.now(UTC), approved=row.reason == APPROVED
+        )
+        if decision.outcome is AckOutcome.APPLIED and decision.changes:
+            try:
+                decision = await decision.apply(sink)
+            except SourceUnavailable as exc:
+                health.transition(LinkState.BACKOFF, exc)
+                await self._retry_later(row, message.correlation_id, str(exc))
+                return
+            except LinkMisconfigured as exc:
+                health.transition(LinkState.FAILED, exc)
+                decision = decision.failed(ReasonCode.PLANT_REJECTED, str(exc))
+            else:
+                health.transition(LinkState.UP)
+                health.touch()
+        await self._settle(row, message.correlation_id, decision)
+
+    async def _settle(self, row: InboxRow, correlation_id: str | None, decision: Decision) -> None:
+        status = _STATUS[decision.outcome]
+        ack = Acknowledgement(
+            row.message_id,
+            decision.message_type,
+            decision.outcome,
+            correlation_id,
+            decision.reason_code,
+            decision.reason,
+            decision.order_refs,
+        )
+        async with self._sequencer.assigning() as next_seq:
+            await self._store.inbox.settle(
+                row.row_id,
+                status,
+                reason=decision.reason,
+                acks=[self._ack_record(next_seq, ack)],
+                orders=decision.order_states,
+            )
+        self._count(decision.outcome)
+        self._outbox_changed.set()
+        log.info(
+            "%s %s: %s%s",
+            decision.message_type,
+            row.message_id,
+            decision.outcome.value,
+            f" ({decision.reason})" if decision.reason else "",
+        )
+
+    async def _retry_later(self, row: InboxRow, correlation_id: str | None, error: str) -> None:
+        initial, maximum = self._retry_delays
+        delay = random.uniform(0, min(maximum, initial * 2 ** min(row.attempts, 16)))  # noqa: S311
+        acks = []
+        async with self._sequencer.assigning() as next_seq:
+            if row.status is InboxStatus.RECEIVED or (row.reason == APPROVED and row.attempts <= 1):
+                pending = Acknowledgement(
+                    row.message_id,
+                    None,
+                    AckOutcome.PENDING,
+                    correlation_id,
+                    ReasonCode.PLANT_UNAVAILABLE,
+                    error,
+                )
+                acks.append(self._ack_record(next_seq, pending))
+            reason = APPROVED if row.reason == APPROVED else error
+            await self._store.inbox.settle(
+                row.row_id,
+                InboxStatus.RETRY,
+                reason=reason,
+                acks=acks,
+                retry_at=time.time() + delay,
+            )
+        self.counters.retries += 1
+        self._outbox_changed.set()
+
+    # ---- a planner's decision -------------------------------------------------------------
+
+    async def approve(self, row_id: int) -> bool:
+        """Let a waiting change apply; False when no such change waits."""
+        row = await self._waiting(row_id)
+        if row is None:
+            return False
+        await self._store.inbox.settle(
+            row.row_id, InboxStatus.RETRY, reason=APPROVED, retry_at=time.time()
+        )
+        self.wakeup.set()
+        return True
+
+    async def reject(self, row_id: int, reason: str) -> bool:
+        """Refuse a waiting change; HQ gets "rejected" with the planner's reason."""
+        row = await self._waiting(row_id)
+        if row is None:
+            return False
+        message = parse_down_message(row.payload, site=self._topics.site, max_bytes=1 << 30)
+        decision = plan_changes(message).refused(ReasonCode.APPROVAL_REJECTED, reason)
+        await self._settle(row, message.correlation_id, decision)
+        return True
+
+    async def _waiting(self, row_id: int) -> InboxRow | None:
+        rows = await self._store.inbox.waiting_approval()
+        return next((row for row in rows if row.row_id == row_id), None)
+
+    # ---- records for the outbox -----------------------------------------------------------
+
+    async def _write(self, acks: list[Acknowledgement], *, resync: tuple[int, int] | None) -> None:
+        async with self._sequencer.assigning() as next_seq:
+            records = [self._ack_record(next_seq, ack) for ack in acks]
+            if resync is not None:
+                last, received = resync
+                records.append(self._resync_record(next_seq, ResyncReason.GAP, last, received))
+            await self._store.outbox.add(records)
+        self._outbox_changed.set()
+
+    def _ack_record(self, next_seq: _NextSeq, ack: Acknowledgement) -> Record:
+        message = ScheduleAckMessage(
+            id=new_message_id(),
+            site=self._topics.site,
+            source="agent",
+            seq=next_seq(ACK_STREAM),
+            event_time=datetime.now(UTC),
+            correlation_id=ack.correlation_id or ack.original_id,
+            payload=ScheduleAck(
+                original_id=ack.original_id[:128],
+                original_type=ack.original_type,
+                outcome=ack.outcome,
+                reason_code=ack.reason_code,
+                reason=ack.reason[:1000] if ack.reason else None,
+                orders=list(ack.orders),
+            ),
+        )
+        return _business(
+            message.id,
+            ACK_STREAM,
+            message.seq,
+            self._topics.ack,
+            message.model_dump_json().encode(),
+        )
+
+    def _resync_record(
+        self, next_seq: _NextSeq, reason: ResyncReason, last: int, received: int | None
+    ) -> Record:
+        message = ResyncRequestMessage(
+            id=new_message_id(),
+            site=self._topics.site,
+            source="agent",
+            seq=next_seq(RESYNC_STREAM),
+            event_time=datetime.now(UTC),
+            payload=ResyncRequest(reason=reason, last_seq_seen=last, received_seq=received),
+        )
+        return _business(
+            message.id,
+            RESYNC_STREAM,
+            message.seq,
+            self._topics.resync,
+            message.model_dump_json().encode(),
+        )
+
+    def _count(self, outcome: AckOutcome) -> None:
+        if outcome is AckOutcome.APPLIED:
+            self.counters.applied += 1
+        elif outcome is AckOutcome.WAITING_FOR_APPROVAL:
+            self.counters.waiting += 1
+        else:
+            self.counters.rejected += 1
+
+
+_STATUS = {
+    AckOutcome.APPLIED: InboxStatus.APPLIED,
+    AckOutcome.REJECTED: InboxStatus.REJECTED,
+    AckOutcome.FAILED: InboxStatus.FAILED,
+    AckOutcome.WAITING_FOR_APPROVAL: InboxStatus.WAITING_APPROVAL,
+}
+
+
+def _business(message_id: str, stream: str, seq: int, topic: str, payload: bytes) -> Record:
+    return Record(message_id, Lane.BUSINESS, stream, seq, topic, payload, time.time())
