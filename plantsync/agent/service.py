@@ -26,6 +26,7 @@ from typing import Literal
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from plantsync import __version__
+from plantsync.agent.business import BusinessWriter
 from plantsync.agent.downlink import Downlink
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
@@ -62,7 +63,9 @@ class Agent:
         self._started = datetime.now(UTC)
         self.store: Store | None = None
         self.downlink: Downlink | None = None
-        """Set while running: the local API reads the schedule and approves changes here."""
+        self.business: BusinessWriter | None = None
+        """Set while running: the local API reads the schedule, approves changes and takes
+        confirmations through these."""
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then stop in order within the configured bounds."""
@@ -82,17 +85,21 @@ class Agent:
                 max_inflight=self.config.hub.max_inflight,
                 stall_timeout=self.config.hub.stall_timeout.total_seconds(),
             )
-            self.downlink = await self._downlink(store, pipeline.committed)
+            sequencer = Sequencer(await store.outbox.last_sequences())
+            self.business = BusinessWriter(store.outbox, self.topics, sequencer, pipeline.committed)
+            self.downlink = self._downlink(store, sequencer, pipeline.committed)
             await self._run_links(pipeline, uplink, self.downlink, stop, on_ready)
         finally:
             await store.close()
 
-    async def _downlink(self, store: Store, outbox_changed: asyncio.Event) -> Downlink:
+    def _downlink(
+        self, store: Store, sequencer: Sequencer, outbox_changed: asyncio.Event
+    ) -> Downlink:
         schedule = self.config.schedule
         return Downlink(
             store,
             self.topics,
-            Sequencer(await store.outbox.last_sequences()),
+            sequencer,
             policy=SchedulePolicy(schedule.frozen_horizon, schedule.quantity_threshold),
             outbox_changed=outbox_changed,
             retry_delays=(
