@@ -281,6 +281,41 @@ class MesConfig(Section):
         return url
 
 
+class ApiConfig(Section):
+    """The agent's local HTTP API and status page."""
+
+    host: str = Field(
+        default="127.0.0.1", description="bind address; anything but loopback needs a token"
+    )
+    port: int = Field(default=8470, ge=0, le=65535, description="0 picks a free port")
+    token: SecretStr | None = Field(
+        default=None, description="bearer token for state-changing calls (and any non-loopback)"
+    )
+
+
+class JobControlConfig(Section):
+    """An OPC UA server implementing ISA-95 Job Control (OPC 10031-4): orders go to its
+    JobOrderReceiver, its job responses come back as order status and confirmations."""
+
+    name: str = Field(default="jobcontrol", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    endpoint: str = Field(description="opc.tcp://host:port/path")
+    security_mode: SecurityMode = SecurityMode.NONE
+    security_policy: SecurityPolicy = SecurityPolicy.BASIC256SHA256
+    certificate: Path | None = None
+    private_key: Path | None = None
+    server_certificate: Path | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    request_timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_opc_tcp(cls, endpoint: str) -> str:
+        if not endpoint.startswith("opc.tcp://"):
+            raise ValueError(f"{endpoint!r} must start with opc.tcp://")
+        return endpoint
+
+
 class ScheduleConfig(Section):
     """How schedule changes from HQ are decided at the plant."""
 
@@ -344,6 +379,8 @@ class AgentConfig(Section):
     store: StoreConfig = StoreConfig()
     opcua: list[OpcUaServerConfig] = Field(default_factory=list)
     mes: MesConfig | None = None
+    jobcontrol: JobControlConfig | None = None
+    api: ApiConfig = ApiConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     policy: PolicyConfig = PolicyConfig()
     reconnect: ReconnectConfig = ReconnectConfig()

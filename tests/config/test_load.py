@@ -94,6 +94,8 @@ def test_sample_config_loads() -> None:
         model.StoreConfig,
         model.MesConfig,
         model.ScheduleConfig,
+        model.ApiConfig,
+        model.JobControlConfig,
         model.OpcUaServerConfig,
         model.MachineConfig,
         model.TagConfig,
