@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
+from typing import Any
 
 from plantsync.agent.sequencer import Sequencer
 from plantsync.buffer.base import Lane, Outbox, Record
-from plantsync.contracts import Topics, new_message_id
+from plantsync.contracts import Envelope, Topics, new_message_id
 from plantsync.contracts.orders import (
     OrderStatus,
     OrderStatusMessage,
@@ -42,26 +44,16 @@ class BusinessWriter:
         self, status: OrderStatus, *, source: str, correlation_id: str | None = None
     ) -> str:
         """Commit one ``order.status``; returns its message id. Raises StoreFull when full."""
-        stream = order_stream(status.order_id)
-        async with self._sequencer.assigning() as next_seq:
-            message = OrderStatusMessage(
-                id=new_message_id(),
-                site=self._topics.site,
-                source=source,
-                stream=stream,
-                seq=next_seq(stream),
-                event_time=status.changed_at,
-                correlation_id=correlation_id,
-                payload=status,
-            )
-            await self._commit(
-                message.id,
-                stream,
-                message.seq,
-                self._topics.order_status(status.order_id),
-                message.model_dump_json().encode(),
-            )
-        return message.id
+        topic = self._topics.order_status(status.order_id)
+        return await self._write(
+            OrderStatusMessage,
+            status,
+            status.order_id,
+            topic,
+            status.changed_at,
+            source,
+            correlation_id,
+        )
 
     async def confirmation(
         self,
@@ -71,30 +63,47 @@ class BusinessWriter:
         correlation_id: str | None = None,
     ) -> str:
         """Commit one ``production.confirmation``; returns its message id. Raises StoreFull."""
-        stream = order_stream(confirmation.order_id)
+        topic = self._topics.confirmation(confirmation.order_id)
+        return await self._write(
+            ProductionConfirmationMessage,
+            confirmation,
+            confirmation.order_id,
+            topic,
+            confirmation.actual_end,
+            source,
+            correlation_id,
+        )
+
+    async def _write(
+        self,
+        model: type[OrderStatusMessage] | type[ProductionConfirmationMessage],
+        payload: Any,
+        order_id: str,
+        topic: str,
+        event_time: datetime,
+        source: str,
+        correlation_id: str | None,
+    ) -> str:
+        stream = order_stream(order_id)
         async with self._sequencer.assigning() as next_seq:
-            message = ProductionConfirmationMessage(
+            message = model(
                 id=new_message_id(),
                 site=self._topics.site,
                 source=source,
                 stream=stream,
                 seq=next_seq(stream),
-                event_time=confirmation.actual_end,
+                event_time=event_time,
                 correlation_id=correlation_id,
-                payload=confirmation,
+                payload=payload,
             )
-            await self._commit(
-                message.id,
-                stream,
-                message.seq,
-                self._topics.confirmation(confirmation.order_id),
-                message.model_dump_json().encode(),
-            )
+            await self._outbox.add([business_record(message, topic)])
+        self._outbox_changed.set()
         return message.id
 
-    async def _commit(
-        self, message_id: str, stream: str, seq: int, topic: str, payload: bytes
-    ) -> None:
-        record = Record(message_id, Lane.BUSINESS, stream, seq, topic, payload, time.time())
-        await self._outbox.add([record])
-        self._outbox_changed.set()
+
+def business_record(message: Envelope[Any], topic: str) -> Record:
+    """An outbox row in the business lane (never evicted) for one up message."""
+    payload = message.model_dump_json().encode()
+    return Record(
+        message.id, Lane.BUSINESS, message.stream, message.seq, topic, payload, time.time()
+    )

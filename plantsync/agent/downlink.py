@@ -29,11 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from plantsync.agent.business import business_record
 from plantsync.agent.changes import Decision, plan_changes
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.sequencer import Sequencer
 from plantsync.agent.supervisor import LinkHealth, LinkState
-from plantsync.buffer.base import Lane, Record
+from plantsync.buffer.base import Record
 from plantsync.buffer.inbox import InboxRow, InboxStatus
 from plantsync.buffer.store import Store
 from plantsync.contracts import Topics, new_message_id
@@ -322,13 +323,7 @@ class Downlink:
                 orders=list(ack.orders),
             ),
         )
-        return _business(
-            message.id,
-            ACK_STREAM,
-            message.seq,
-            self._topics.ack,
-            message.model_dump_json().encode(),
-        )
+        return business_record(message, self._topics.ack)
 
     def _resync_record(
         self, next_seq: _NextSeq, reason: ResyncReason, last: int, received: int | None
@@ -341,13 +336,7 @@ class Downlink:
             event_time=datetime.now(UTC),
             payload=ResyncRequest(reason=reason, last_seq_seen=last, received_seq=received),
         )
-        return _business(
-            message.id,
-            RESYNC_STREAM,
-            message.seq,
-            self._topics.resync,
-            message.model_dump_json().encode(),
-        )
+        return business_record(message, self._topics.resync)
 
     def _count(self, outcome: AckOutcome) -> None:
         if outcome is AckOutcome.APPLIED:
@@ -364,7 +353,3 @@ _STATUS = {
     AckOutcome.FAILED: InboxStatus.FAILED,
     AckOutcome.WAITING_FOR_APPROVAL: InboxStatus.WAITING_APPROVAL,
 }
-
-
-def _business(message_id: str, stream: str, seq: int, topic: str, payload: bytes) -> Record:
-    return Record(message_id, Lane.BUSINESS, stream, seq, topic, payload, time.time())

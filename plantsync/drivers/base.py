@@ -30,8 +30,8 @@ class Reading:
     source_time: datetime | None
 
 
-class Source(Protocol):
-    """A plant-side link that produces readings (OPC UA, MES polling)."""
+class Link(Protocol):
+    """What every plant-side link is: named, entered to connect, left to disconnect."""
 
     @property
     def name(self) -> str:
@@ -39,7 +39,7 @@ class Source(Protocol):
         ...
 
     async def __aenter__(self) -> Self:
-        """Connect and subscribe; raise SourceUnavailable or LinkMisconfigured."""
+        """Connect (and subscribe); raise SourceUnavailable or LinkMisconfigured."""
         ...
 
     async def __aexit__(
@@ -50,6 +50,10 @@ class Source(Protocol):
     ) -> None:
         """Disconnect, within a bounded time, whatever state the link is in."""
         ...
+
+
+class Source(Link, Protocol):
+    """A plant-side link that produces readings (OPC UA, MES polling)."""
 
     def readings(self) -> AsyncIterator[list[Reading]]:
         """Batches of readings as notifications arrive; the first batch is the initial values.
@@ -82,26 +86,8 @@ class PlantVerdict:
     reason: str | None = None
 
 
-class ScheduleSink(Protocol):
+class ScheduleSink(Link, Protocol):
     """A plant system that schedule changes are delivered to (MES REST, OPC UA Job Control)."""
-
-    @property
-    def name(self) -> str:
-        """The link's name, for health, logs and acknowledgements."""
-        ...
-
-    async def __aenter__(self) -> Self:
-        """Prepare the link; raise SourceUnavailable or LinkMisconfigured."""
-        ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Release the link within a bounded time."""
-        ...
 
     async def apply(self, change: OrderChange) -> PlantVerdict:
         """Deliver one change. The same ``idempotency_key`` twice must take effect once.

@@ -8,12 +8,13 @@ import signal
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
-from plantsync.config.model import AgentConfig, MesConfig, ScheduleConfig
+from plantsync.config.model import AgentConfig, MesConfig, OpcUaServerConfig, ScheduleConfig
 from plantsync.contracts.orders import ProductionConfirmation
 from plantsync.contracts.schedule import Quantity
 from tests.e2e.hq import Hq, acks, order, outcomes
@@ -43,9 +44,7 @@ def business_config(store: Path, broker: Mosquitto, mes: MesServer | None) -> Ag
     return base.model_copy(update={"opcua": [], "mes": mes_config, "schedule": QUICK_RETRIES})
 
 
-def _unused_opcua_server() -> object:
-    from plantsync.config.model import OpcUaServerConfig
-
+def _unused_opcua_server() -> OpcUaServerConfig:
     return OpcUaServerConfig.model_validate(
         {
             "name": "none",
@@ -131,7 +130,7 @@ async def test_stale_and_bad_messages_are_rejected_and_the_agent_keeps_applying(
     ]
 
 
-def _all_acks(hub: HubRecorder) -> list[dict[str, object]]:
+def _all_acks(hub: HubRecorder) -> list[dict[str, Any]]:
     return [m["payload"] for m in hub.business if m["type"] == "schedule.ack"]
 
 
@@ -241,4 +240,3 @@ async def _confirm(agent: Agent, order_id: str, step: int) -> None:
         ),
         source="test",
     )
-
