@@ -31,7 +31,7 @@ from plantsync.agent.downlink import Downlink
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.sequencer import Sequencer
-from plantsync.agent.supervisor import Backoff, LinkHealth, Session, supervise
+from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState, Session, supervise
 from plantsync.agent.uplink import Uplink
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, OpcUaServerConfig
@@ -154,6 +154,10 @@ class Agent:
     async def _stop_hub(self, hub: asyncio.Task[None]) -> None:
         self._stopping.set()
         timeout = self.config.shutdown_timeout.total_seconds()
+        if self.health[HUB].state is not LinkState.UP:
+            log.info("hub not connected at stop; the outbox keeps what waits for it")
+            hub.cancel()
+            return
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(hub)
