@@ -25,6 +25,7 @@ from plantsync.agent.service import Agent
 from plantsync.config import config_hash
 from plantsync.config.model import (
     AgentConfig,
+    ApiConfig,
     HubConfig,
     LogConfig,
     PolicyConfig,
@@ -36,6 +37,7 @@ from plantsync.drivers.simulator import SimulatedPlant
 DEMO_SITE = "demo-plant"
 PREFERRED_BROKER_PORT = 18830
 PREFERRED_OPCUA_PORT = 48400
+PREFERRED_API_PORT = 8470
 
 
 def run_demo(*, workdir: Path | None, duration: float | None, quiet: bool) -> int:
@@ -56,7 +58,7 @@ async def _demo(root: Path, duration: float | None, quiet: bool) -> None:
     with Mosquitto(root / "broker", port=_port(PREFERRED_BROKER_PORT)) as broker:
         async with SimulatedPlant(port=_port(PREFERRED_OPCUA_PORT), tick=1.0) as plant:
             config = _demo_config(root, broker.url, plant)
-            _banner(broker.url, plant.endpoint, root)
+            _banner(broker.url, plant.endpoint, root, config.api.port)
             await _run(config, broker.url, duration, quiet)
 
 
@@ -66,6 +68,7 @@ def _demo_config(root: Path, broker_url: str, plant: SimulatedPlant) -> AgentCon
         hub=HubConfig(url=broker_url),
         store=StoreConfig(path=root / "store.db"),
         opcua=[plant.server_config(name="line-1")],
+        api=ApiConfig(port=_port(PREFERRED_API_PORT)),
         policy=PolicyConfig(snapshot_interval=timedelta(seconds=30)),
         log=LogConfig(level="info"),
     )
@@ -89,13 +92,14 @@ async def _run(config: AgentConfig, broker_url: str, duration: float | None, qui
             viewer.cancel()
 
 
-def _banner(broker_url: str, endpoint: str, root: Path) -> None:
+def _banner(broker_url: str, endpoint: str, root: Path, api_port: int) -> None:
     print(
         f"""
 plantsync demo — a simulated plant of three machines, synced to a local MQTT hub
   OPC UA server (simulated plant): {endpoint}
   MQTT hub:                        {broker_url}
   agent store:                     {root / "store.db"}
+  local API (status, schedule):    http://127.0.0.1:{api_port}/api/v1/status
 Watch the hub from another terminal:
   .venv/bin/plantsync hub tail --broker {broker_url} --site {DEMO_SITE}
   mosquitto_sub -p {broker_url.rsplit(":", 1)[1]} -t 'plantsync/v1/#' -v  (mosquitto-clients)

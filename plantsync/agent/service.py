@@ -5,13 +5,15 @@
                                                                                │  one file, one
     MQTT hub ◀──── hub link (supervised, persistent session) ◀── Uplink ◀──────┤  connection)
              ────▶ down topic (manual ack) ──▶ Downlink.receive ──▶ inbox ─────┤
-    MES / plant ◀─ plant link (supervised) ◀── Downlink.run ◀───── inbox ──────┘
+    MES / plant ◀─ plant link (supervised) ◀── Downlink.run ◀───── inbox ──────┤
+    MES, planners, plant IT ─▶ local API (HTTP) ─▶ BusinessWriter, Downlink ───┘
 
-Start: the store, then the hub link (the sink), the pipeline, the plant link, the sources, the
-periodic jobs. Stop (SIGTERM): the periodic jobs and the sources, then the pipeline (it commits
-what is queued) and the plant link, then the hub link, which keeps draining the outbox for at
-most ``shutdown_timeout``, publishes ``offline`` and disconnects. Whatever is not delivered by
-then stays in the store for the next start: nothing committed is lost.
+Start: the store, then the hub link (the sink), the pipeline, the plant link, the local API,
+the sources, the periodic jobs. Stop (SIGTERM): the local API (open requests finish), the
+periodic jobs and the sources, then the pipeline (it commits what is queued) and the plant
+link, then the hub link, which keeps draining the outbox for at most ``shutdown_timeout``,
+publishes ``offline`` and disconnects. Whatever is not delivered by then stays in the store for
+the next start: nothing committed is lost.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Literal
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from plantsync import __version__
+from plantsync.agent.api import create_app
+from plantsync.agent.apiserver import ApiServer
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.downlink import Downlink
 from plantsync.agent.pipeline import Pipeline
@@ -66,6 +70,16 @@ class Agent:
         self.business: BusinessWriter | None = None
         """Set while running: the local API reads the schedule, approves changes and takes
         confirmations through these."""
+        self.api: ApiServer | None = None
+
+    @property
+    def started_at(self) -> datetime:
+        return self._started
+
+    @property
+    def api_port(self) -> int | None:
+        """The local API's port once it listens (the one chosen when the config says 0)."""
+        return self.api.port if self.api is not None else None
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then stop in order within the configured bounds."""
@@ -73,7 +87,6 @@ class Agent:
             self.config.store.path, max_size_bytes=int(self.config.store.max_size)
         )
         try:
-            self.store = store
             pipeline = Pipeline(
                 store.outbox, self.topics, commit_batch=self.config.store.commit_batch
             )
@@ -85,12 +98,21 @@ class Agent:
                 max_inflight=self.config.hub.max_inflight,
                 stall_timeout=self.config.hub.stall_timeout.total_seconds(),
             )
-            sequencer = Sequencer(await store.outbox.last_sequences())
-            self.business = BusinessWriter(store.outbox, self.topics, sequencer, pipeline.committed)
-            self.downlink = self._downlink(store, sequencer, pipeline.committed)
-            await self._run_links(pipeline, uplink, self.downlink, stop, on_ready)
+            downlink = await self.attach(store, pipeline.committed)
+            self.api = ApiServer.bind(create_app(self), self.config.api)
+            with contextlib.closing(self.api):
+                await self._run_links(pipeline, uplink, downlink, self.api, stop, on_ready)
         finally:
             await store.close()
+
+    async def attach(self, store: Store, outbox_changed: asyncio.Event) -> Downlink:
+        """Build what works on the open ``store`` alone (the business writer, the downlink),
+        as ``run`` does; tests call it to serve the local API without any link."""
+        sequencer = Sequencer(await store.outbox.last_sequences())
+        self.store = store
+        self.business = BusinessWriter(store.outbox, self.topics, sequencer, outbox_changed)
+        self.downlink = self._downlink(store, sequencer, outbox_changed)
+        return self.downlink
 
     def _downlink(
         self, store: Store, sequencer: Sequencer, outbox_changed: asyncio.Event
@@ -114,6 +136,7 @@ class Agent:
         pipeline: Pipeline,
         uplink: Uplink,
         downlink: Downlink,
+        api: ApiServer,
         stop: asyncio.Event,
         on_ready: Callable[[], None] | None,
     ) -> None:
@@ -127,6 +150,7 @@ class Agent:
                 supervise(self.health[PLANT], self._plant_session(downlink), self._backoff()),
                 name="link:plant",
             )
+            served = tasks.create_task(api.serve(), name="api")
             sources = [
                 tasks.create_task(
                     supervise(
@@ -143,7 +167,8 @@ class Agent:
                 on_ready()
             log.info("agent running: site %s, %d source link(s)", self.config.site.id, len(sources))
             await stop.wait()
-            log.info("stopping: sources first, then the final flush to the hub")
+            log.info("stopping: the local API and the sources, then the final flush to the hub")
+            await api.stop(served)
             scheduler.shutdown(wait=False)
             for source in [*sources, plant]:
                 source.cancel()

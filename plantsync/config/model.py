@@ -7,6 +7,7 @@ strings such as ``"512MB"`` or ``"2GiB"``. Validation performs no network I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -291,6 +292,35 @@ class ApiConfig(Section):
     token: SecretStr | None = Field(
         default=None, description="bearer token for state-changing calls (and any non-loopback)"
     )
+
+    @model_validator(mode="after")
+    def _token_guards_the_network(self) -> Self:
+        # The reasons never quote the token: config errors are printed and logged.
+        if self.token is not None and len(self.token.get_secret_value().strip()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"token must have at least {MIN_TOKEN_LENGTH} characters"
+                " (e.g. the output of 'openssl rand -hex 32')"
+            )
+        if self.token is None and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not loopback: set token (better: PLANTSYNC_API__TOKEN),"
+                " or bind to 127.0.0.1"
+            )
+        return self
+
+
+MIN_TOKEN_LENGTH = 16
+"""A bearer token shorter than this could be guessed; the API has no rate limit."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: 127.0.0.0/8, ::1 and ``localhost``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything, so it counts as the network
 
 
 class JobControlConfig(Section):

@@ -157,6 +157,11 @@ def test_summary_names_site_hub_store_servers_and_hash() -> None:
         ("sign_without_certificate.toml", "opcua[0]", "Sign needs certificate and private_key"),
         ("lifetime_below_three_keepalives.toml", "opcua[0]", "at least 3 x keepalive_count"),
         ("bad_byte_size.toml", "store.max_size", "write a number and a unit: '512MB'"),
+        (
+            "api_off_loopback_without_token.toml",
+            "api",
+            "host '0.0.0.0' is not loopback: set token",
+        ),
     ],
     ids=lambda value: value.removesuffix(".toml") if value.endswith(".toml") else "",
 )
@@ -173,7 +178,7 @@ def test_invalid_file_is_refused_naming_file_key_and_reason(
 
 
 def test_every_invalid_file_is_covered_by_a_rejection_test() -> None:
-    assert len(list(INVALID.glob("*.toml"))) == 12
+    assert len(list(INVALID.glob("*.toml"))) == 13
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -224,6 +229,34 @@ def test_a_scalar_where_a_section_belongs_is_refused_as_not_a_table(tmp_path: Pa
     path = write(tmp_path, 'hub = "mqtt://127.0.0.1"\n[site]\nid = "plant-01"\n')
 
     assert problems_of(path) == [Problem(str(path), "hub", "must be a table")]
+
+
+def test_a_short_api_token_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '\n[api]\ntoken = "tiny-token"\n')
+
+    [problem] = problems_of(path)
+
+    assert problem.key == "api"
+    assert "at least 16 characters" in problem.reason
+    assert "tiny-token" not in problem.reason
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost"])
+def test_a_loopback_api_host_needs_no_token(tmp_path: Path, host: str) -> None:
+    config = load_config(write(tmp_path, MINIMAL + f'\n[api]\nhost = "{host}"\n'), {})
+
+    assert config.api.host == host
+    assert config.api.token is None
+
+
+def test_an_api_token_from_the_environment_opens_the_network(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '\n[api]\nhost = "plant-server.local"\n')
+    token = "a-long-enough-api-token"  # noqa: S105 - a test value
+
+    config = load_config(path, {"PLANTSYNC_API__TOKEN": token})
+
+    assert config.api.token is not None
+    assert config.api.token.get_secret_value() == token
 
 
 # -- environment overrides -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 from plantsync.agent.service import Agent
 from plantsync.config.model import (
     AgentConfig,
+    ApiConfig,
     HubConfig,
     OpcUaServerConfig,
     PolicyConfig,
@@ -42,6 +43,7 @@ def agent_config(store: Path, broker_url: str, server: OpcUaServerConfig) -> Age
         hub=HubConfig(url=broker_url, keepalive=timedelta(seconds=5)),
         store=StoreConfig(path=store),
         opcua=[server],
+        api=ApiConfig(port=0),
         policy=PolicyConfig(snapshot_interval=timedelta(0)),
         reconnect=FAST_RECONNECT,
         shutdown_timeout=timedelta(seconds=5),
@@ -54,6 +56,7 @@ def config_toml(store: Path, broker_url: str, server: OpcUaServerConfig) -> str:
         f'[site]\nid = "{SITE}"\n',
         f'[hub]\nurl = "{broker_url}"\nkeepalive = "5s"\n',
         f'[store]\npath = "{store}"\n',
+        "[api]\nport = 0\n",
         '[policy]\nsnapshot_interval = "0s"\n',
         '[reconnect]\ninitial_delay = "100ms"\nmax_delay = "1s"\n',
         f'[[opcua]]\nname = "{server.name}"\nendpoint = "{server.endpoint}"\n',

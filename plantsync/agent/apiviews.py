@@ -1,0 +1,283 @@
+"""What the local API answers: its response models, and the views that build them.
+
+Times are RFC 3339 in UTC, ages are seconds. Orders are the canonical ``ProductionOrder`` JSON,
+exactly as HQ's contract defines it, so a plant application reads the schedule with the same
+schema it would use on the hub. Free text from links and peers passes through ``scrub``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel
+
+from plantsync import __version__
+from plantsync.agent.changes import plan_changes
+from plantsync.agent.supervisor import LinkHealth, LinkState
+from plantsync.buffer.base import OutboxStats
+from plantsync.buffer.inbox import DeadLetter, Inbox, InboxRow, InboxStats, OrderState
+from plantsync.contracts.inbound import parse_down_message
+from plantsync.contracts.schedule import ProductionOrder
+from plantsync.errors import MessageRejected
+
+if TYPE_CHECKING:
+    from plantsync.agent.service import Agent
+
+Scrub = Callable[[str | None], str | None]
+
+PAYLOAD_PREVIEW_CHARS = 4000
+"""How much of a dead letter's bytes the API shows, as text."""
+
+
+class ScheduledOrder(BaseModel):
+    """One order of the last-known-good schedule, as last applied at the plant."""
+
+    order_id: str
+    revision: int
+    work_center: str
+    status: str
+    planned_start: datetime | None
+    updated_at: datetime
+    order: ProductionOrder
+
+
+class WorkCenterSchedule(BaseModel):
+    work_center: str
+    orders: list[ScheduledOrder]
+
+
+class Schedule(BaseModel):
+    """The last-known-good schedule; ``hub_state`` says whether HQ can be reached right now."""
+
+    as_of: datetime
+    hub_state: LinkState
+    work_centers: list[WorkCenterSchedule]
+
+
+class ProposedOrder(BaseModel):
+    """One order a waiting change concerns: as applied now, and as the change would make it."""
+
+    order_id: str
+    revision: int
+    current: ProductionOrder | None
+    proposed: ProductionOrder | None
+
+
+class WaitingChange(BaseModel):
+    """A change from HQ held for a planner's approval."""
+
+    row_id: int
+    message_id: str
+    type: str | None
+    correlation_id: str | None
+    order_ids: list[str]
+    received_at: datetime
+    reason: str | None
+    orders: list[ProposedOrder]
+
+
+class DeadLetterView(BaseModel):
+    id: int
+    message_id: str | None
+    topic: str
+    reason_code: str
+    reason: str | None
+    received_at: datetime
+    dead_at: datetime
+    size_bytes: int
+    payload_preview: str
+    """The first bytes as UTF-8 text, undecodable bytes replaced."""
+
+
+class LinkView(BaseModel):
+    state: LinkState
+    since: datetime
+    last_error: str | None
+    last_activity: datetime | None
+    connects: int
+    failures: int
+
+
+class LaneView(BaseModel):
+    depth: int
+    oldest_age_seconds: float | None
+
+
+class OutboxView(BaseModel):
+    lanes: dict[str, LaneView]
+    depth: int
+    size_bytes: int
+    max_size_bytes: int
+    evicted_total: int
+
+
+class InboxView(BaseModel):
+    counts: dict[str, int]
+    pending: int
+    oldest_pending_age_seconds: float | None
+
+
+class Status(BaseModel):
+    site: str
+    version: str
+    config_hash: str
+    started_at: datetime
+    uptime_seconds: float
+    links: dict[str, LinkView]
+    outbox: OutboxView
+    inbox: InboxView
+    dead_letters: int
+    downlink: dict[str, int]
+    """The downlink's counters since start: received, duplicates, applied, rejected, …"""
+
+
+class Accepted(BaseModel):
+    """Committed to the outbox: HQ will receive it, with this id."""
+
+    message_id: str
+
+
+class Decided(BaseModel):
+    row_id: int
+    decision: Literal["approved", "rejected"]
+
+
+class RetryOutcome(BaseModel):
+    """``received``: in the inbox now; ``dead-letter``: refused again, for ``reason``."""
+
+    dead_letter_id: int
+    outcome: Literal["received", "dead-letter"]
+    reason: str | None
+
+
+def order_view(order: OrderState) -> ScheduledOrder:
+    return ScheduledOrder(
+        order_id=order.order_id,
+        revision=order.revision,
+        work_center=order.work_center,
+        status=order.status,
+        planned_start=datetime.fromisoformat(order.planned_start) if order.planned_start else None,
+        updated_at=_utc(order.updated_at),
+        order=ProductionOrder.model_validate_json(order.order_json),
+    )
+
+
+def schedule_view(orders: list[OrderState], hub: LinkHealth) -> Schedule:
+    """Grouped by work center in the store's order (planned start, then order id)."""
+    groups: dict[str, list[ScheduledOrder]] = {}
+    for order in orders:
+        groups.setdefault(order.work_center, []).append(order_view(order))
+    return Schedule(
+        as_of=_utc(time.time()),
+        hub_state=hub.state,
+        work_centers=[
+            WorkCenterSchedule(work_center=name, orders=items)
+            for name, items in sorted(groups.items())
+        ],
+    )
+
+
+async def waiting_view(row: InboxRow, site: str, inbox: Inbox, scrub: Scrub) -> WaitingChange:
+    """The row with the orders it would change, decoded from its payload."""
+    orders: list[ProposedOrder] = []
+    try:
+        message = parse_down_message(row.payload, site=site, max_bytes=1 << 30)
+    except MessageRejected:  # accepted when it arrived; a later version may read it otherwise
+        message_type, correlation_id = None, None
+    else:
+        message_type, correlation_id = message.type, message.correlation_id
+        for item in plan_changes(message).orders:
+            known = await inbox.order(item.order_id)
+            current = ProductionOrder.model_validate_json(known.order_json) if known else None
+            orders.append(
+                ProposedOrder(
+                    order_id=item.order_id,
+                    revision=item.revision,
+                    current=current,
+                    proposed=item.proposed(current),
+                )
+            )
+    return WaitingChange(
+        row_id=row.row_id,
+        message_id=row.message_id,
+        type=message_type,
+        correlation_id=correlation_id,
+        order_ids=list(row.order_ids),
+        received_at=_utc(row.received_at),
+        reason=scrub(row.reason),
+        orders=orders,
+    )
+
+
+def dead_letter_view(letter: DeadLetter, scrub: Scrub) -> DeadLetterView:
+    preview = letter.payload[:PAYLOAD_PREVIEW_CHARS].decode("utf-8", errors="replace")
+    return DeadLetterView(
+        id=letter.id,
+        message_id=letter.message_id,
+        topic=letter.topic,
+        reason_code=letter.reason_code,
+        reason=scrub(letter.reason),
+        received_at=_utc(letter.received_at),
+        dead_at=_utc(letter.dead_at),
+        size_bytes=len(letter.payload),
+        payload_preview=scrub(preview) or "",
+    )
+
+
+def status_view(
+    agent: Agent,
+    outbox: OutboxStats,
+    inbox: InboxStats,
+    downlink: dict[str, int],
+    scrub: Scrub,
+) -> Status:
+    now = time.time()
+    return Status(
+        site=agent.config.site.id,
+        version=__version__,
+        config_hash=agent.config_hash,
+        started_at=agent.started_at,
+        uptime_seconds=round(now - agent.started_at.timestamp(), 3),
+        links={name: _link_view(health, scrub) for name, health in agent.health.items()},
+        outbox=OutboxView(
+            lanes={
+                lane.name.lower(): LaneView(
+                    depth=stats.depth, oldest_age_seconds=_age(stats.oldest_created_at, now)
+                )
+                for lane, stats in outbox.lanes.items()
+            },
+            depth=outbox.depth,
+            size_bytes=outbox.size_bytes,
+            max_size_bytes=outbox.max_size_bytes,
+            evicted_total=outbox.evicted_total,
+        ),
+        inbox=InboxView(
+            counts={status.name.lower(): count for status, count in inbox.counts.items()},
+            pending=inbox.pending,
+            oldest_pending_age_seconds=inbox.oldest_pending_age,
+        ),
+        dead_letters=inbox.dead_letters,
+        downlink=downlink,
+    )
+
+
+def _link_view(health: LinkHealth, scrub: Scrub) -> LinkView:
+    return LinkView(
+        state=health.state,
+        since=_utc(health.since),
+        last_error=scrub(health.last_error),
+        last_activity=_utc(health.last_activity) if health.last_activity is not None else None,
+        connects=health.connects,
+        failures=health.failures,
+    )
+
+
+def _age(created_at: float | None, now: float) -> float | None:
+    return None if created_at is None else round(max(0.0, now - created_at), 3)
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
