@@ -4,6 +4,8 @@ plantsync run [--config PATH]              the service (default /etc/plantsync/a
 plantsync check-config PATH                validate; summary and exit 0, or problems and exit 2
 plantsync demo [--duration S]              simulated plant + local broker + agent
 plantsync hub tail --broker URL [--site S] HQ side: print hub messages as they arrive
+plantsync hub publish FILE --site S --broker URL
+                                           HQ side: send a schedule, print its acks
 plantsync version
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +25,7 @@ from pydantic import ValidationError
 from plantsync import __version__
 from plantsync.config import config_hash, load_config, summarize
 from plantsync.config.model import AgentConfig, HubConfig
+from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.errors import ConfigError
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -69,6 +73,33 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--prefix", default="plantsync/v1", help="topic prefix")
     tail.add_argument("--limit", type=int, default=None, help="stop after N messages")
     tail.set_defaults(handler=_hub_tail)
+
+    publish = hub.add_parser(
+        "publish",
+        help="send a schedule message to a site and print its acknowledgements",
+        description="Exit 0 on a final outcome (applied, rejected, failed, waiting-for-approval,"
+        " duplicate), 1 when none came within --wait or the hub failed, 2 for a bad file.",
+    )
+    publish.add_argument("file", type=Path, help="JSON or .toml: an envelope, or type and payload")
+    publish.add_argument("--site", required=True, help="the site the message is for")
+    publish.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    publish.add_argument("--prefix", default="plantsync/v1", help="topic prefix")
+    publish.add_argument("--source", default=None, help="the envelope's source; default hq:cli")
+    publish.add_argument(
+        "--seq", type=int, default=None, help="the site's down seq; default: last + 1"
+    )
+    publish.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the last seq per broker host and site is kept;"
+        " default $XDG_STATE_HOME/plantsync-hq (~/.local/state/plantsync-hq)",
+    )
+    publish.add_argument(
+        "--wait", type=float, default=30.0, help="seconds to wait for a final ack (default 30)"
+    )
+    publish.add_argument("--correlation-id", default=None, help="default: the message id")
+    publish.set_defaults(handler=_hub_publish)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(__version__) or EXIT_OK)
@@ -155,3 +186,42 @@ def _hub_tail(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     asyncio.run(tail(hub, site=args.site, out=sys.stdout, limit=args.limit))
     return EXIT_OK
+
+
+def _hub_publish(args: argparse.Namespace) -> int:
+    from plantsync.agent import hubtools
+    from plantsync.errors import MessageRejected, PlantsyncError
+
+    try:
+        hub = HubConfig(url=args.broker, topic_prefix=args.prefix)
+    except ValidationError as exc:
+        reasons = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        print(f"plantsync hub publish: --broker/--prefix: {reasons}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not re.fullmatch(SITE_PATTERN, args.site):
+        print(f"plantsync hub publish: --site {args.site!r} is not a site id", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.seq is not None and args.seq < 1:
+        print(f"plantsync hub publish: --seq {args.seq}: seqs start at 1", file=sys.stderr)
+        return EXIT_CONFIG
+    state = hubtools.SeqState.for_site(args.state_dir, hub, args.site)
+    try:
+        message = hubtools.prepare_down_message(
+            hubtools.read_message_file(args.file),
+            site=args.site,
+            default_seq=lambda: state.last() + 1,
+            seq=args.seq,
+            source=args.source,
+            correlation_id=args.correlation_id,
+        )
+    except (OSError, ValueError, MessageRejected) as exc:
+        print(f"plantsync hub publish: {args.file}: {exc}; nothing sent", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        final = asyncio.run(
+            hubtools.publish(hub, message, out=sys.stdout, wait=args.wait, seq_state=state)
+        )
+    except PlantsyncError as exc:
+        print(f"plantsync hub publish: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK if final is not None else EXIT_FAILURE

@@ -1,5 +1,6 @@
 """The canonical messages, shared by every part of plantsync. JSON on the wire."""
 
+from plantsync.contracts.consumer import Gap, StreamConsumer, Verdict
 from plantsync.contracts.envelope import Contract, Envelope, utc_isoformat
 from plantsync.contracts.ids import message_id_time_ms, new_message_id
 from plantsync.contracts.inbound import (
@@ -103,6 +104,7 @@ __all__ = [
     "Contract",
     "DownMessage",
     "Envelope",
+    "Gap",
     "ItemState",
     "JobOrderState",
     "MachineState",
@@ -139,8 +141,10 @@ __all__ = [
     "ScheduleSnapshotMessage",
     "SegmentRequirement",
     "SiteStatus",
+    "StreamConsumer",
     "TagValue",
     "Topics",
+    "Verdict",
     "machine_stream",
     "message_id_time_ms",
     "new_message_id",
