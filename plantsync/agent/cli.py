@@ -26,7 +26,7 @@ from plantsync import __version__
 from plantsync.config import config_hash, load_config, summarize
 from plantsync.config.model import AgentConfig, HubConfig
 from plantsync.contracts.envelope import SITE_PATTERN
-from plantsync.errors import ConfigError
+from plantsync.errors import ConfigError, StoreError
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 DEFAULT_CONFIG = Path("/etc/plantsync/agent.toml")
@@ -42,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"plantsync: the store cannot be used: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
 
@@ -165,8 +168,21 @@ def run_agent(config: AgentConfig, hash_: str) -> int:
             finally:
                 watchdog.cancel()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except BaseExceptionGroup as group:
+        # A start-up failure (a port in use, a store that cannot be opened) arrives wrapped by
+        # the task group; surface it so main() answers it like any other.
+        known = group.subgroup((ConfigError, StoreError))
+        if known is None:
+            raise
+        raise _first_leaf(known) from group
     return EXIT_OK
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _demo(args: argparse.Namespace) -> int:

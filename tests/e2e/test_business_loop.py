@@ -10,11 +10,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from pydantic import SecretStr
 
 from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
-from plantsync.config.model import AgentConfig, MesConfig, OpcUaServerConfig, ScheduleConfig
+from plantsync.config.model import (
+    AgentConfig,
+    ApiConfig,
+    MesConfig,
+    OpcUaServerConfig,
+    ScheduleConfig,
+)
 from plantsync.contracts.orders import ProductionConfirmation
 from plantsync.contracts.schedule import Quantity
 from tests.e2e.hq import Hq, acks, order, outcomes
@@ -240,3 +248,35 @@ async def _confirm(agent: Agent, order_id: str, step: int) -> None:
         ),
         source="test",
     )
+
+
+async def test_a_change_inside_the_frozen_horizon_is_applied_only_after_approval_through_the_api(
+    broker: Mosquitto, mes_server: MesServer, tmp_path: Path
+) -> None:
+    token = "planner-token-0123456789abcdef"  # noqa: S105 - a test token
+    config = business_config(tmp_path / "store.db", broker, mes_server).model_copy(
+        update={"api": ApiConfig(port=0, token=SecretStr(token))}
+    )
+    hq = Hq(broker.url)
+    async with recording(broker.url) as hub, running_agent(config) as agent:
+        await _subscribed(agent)
+        release = await hq.release(order("JO-1", starts_in=timedelta(days=2)))
+        await _ack_outcome(hub, release["id"], "applied")
+        soon = order("JO-1", revision=2, starts_in=timedelta(hours=1))
+        revision = hq.message("schedule.revision", {"orders": [soon]})
+        await hq.publish(revision)
+        await _ack_outcome(hub, revision["id"], "waiting-for-approval")
+        assert mes_server.state.applied_orders() == [("JO-1", 1)], "not applied before approval"
+        base = f"http://127.0.0.1:{agent.api_port}/api/v1"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as api:
+            (waiting,) = (await api.get("/approvals")).json()
+            refused = await api.post(f"/approvals/{waiting['row_id']}/approve")
+            approved = await api.post(
+                f"/approvals/{waiting['row_id']}/approve",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        await _ack_outcome(hub, revision["id"], "applied")
+    assert refused.status_code == 401
+    assert approved.status_code == 200
+    assert sorted(mes_server.state.applied_orders()) == [("JO-1", 1), ("JO-1", 2)]
+    assert outcomes(hub, revision["id"]) == ["accepted", "waiting-for-approval", "applied"]

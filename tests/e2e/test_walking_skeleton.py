@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -179,3 +180,25 @@ def test_an_invalid_config_exits_2_naming_the_file_and_key(
     assert result.returncode == 2
     assert str(bad) in result.stderr
     assert "hub.keepalive" in result.stderr
+
+
+def test_an_api_port_in_use_exits_2_naming_the_api(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "agent.toml"
+        config.write_text(
+            f'[site]\nid = "p1"\n[hub]\nurl = "mqtt://127.0.0.1:1"\n'
+            f'[store]\npath = "{tmp_path / "store.db"}"\n[api]\nport = {port}\n'
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "plantsync", "run", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2, result.stderr
+    assert f"api: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
