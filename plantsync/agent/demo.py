@@ -15,13 +15,14 @@ import signal
 import socket
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from plantsync.agent.hubtools import tail
+from plantsync.agent.hubtools import prepare_down_message, publish, tail
 from plantsync.agent.localbroker import Mosquitto, find_mosquitto, free_port
 from plantsync.agent.logs import setup_logging
 from plantsync.agent.service import Agent
+from plantsync.agent.supervisor import LinkState
 from plantsync.config import config_hash
 from plantsync.config.model import (
     AgentConfig,
@@ -33,8 +34,10 @@ from plantsync.config.model import (
     StoreConfig,
 )
 from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.errors import PlantsyncError
 
 DEMO_SITE = "demo-plant"
+DEMO_MACHINES = ("press-1", "press-2", "lathe-1")
 PREFERRED_BROKER_PORT = 18830
 PREFERRED_OPCUA_PORT = 48400
 PREFERRED_API_PORT = 8470
@@ -82,14 +85,50 @@ async def _run(config: AgentConfig, broker_url: str, duration: float | None, qui
     if duration is not None:
         loop.call_later(duration, stop.set)
     agent = Agent(config, config_hash=config_hash(config))
+    hub = HubConfig(url=broker_url, topic_prefix=config.hub.topic_prefix)
     async with asyncio.TaskGroup() as tasks:
-        viewer = None
+        helpers: list[asyncio.Task[object]] = [
+            tasks.create_task(_hq_releases_a_schedule(agent, hub), name="hq")
+        ]
         if not quiet:
-            hub = HubConfig(url=broker_url, topic_prefix=config.hub.topic_prefix)
-            viewer = tasks.create_task(tail(hub, site=DEMO_SITE, out=sys.stdout), name="tail")
+            helpers.append(
+                tasks.create_task(tail(hub, site=DEMO_SITE, out=sys.stdout), name="tail")
+            )
         await agent.run(stop)
-        if viewer is not None:
-            viewer.cancel()
+        for helper in helpers:
+            helper.cancel()
+
+
+async def _hq_releases_a_schedule(agent: Agent, hub: HubConfig) -> None:
+    """Play HQ once the agent listens: release one order per machine and show the acks."""
+    async with asyncio.timeout(60):
+        while agent.health["hub"].state is not LinkState.UP:  # noqa: ASYNC110 - health has no event
+            await asyncio.sleep(0.2)
+    start = datetime.now(UTC) + timedelta(minutes=1)
+    orders = [
+        {
+            "order_id": f"JO-DEMO-{number}",
+            "revision": 1,
+            "product_id": "PRD-100",
+            "quantity": {"value": "20", "unit": "pcs"},
+            "work_center": "line-1",
+            "equipment_id": machine,
+            "planned_start": start.isoformat(),
+            "planned_end": (start + timedelta(hours=1)).isoformat(),
+            "priority": 10,
+            "request_state": "Released",
+        }
+        for number, machine in enumerate(DEMO_MACHINES, start=1)
+    ]
+    document = {"type": "schedule.release", "payload": {"orders": orders}}
+    message = prepare_down_message(
+        document, site=DEMO_SITE, default_seq=lambda: 1, source="hq:demo"
+    )
+    print("HQ releases a schedule of three orders to the plant:", flush=True)
+    try:
+        await publish(hub, message, out=sys.stdout, wait=15)
+    except PlantsyncError as exc:
+        print(f"HQ could not release the demo schedule: {exc}", flush=True)
 
 
 def _banner(broker_url: str, endpoint: str, root: Path, api_port: int) -> None:

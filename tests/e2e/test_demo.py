@@ -26,4 +26,5 @@ def test_the_demo_shows_every_machines_state_arriving_at_the_hub(tmp_path: Path)
     assert any(" status online " in line for line in lines), result.stdout
     for machine in ("press-1", "press-2", "lathe-1"):
         assert any(f"machine.state machine/{machine} #" in line for line in lines), machine
+    assert any("schedule.ack" in line and " applied JO-DEMO-1@1" in line for line in lines)
     assert (tmp_path / "store.db").exists()
