@@ -35,8 +35,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Mosquitto is the broker the tests and the demo run. Installed when we can (root + apt-get),
-# otherwise we say exactly what to install.
+# Mosquitto is the broker the tests and the demo run; Chromium runs the status page's browser
+# test. Installed when we can (root + apt-get), otherwise we say exactly what to install.
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -44,6 +44,16 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	  else \
 	    echo "Mosquitto is needed. Install it with: sudo apt-get install mosquitto"; exit 1; \
+	  fi; }
+	@# Chromium (the distribution's, never `playwright install`) for the status page's browser test.
+	@[ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/liberation ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and fonts-liberation (Debian packages) ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium fonts-liberation >/dev/null; \
+	  else \
+	    echo "Chromium is needed. Install it with: sudo apt-get install chromium fonts-liberation"; \
+	    exit 1; \
 	  fi; }
 
 # Figures, not pass/fail: each prints the agent's number next to a ceiling measured in the same run.

@@ -10,6 +10,7 @@ approvals for planners, dead letters and status for plant IT.
     GET  /api/v1/dead-letters                       bad input, newest first
     POST /api/v1/dead-letters/{id}/retry|discard
     GET  /api/v1/status   /openapi.json
+    GET  /metrics                                   Prometheus text format (``metrics.py``)
 
 Access: reads are open while the API is bound to loopback (then the Host header must name
 loopback too, so a web page cannot read the schedule through DNS rebinding); on any other
@@ -24,16 +25,18 @@ Swagger UI and ReDoc are off (they load from a CDN; plants are often air-gapped)
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 
 from plantsync import __version__
+from plantsync.agent import statuspage
 from plantsync.agent.apiviews import (
     Accepted,
     DeadLetterView,
@@ -51,6 +54,9 @@ from plantsync.agent.apiviews import (
 )
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.downlink import Downlink
+from plantsync.agent.logs import correlation
+from plantsync.agent.metrics import router as metrics_router
+from plantsync.agent.supervisor import LinkState
 from plantsync.buffer.inbox import DeadLetter
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, is_loopback
@@ -60,6 +66,8 @@ from plantsync.errors import MessageRejected, StoreError, StoreFull
 
 if TYPE_CHECKING:
     from plantsync.agent.service import Agent
+
+log = logging.getLogger(__name__)
 
 API_SOURCE = "mes-api"
 """The ``source`` of messages the MES posts here."""
@@ -90,6 +98,8 @@ def create_app(agent: Agent) -> FastAPI:
     app.include_router(_probes)
     app.include_router(_reads, dependencies=[Depends(_read_access)])
     app.include_router(_writes, dependencies=[Depends(_write_access)])
+    app.include_router(metrics_router, dependencies=[Depends(_read_access)])
+    app.include_router(statuspage.router(agent))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StoreFull, _store_full)
     app.add_exception_handler(StoreError, _store_unavailable)
@@ -215,11 +225,22 @@ async def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@_probes.get("/readyz", responses={503: {"description": "the store is not open"}})
+READY_OUTBOX_FRACTION = 0.8
+"""Without the hub the agent is ready while its outbox is below this share of its size cap."""
+
+
+@_probes.get("/readyz", responses={503: {"description": "store not open, or buffering too much"}})
 async def readyz(request: Request) -> JSONResponse:
-    """200 while the store answers; 503 otherwise (starting, stopping, store failed)."""
-    if not await _store_answers(request.app.state.agent.store):
+    """200 while the config is loaded, the store answers and the hub is up or the outbox is
+    below 80 % of its cap; 503 otherwise (starting, stopping, store failed, buffering full)."""
+    agent = request.app.state.agent
+    if not await _store_answers(agent.store):
         return JSONResponse({"status": "not ready", "reason": "store not open"}, status_code=503)
+    stats = await agent.store.outbox.stats()
+    limit = READY_OUTBOX_FRACTION * stats.max_size_bytes
+    if agent.health["hub"].state is not LinkState.UP and stats.size_bytes >= limit:
+        reason = "hub not reachable and the outbox is above 80% of its size cap"
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 
@@ -296,12 +317,24 @@ _COMMIT_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @_writes.post("/confirmations", status_code=202, tags=["plant"], responses=_COMMIT_ERRORS)
-async def confirmation(parts: Parts, body: ProductionConfirmation) -> Accepted:
-    """A production confirmation from the MES; 202 once it is committed to the outbox."""
-    try:
-        message_id = await parts.business.confirmation(body, source=API_SOURCE)
-    except ValueError as exc:  # e.g. an order id that cannot be a topic level
-        raise HTTPException(422, str(exc)[:300]) from exc
+async def confirmation(
+    parts: Parts,
+    body: ProductionConfirmation,
+    correlation_id: Annotated[str | None, Header(alias="X-Correlation-Id", max_length=128)] = None,
+) -> Accepted:
+    """A production confirmation from the MES; 202 once it is committed to the outbox. It
+    carries the correlation id of the schedule that applied its order (else X-Correlation-Id)."""
+    metrics = parts.agent.metrics
+    correlation_id = metrics.correlation_of(body.order_id) or correlation_id
+    with correlation(correlation_id):
+        try:
+            message_id = await parts.business.confirmation(
+                body, source=API_SOURCE, correlation_id=correlation_id
+            )
+        except ValueError as exc:  # e.g. an order id that cannot be a topic level
+            raise HTTPException(422, str(exc)[:300]) from exc
+        metrics.confirmed(final=body.final)
+        log.info("confirmation %s for order %s committed", message_id, body.order_id)
     return Accepted(message_id=message_id)
 
 

@@ -6,6 +6,11 @@ plantsync demo [--duration S]              simulated plant + local broker + agen
 plantsync hub tail --broker URL [--site S] HQ side: print hub messages as they arrive
 plantsync hub publish FILE --site S --broker URL
                                            HQ side: send a schedule, print its acks
+plantsync status [--url URL] [--token-env VAR]   the running agent's links, outbox, inbox
+plantsync deadletter list|retry ID|discard ID [--url URL] [--token-env VAR]
+plantsync buffer inspect [--config PATH]   counts, oldest, per stream (read-only)
+plantsync buffer replay --since TIME [--stream S] [--config PATH]
+                                           re-send archived messages as historical
 plantsync version
 """
 
@@ -16,9 +21,11 @@ import asyncio
 import os
 import re
 import signal
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -104,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--correlation-id", default=None, help="default: the message id")
     publish.set_defaults(handler=_hub_publish)
 
+    _operator_commands(commands)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(__version__) or EXIT_OK)
     return parser
@@ -137,7 +146,7 @@ def run_agent(config: AgentConfig, hash_: str) -> int:
     from plantsync.agent.service import Agent
     from plantsync.agent.systemd import Notifier
 
-    setup_logging(config.log.level, config.log.format)
+    setup_logging(config.log.level, config.log.format, config=config)
     log = logging.getLogger("plantsync.agent")
     agent = Agent(config, config_hash=hash_)
     notifier = Notifier.from_environment()
@@ -241,3 +250,119 @@ def _hub_publish(args: argparse.Namespace) -> int:
         print(f"plantsync hub publish: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK if final is not None else EXIT_FAILURE
+
+
+# ---- operator commands ------------------------------------------------------------------------
+
+
+def _operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from plantsync.agent.operator import DEFAULT_TOKEN_ENV, DEFAULT_URL
+
+    def api_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--url", default=DEFAULT_URL, help=f"the agent's API; {DEFAULT_URL}")
+        parser.add_argument(
+            "--token-env",
+            default=DEFAULT_TOKEN_ENV,
+            help=f"the variable holding the API token (default {DEFAULT_TOKEN_ENV})",
+        )
+
+    status = commands.add_parser("status", help="the running agent's links, outbox and inbox")
+    api_options(status)
+    status.set_defaults(handler=_status)
+
+    letters = commands.add_parser("deadletter", help="dead letters of the running agent")
+    actions = letters.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="newest first")
+    listing.add_argument("--limit", type=int, default=100)
+    api_options(listing)
+    listing.set_defaults(handler=_deadletter_list)
+    for action, text in (("retry", "receive it again"), ("discard", "delete it for good")):
+        command = actions.add_parser(action, help=text)
+        command.add_argument("id", type=int)
+        api_options(command)
+        command.set_defaults(handler=_deadletter_action, action=action)
+
+    buffer = commands.add_parser("buffer", help="the store, read directly").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    inspect = buffer.add_parser("inspect", help="counts, oldest, size, per stream (read-only)")
+    inspect.add_argument("--config", type=Path, default=_default_config_path())
+    inspect.set_defaults(handler=_buffer_inspect)
+    replay = buffer.add_parser(
+        "replay",
+        help="send archived messages again, marked historical",
+        description="Archived messages the hub acknowledged at or after --since go back into"
+        ' the outbox with "historical": true and their id and seq unchanged; consumers'
+        " de-duplicate by id. The running agent sends them within a second.",
+    )
+    replay.add_argument("--config", type=Path, default=_default_config_path())
+    replay.add_argument("--since", required=True, help="2026-11-25T06:00:00Z, or back: 2h")
+    replay.add_argument("--stream", default=None, help="one stream, e.g. order/JO-1")
+    replay.set_defaults(handler=_buffer_replay)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from plantsync.agent import operator
+
+    return _with_agent(
+        args, lambda api: operator.print_status(api.get("/api/v1/status"), sys.stdout)
+    )
+
+
+def _deadletter_list(args: argparse.Namespace) -> int:
+    from plantsync.agent import operator
+
+    path = f"/api/v1/dead-letters?limit={int(args.limit)}"
+    return _with_agent(args, lambda api: operator.print_dead_letters(api.get(path), sys.stdout))
+
+
+def _deadletter_action(args: argparse.Namespace) -> int:
+    def act(api: Any) -> None:
+        answer = api.post(f"/api/v1/dead-letters/{int(args.id)}/{args.action}")
+        if args.action == "discard":
+            print(f"dead letter {args.id} discarded")
+        elif answer["outcome"] == "received":
+            print(f"dead letter {args.id} received again: it is in the inbox now")
+        else:
+            print(f"dead letter {args.id} refused again: {answer['reason']}")
+
+    return _with_agent(args, act)
+
+
+def _with_agent(args: argparse.Namespace, command: Callable[[Any], None]) -> int:
+    from plantsync.agent.operator import AgentApi, AgentUnreachable
+
+    try:
+        command(AgentApi(args.url, args.token_env))
+    except AgentUnreachable as exc:
+        print(f"plantsync: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _buffer_inspect(args: argparse.Namespace) -> int:
+    from plantsync.agent.operator import inspect_store
+
+    config = load_config(args.config)
+    try:
+        inspect_store(config.store.path, sys.stdout)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"plantsync buffer inspect: {config.store.path}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _buffer_replay(args: argparse.Namespace) -> int:
+    from plantsync.agent.operator import ProgressBar, parse_since, replay_archive
+
+    config = load_config(args.config)
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(f"plantsync buffer replay: --since {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    bar = ProgressBar(sys.stderr)
+    replayed, found = asyncio.run(replay_archive(config, since, args.stream, bar))
+    bar.done()
+    print(f"{replayed} of {found} archived messages queued again as historical")
+    return EXIT_OK if replayed == found else EXIT_FAILURE

@@ -31,13 +31,14 @@ from datetime import UTC, datetime
 
 from plantsync.agent.business import business_record
 from plantsync.agent.changes import Decision, plan_changes
+from plantsync.agent.logs import correlation
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.sequencer import Sequencer
 from plantsync.agent.supervisor import LinkHealth, LinkState
 from plantsync.buffer.base import Record
 from plantsync.buffer.inbox import InboxRow, InboxStatus
 from plantsync.buffer.store import Store
-from plantsync.contracts import Topics, new_message_id
+from plantsync.contracts import DownMessage, Topics, new_message_id
 from plantsync.contracts.inbound import (
     MAX_DOWN_MESSAGE_BYTES,
     parse_down_message,
@@ -61,6 +62,10 @@ from plantsync.errors import LinkMisconfigured, MessageRejected, SourceUnavailab
 log = logging.getLogger(__name__)
 
 _NextSeq = Callable[[str], int]
+
+OnApplied = Callable[[float, str, list[str]], None]
+"""Called once a message settles APPLIED: seconds since HQ's ``event_time``, its correlation id
+(the message id when it has none), the orders it applied. For metrics; it must not block."""
 
 APPROVED = "approved"
 """The reason a row carries once a planner approved it: the policy is not asked again."""
@@ -103,10 +108,12 @@ class Downlink:
         outbox_changed: asyncio.Event,
         retry_delays: tuple[float, float] = (1.0, 60.0),
         max_message_bytes: int = MAX_DOWN_MESSAGE_BYTES,
+        on_applied: OnApplied | None = None,
     ) -> None:
         self._store, self._topics, self._sequencer = store, topics, sequencer
         self._policy, self._outbox_changed = policy, outbox_changed
         self._retry_delays, self._max_bytes = retry_delays, max_message_bytes
+        self._on_applied = on_applied
         self.wakeup = asyncio.Event()
         self.counters = DownlinkCounters()
 
@@ -117,14 +124,20 @@ class Downlink:
         try:
             message = parse_down_message(payload, site=self._topics.site, max_bytes=self._max_bytes)
         except MessageRejected as rejected:
-            await self._dead_letter(topic, payload, rejected)
+            with correlation(rejected.correlation_id or rejected.message_id):
+                await self._dead_letter(topic, payload, rejected)
             return
+        with correlation(message.correlation_id or message.id):
+            await self._receive(topic, payload, message)
+
+    async def _receive(self, topic: str, payload: bytes, message: DownMessage) -> None:
         previous_seq = await self._store.inbox.last_down_seq()
         orders = tuple(plan.order_id for plan in plan_changes(message).orders)
         fresh = await self._store.inbox.receive(
             message.id, topic, payload, received_at=time.time(), seq=message.seq, order_ids=orders
         )
         self.counters.received += 1
+        log.info("%s %s received (seq %d)%s", message.type, message.id, message.seq, _dup(fresh))
         outcome = AckOutcome.ACCEPTED
         ack = Acknowledgement(message.id, message.type, outcome, message.correlation_id)
         if not fresh:
@@ -194,6 +207,12 @@ class Downlink:
 
     async def _process(self, row: InboxRow, sink: ScheduleSink, health: LinkHealth) -> None:
         message = parse_down_message(row.payload, site=self._topics.site, max_bytes=1 << 30)
+        with correlation(message.correlation_id or message.id):
+            await self._decide(row, message, sink, health)
+
+    async def _decide(
+        self, row: InboxRow, message: DownMessage, sink: ScheduleSink, health: LinkHealth
+    ) -> None:
         plan = plan_changes(message)
         decision = await plan.decide(
             self._store.inbox, self._policy, datetime.now(UTC), approved=row.reason == APPROVED
@@ -212,6 +231,10 @@ class Downlink:
                 health.transition(LinkState.UP)
                 health.touch()
         await self._settle(row, message.correlation_id, decision)
+        if decision.outcome is AckOutcome.APPLIED and self._on_applied is not None:
+            latency = time.time() - message.event_time.timestamp()
+            orders = [ref.order_id for ref in decision.order_refs]
+            self._on_applied(latency, message.correlation_id or message.id, orders)
 
     async def _settle(self, row: InboxRow, correlation_id: str | None, decision: Decision) -> None:
         status = _STATUS[decision.outcome]
@@ -288,7 +311,8 @@ class Downlink:
             return False
         message = parse_down_message(row.payload, site=self._topics.site, max_bytes=1 << 30)
         decision = plan_changes(message).refused(ReasonCode.APPROVAL_REJECTED, reason)
-        await self._settle(row, message.correlation_id, decision)
+        with correlation(message.correlation_id or message.id):
+            await self._settle(row, message.correlation_id, decision)
         return True
 
     async def _waiting(self, row_id: int) -> InboxRow | None:
@@ -345,6 +369,10 @@ class Downlink:
             self.counters.waiting += 1
         else:
             self.counters.rejected += 1
+
+
+def _dup(fresh: bool) -> str:
+    return "" if fresh else ": a duplicate"
 
 
 _STATUS = {

@@ -83,6 +83,10 @@ class Pipeline:
         """Set after every commit; the uplink clears it and waits on it when it has nothing."""
         self.counters = PipelineCounters()
 
+    def latest(self) -> dict[str, dict[str, TagValue]]:
+        """The latest value of each tag per machine, as received since start (a copy)."""
+        return {machine: dict(tags) for machine, tags in self._latest.items()}
+
     async def start(self) -> None:
         """Load the sequence numbers committed before the last stop (or crash)."""
         self._next_seq = {

@@ -32,11 +32,14 @@ from plantsync.agent.api import create_app
 from plantsync.agent.apiserver import ApiServer
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.downlink import Downlink
+from plantsync.agent.metrics import AgentMetrics
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.sequencer import Sequencer
+from plantsync.agent.statuspage import DepthHistory
 from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState, Session, supervise
 from plantsync.agent.uplink import Uplink
+from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, OpcUaServerConfig
 from plantsync.contracts import SiteStatus, Topics
@@ -71,6 +74,11 @@ class Agent:
         """Set while running: the local API reads the schedule, approves changes and takes
         confirmations through these."""
         self.api: ApiServer | None = None
+        self.pipeline: Pipeline | None = None
+        self.uplink: Uplink | None = None
+        self.metrics = AgentMetrics(self)
+        self.depth_history = DepthHistory()
+        """The outbox depth over the last hour, for the status page's chart."""
 
     @property
     def started_at(self) -> datetime:
@@ -84,7 +92,9 @@ class Agent:
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then stop in order within the configured bounds."""
         store = await Store.open(
-            self.config.store.path, max_size_bytes=int(self.config.store.max_size)
+            self.config.store.path,
+            max_size_bytes=int(self.config.store.max_size),
+            archive=archive_policy(self.config),
         )
         try:
             pipeline = Pipeline(
@@ -98,6 +108,7 @@ class Agent:
                 max_inflight=self.config.hub.max_inflight,
                 stall_timeout=self.config.hub.stall_timeout.total_seconds(),
             )
+            self.pipeline, self.uplink = pipeline, uplink
             downlink = await self.attach(store, pipeline.committed)
             self.api = ApiServer.bind(create_app(self), self.config.api)
             with contextlib.closing(self.api):
@@ -129,6 +140,7 @@ class Agent:
                 schedule.retry_max_delay.total_seconds(),
             ),
             max_message_bytes=int(schedule.max_message_size),
+            on_applied=self.metrics.schedule_applied,
         )
 
     async def _run_links(
@@ -151,6 +163,8 @@ class Agent:
                 name="link:plant",
             )
             served = tasks.create_task(api.serve(), name="api")
+            assert self.store is not None
+            sampler = tasks.create_task(self.depth_history.run(self.store), name="depth-history")
             sources = [
                 tasks.create_task(
                     supervise(
@@ -170,7 +184,7 @@ class Agent:
             log.info("stopping: the local API and the sources, then the final flush to the hub")
             await api.stop(served)
             scheduler.shutdown(wait=False)
-            for source in [*sources, plant]:
+            for source in [*sources, plant, sampler]:
                 source.cancel()
             await pipeline.close()
             await writer
@@ -280,6 +294,11 @@ class Agent:
             since=self._started,
         )
         return status.model_dump_json().encode()
+
+
+def archive_policy(config: AgentConfig) -> ArchivePolicy:
+    """The sent archive's bounds from ``[store]``."""
+    return ArchivePolicy(config.store.archive_max_age.total_seconds(), config.store.archive_bytes)
 
 
 async def _receive(link: HubConnection, downlink: Downlink) -> None:

@@ -70,6 +70,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRAGMA user_version = 2",
         ),
     ),
+    (
+        3,  # the sent archive (``archive.py``): acknowledged rows kept a while for replay
+        (
+            "CREATE TABLE sent_archive (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " lane INTEGER NOT NULL, message_id TEXT NOT NULL, stream TEXT NOT NULL,"
+            " seq INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,"
+            " size INTEGER NOT NULL, created_at REAL NOT NULL, sent_at REAL NOT NULL)",
+            "CREATE INDEX sent_archive_age ON sent_archive (sent_at)",
+            "PRAGMA user_version = 3",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

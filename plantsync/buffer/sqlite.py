@@ -3,6 +3,8 @@
     add    BEGIN IMMEDIATE; evict oldest ready telemetry; INSERT (executemany); streams; COMMIT
     begin  BEGIN IMMEDIATE; UPDATE … RETURNING per lane, business first; COMMIT
     ack    DELETE … RETURNING size        nack   UPDATE status = READY
+           (with the sent archive on: DELETE … RETURNING the rows, archived in the same
+           transaction; ``archive.py``)
 
 ``add_in`` is ``add`` inside a transaction someone else opened: the inbox commits the
 acknowledgements of a settled message with the settlement itself. Every call costs a fixed
@@ -19,6 +21,7 @@ from typing import Any
 
 import aiosqlite
 
+from plantsync.buffer.archive import ArchivePolicy, SentArchive
 from plantsync.buffer.base import (
     Claimed,
     Lane,
@@ -52,6 +55,10 @@ _CLAIM = (
     " RETURNING id, lane, message_id, stream, seq, topic, payload, created_at"
 )
 _DELETE_IDS = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING size"
+_DELETE_IDS_ARCHIVED = (
+    "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
+    " RETURNING id, lane, message_id, stream, seq, topic, payload, size, created_at"
+)
 _RELEASE_IDS = (
     "UPDATE outbox SET status = ? WHERE status = ? AND id IN (SELECT value FROM json_each(?))"
 )
@@ -71,9 +78,16 @@ class SqliteOutbox:
     """
 
     def __init__(
-        self, database: Database, *, max_size_bytes: int, size_bytes: int, evicted_total: int
+        self,
+        database: Database,
+        *,
+        max_size_bytes: int,
+        size_bytes: int,
+        evicted_total: int,
+        archive: SentArchive | None = None,
     ) -> None:
         self._database = database
+        self._archive = archive
         self._connection = database.connection  # for fault injection in tests only
         self._max_size_bytes = max_size_bytes
         self._size_bytes = size_bytes
@@ -90,8 +104,11 @@ class SqliteOutbox:
             raise
 
     @classmethod
-    async def load(cls, database: Database, *, max_size_bytes: int) -> SqliteOutbox:
-        """The outbox of an open database; rows claimed by an earlier process return to ready."""
+    async def load(
+        cls, database: Database, *, max_size_bytes: int, archive: ArchivePolicy | None = None
+    ) -> SqliteOutbox:
+        """The outbox of an open database; rows claimed by an earlier process return to ready.
+        With an enabled ``archive`` policy, acknowledged rows are kept in the sent archive."""
         async with database.write() as transaction:
             connection = transaction.connection
             await connection.execute(_RELEASE_ALL, (RowStatus.READY, RowStatus.INFLIGHT))
@@ -101,6 +118,9 @@ class SqliteOutbox:
             max_size_bytes=max_size_bytes,
             size_bytes=int(size_bytes),
             evicted_total=int(evicted_total),
+            archive=await SentArchive.load(database, archive)
+            if archive is not None and archive.enabled
+            else None,
         )
 
     async def add(self, records: Sequence[Record]) -> int:
@@ -149,8 +169,15 @@ class SqliteOutbox:
             return
         async with self._database.write() as transaction:
             connection = transaction.connection
-            rows = await connection.execute_fetchall(_DELETE_IDS, (_id_list(row_ids),))
-            freed = sum(int(size) for (size,) in rows)
+            if self._archive is None:
+                rows = await connection.execute_fetchall(_DELETE_IDS, (_id_list(row_ids),))
+                freed = sum(int(size) for (size,) in rows)
+            else:
+                deleted = list(
+                    await connection.execute_fetchall(_DELETE_IDS_ARCHIVED, (_id_list(row_ids),))
+                )
+                await self._archive.add_in(transaction, deleted)
+                freed = sum(int(row[7]) for row in deleted)
             transaction.after_commit(lambda: self._count(-freed, 0))
 
     async def nack(self, row_ids: Sequence[int]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.database import Database
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.sqlite import SqliteOutbox
@@ -37,16 +38,24 @@ class Store:
 
     @classmethod
     async def open(
-        cls, path: Path, *, max_size_bytes: int, clock: Callable[[], float] = time.time
+        cls,
+        path: Path,
+        *,
+        max_size_bytes: int,
+        clock: Callable[[], float] = time.time,
+        archive: ArchivePolicy | None = None,
     ) -> Store:
         """Open (or create) the store at ``path``, owner-only, migrated to the current schema.
 
         ``max_size_bytes`` caps the outbox (see ``Outbox.add``); ``clock`` stamps what the inbox
-        records and decides which retries are due.
+        records and decides which retries are due; ``archive`` keeps acknowledged rows for
+        replay (``archive.py``).
         """
         database = await Database.open(path)
         try:
-            outbox = await SqliteOutbox.load(database, max_size_bytes=max_size_bytes)
+            outbox = await SqliteOutbox.load(
+                database, max_size_bytes=max_size_bytes, archive=archive
+            )
         except BaseException:
             await database.close()
             raise

@@ -337,6 +337,22 @@ class JobControlConfig(Section):
     username: str | None = None
     password: SecretStr | None = None
     request_timeout: Duration = timedelta(seconds=10)
+    job_order_receiver: str = Field(
+        default="ns=2;s=JobOrderReceiver",
+        description="node id of the ISA95JobOrderReceiverObjectType instance",
+    )
+    job_response_provider: str = Field(
+        default="ns=2;s=JobResponseProvider",
+        description="node id of the ISA95JobResponseProviderObjectType instance",
+    )
+    publishing_interval: Duration = Field(
+        default=timedelta(milliseconds=500),
+        description="how often the server reports job order states and results",
+    )
+    stall_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="no notification or keep-alive for this long: re-create the session",
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -344,6 +360,12 @@ class JobControlConfig(Section):
         if not endpoint.startswith("opc.tcp://"):
             raise ValueError(f"{endpoint!r} must start with opc.tcp://")
         return endpoint
+
+    @model_validator(mode="after")
+    def _identity_is_complete(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password must be given together")
+        return self
 
 
 class ScheduleConfig(Section):
@@ -373,6 +395,21 @@ class StoreConfig(Section):
     commit_batch: int = Field(
         default=500, ge=1, description="group commit: at most this many rows per transaction"
     )
+    archive_max_age: Duration = Field(
+        default=timedelta(hours=24),
+        description="keep messages the hub acknowledged this long, for 'plantsync buffer"
+        " replay'; '0s' turns the archive off",
+    )
+    archive_max_size: ByteSize | None = Field(
+        default=None, description="cap on the sent archive; default a tenth of max_size"
+    )
+
+    @property
+    def archive_bytes(self) -> int:
+        """The sent archive's cap in bytes."""
+        if self.archive_max_size is not None:
+            return int(self.archive_max_size)
+        return int(self.max_size) // 10
 
 
 class PolicyConfig(Section):

@@ -71,7 +71,7 @@ async def test_a_new_store_is_private_and_at_the_current_schema_version(tmp_path
     async with await Store.open(path, max_size_bytes=ROOMY) as store:
         await store.inbox.receive("d1", "t", b"{}", received_at=1.0, seq=None)
 
-    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(2,)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert query(path, "SELECT typeof(status) FROM inbox") == [("integer",)]
 
@@ -93,7 +93,7 @@ async def test_a_version_1_store_migrates_forward_keeping_its_outbox_rows(tmp_pa
     assert sequences == {"stream-telemetry": 9}
     assert (stats.size_bytes, stats.evicted_total) == (2 * make_record(1).size, 7)
     assert accepted
-    assert query(path, "PRAGMA user_version") == [(2,)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 async def test_a_failed_migration_commits_none_of_its_steps(tmp_path: Path) -> None:

@@ -1,0 +1,263 @@
+"""Prometheus metrics: the service levels HQ cares about, read from the live counters at scrape.
+
+    GET /metrics ─▶ refresh(): outbox and inbox stats from the store (two reads)
+                 ─▶ generate_latest(registry): AgentCollector reads agent.health, the pipeline's,
+                    the uplink's and the downlink's counters, and the stats just read;
+                    the schedule latency histogram and the confirmation counters are observed
+                    where they happen (the downlink's ``on_applied``, the confirmation API)
+
+One ``CollectorRegistry`` per Agent, never the process-wide default: tests run many agents.
+
+The service levels, in PromQL (``[1h]`` is any window):
+
+    schedule update latency  histogram_quantile(0.95,
+                               rate(plantsync_schedule_update_latency_seconds_bucket[1h]))
+                             (HQ's ``event_time`` of the down message → applied at the plant,
+                             approval waits and plant-system retries included)
+    sync success rate        increase(
+                               plantsync_schedule_messages_settled_total{outcome="applied"}[1h])
+                             / increase(plantsync_schedule_messages_settled_total[1h])
+                             (``waiting_for_approval`` is not final: exclude it with
+                             ``{outcome=~"applied|rejected"}`` in the denominator)
+    confirmation             increase(plantsync_confirmations_total{final="true"}[1d])
+    completeness             / increase(plantsync_schedule_orders_applied_total[1d])
+                             orders the plant reported finished per order applied. An order is
+                             confirmed hours after it is applied, and a revision applies an
+                             order again, so read it over a window longer than an order runs;
+                             it approaches 1 when every applied order is eventually confirmed.
+    outbox                   plantsync_outbox_depth{lane}, plantsync_outbox_oldest_age_seconds
+    publish and ack rates    rate(plantsync_messages_published_total[5m]),
+                             rate(plantsync_messages_acked_total[5m])
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from plantsync import __version__
+from plantsync.agent.downlink import DownlinkCounters
+from plantsync.agent.supervisor import LinkState
+from plantsync.buffer.base import OutboxStats
+from plantsync.buffer.inbox import InboxStats
+from plantsync.errors import StoreError
+
+if TYPE_CHECKING:
+    from plantsync.agent.service import Agent
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
+"""Seconds: a schedule normally applies within seconds; approvals and outages take hours."""
+
+CORRELATIONS_KEPT = 10_000
+"""Orders whose schedule correlation id is remembered for their confirmations (newest kept)."""
+
+
+class AgentMetrics:
+    """The agent's registry, what is observed as it happens, and the order → correlation map."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "plantsync_schedule_update_latency_seconds",
+            "HQ event_time of a down message to applied at the plant",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.orders_applied = Counter(
+            "plantsync_schedule_orders_applied",
+            "orders applied at the plant (one per order per applied message)",
+            registry=self.registry,
+        )
+        self.confirmations = Counter(
+            "plantsync_confirmations",
+            "production confirmations committed for HQ, by final",
+            ["final"],
+            registry=self.registry,
+        )
+        for final in ("true", "false"):
+            self.confirmations.labels(final=final)
+        self._collector = AgentCollector(agent)
+        self.registry.register(self._collector)
+        self._correlations: OrderedDict[str, str] = OrderedDict()
+
+    def schedule_applied(
+        self, latency_seconds: float, correlation_id: str, order_ids: Sequence[str]
+    ) -> None:
+        """The downlink's ``on_applied``: one message settled APPLIED."""
+        self.latency.observe(max(0.0, latency_seconds))
+        self.orders_applied.inc(len(order_ids))
+        for order_id in order_ids:
+            self._correlations[order_id] = correlation_id
+            self._correlations.move_to_end(order_id)
+        while len(self._correlations) > CORRELATIONS_KEPT:
+            self._correlations.popitem(last=False)
+
+    def confirmed(self, *, final: bool) -> None:
+        self.confirmations.labels(final="true" if final else "false").inc()
+
+    def correlation_of(self, order_id: str) -> str | None:
+        """The correlation id of the schedule that last applied ``order_id``, if known."""
+        return self._correlations.get(order_id)
+
+    async def exposition(self) -> bytes:
+        """Read the store's stats, then render every metric in the text format."""
+        await self._collector.refresh()
+        return generate_latest(self.registry)
+
+
+class AgentCollector(Collector):
+    """Reads the agent's live counters at scrape time instead of mirroring each increment."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+        self._outbox: OutboxStats | None = None
+        self._inbox: InboxStats | None = None
+
+    async def refresh(self) -> None:
+        store = self._agent.store
+        self._outbox = self._inbox = None
+        if store is None:
+            return
+        try:
+            self._outbox = await store.outbox.stats()
+            self._inbox = await store.inbox.inbox_stats()
+        except StoreError:
+            return  # the store metrics are absent; plantsync_store_up says why
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        yield from self._agent_info()
+        yield from self._links(now)
+        yield from self._flows()
+        yield _gauge("plantsync_store_up", "1 when the store answered", self._outbox is not None)
+        if self._outbox is not None:
+            yield from _outbox(self._outbox, now)
+        if self._inbox is not None:
+            yield from _inbox(self._inbox)
+
+    def _agent_info(self) -> Iterator[Metric]:
+        agent = self._agent
+        info = GaugeMetricFamily(
+            "plantsync_agent_info", "version, site, config hash", labels=["version", "site", "hash"]
+        )
+        info.add_metric([__version__, agent.config.site.id, agent.config_hash], 1)
+        yield info
+        yield _gauge(
+            "plantsync_agent_start_time_seconds", "Unix time", agent.started_at.timestamp()
+        )
+
+    def _links(self, now: float) -> Iterator[Metric]:
+        up = GaugeMetricFamily("plantsync_link_up", "1 while the link is up", labels=["link"])
+        state = GaugeMetricFamily(
+            "plantsync_link_state", "1 for the link's current state", labels=["link", "state"]
+        )
+        idle = GaugeMetricFamily(
+            "plantsync_link_last_activity_age_seconds",
+            "seconds since the last successful exchange",
+            labels=["link"],
+        )
+        connects = CounterMetricFamily("plantsync_link_connects", "connects", labels=["link"])
+        failures = CounterMetricFamily("plantsync_link_failures", "failures", labels=["link"])
+        for name, health in self._agent.health.items():
+            up.add_metric([name], health.state is LinkState.UP)
+            for candidate in LinkState:
+                state.add_metric([name, candidate.value], health.state is candidate)
+            if health.last_activity is not None:
+                idle.add_metric([name], max(0.0, now - health.last_activity))
+            connects.add_metric([name], health.connects)
+            failures.add_metric([name], health.failures)
+        yield from (up, state, idle, connects, failures)
+
+    def _flows(self) -> Iterator[Metric]:
+        agent = self._agent
+        if agent.pipeline is not None:
+            counters = agent.pipeline.counters
+            yield _counter("plantsync_readings", "readings from sources", counters.readings)
+            yield _counter(
+                "plantsync_telemetry_messages", "machine.state committed", counters.messages
+            )
+            yield _counter(
+                "plantsync_telemetry_dropped", "telemetry shed at the size cap", counters.dropped
+            )
+        if agent.uplink is not None:
+            uplink = agent.uplink.counters
+            yield _counter("plantsync_messages_published", "QoS 1 publishes", uplink.published)
+            yield _counter("plantsync_messages_acked", "PUBACKs persisted", uplink.acked)
+            yield _counter("plantsync_messages_requeued", "returned to ready", uplink.requeued)
+        if agent.downlink is not None:
+            yield from _downlink(agent.downlink.counters)
+
+
+def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:
+    values = asdict(counters)
+    yield _counter("plantsync_schedule_messages_received", "down messages", values["received"])
+    yield _counter("plantsync_schedule_duplicates", "redeliveries", values["duplicates"])
+    yield _counter("plantsync_dead_letters", "down messages refused", values["dead_letters"])
+    yield _counter("plantsync_schedule_retries", "plant system unreachable", values["retries"])
+    settled = CounterMetricFamily(
+        "plantsync_schedule_messages_settled",
+        "down messages settled, by outcome (rejected includes failed)",
+        labels=["outcome"],
+    )
+    for outcome, key in (
+        ("applied", "applied"),
+        ("rejected", "rejected"),
+        ("waiting_for_approval", "waiting"),
+    ):
+        settled.add_metric([outcome], values[key])
+    yield settled
+
+
+def _outbox(stats: OutboxStats, now: float) -> Iterator[Metric]:
+    depth = GaugeMetricFamily("plantsync_outbox_depth", "messages waiting", labels=["lane"])
+    oldest = GaugeMetricFamily(
+        "plantsync_outbox_oldest_age_seconds", "age of the oldest message", labels=["lane"]
+    )
+    for lane, lane_stats in stats.lanes.items():
+        depth.add_metric([lane.name.lower()], lane_stats.depth)
+        age = 0.0 if lane_stats.oldest_created_at is None else now - lane_stats.oldest_created_at
+        oldest.add_metric([lane.name.lower()], max(0.0, age))
+    yield depth
+    yield oldest
+    yield _gauge("plantsync_outbox_size_bytes", "bytes counted against the cap", stats.size_bytes)
+    yield _gauge("plantsync_outbox_max_size_bytes", "the cap", stats.max_size_bytes)
+    yield _counter(
+        "plantsync_outbox_evicted", "telemetry evicted, since created", stats.evicted_total
+    )
+
+
+def _inbox(stats: InboxStats) -> Iterator[Metric]:
+    yield _gauge("plantsync_inbox_pending", "down messages not yet settled", stats.pending)
+    yield _gauge(
+        "plantsync_inbox_oldest_pending_age_seconds",
+        "age of the oldest pending down message",
+        stats.oldest_pending_age or 0.0,
+    )
+    yield _gauge("plantsync_dead_letters_stored", "dead letters kept", stats.dead_letters)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=float(value))
+
+
+def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=float(value))
+
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response, include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: every metric of this agent."""
+    agent: Agent = request.app.state.agent
+    return Response(await agent.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
