@@ -1,8 +1,11 @@
 """The small roles a driver plays; the agent wraps each in a running object that owns
 reconnection, counters, health and logging, so drivers stay small.
 
-    Source   async context manager; ``readings()`` yields batches of Reading until the link
-             drops, when it raises SourceUnavailable (the supervisor reconnects)
+    Source         async context manager; ``readings()`` yields batches of Reading until the
+                   link drops, when it raises SourceUnavailable (the supervisor reconnects)
+    ScheduleSink   async context manager; ``apply(change)`` delivers one schedule change
+    PlantEvents    optional capability of a ScheduleSink: ``events()`` yields the order status
+                   and production confirmations the plant system reports, until the link drops
 
 Drivers contain no reconnect loops and never import ``plantsync.agent``.
 """
@@ -13,9 +16,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from plantsync.contracts.machine import Quality, TagScalar
+from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,5 +98,21 @@ class ScheduleSink(Link, Protocol):
 
         Returns the plant's verdict; raises SourceUnavailable when the plant system cannot be
         reached or answers with a server error (the downlink retries with backoff).
+        """
+        ...
+
+
+@runtime_checkable
+class PlantEvents(Protocol):
+    """Optional capability of a ScheduleSink whose plant system reports back (Job Control).
+
+    Check with ``isinstance(sink, PlantEvents)``.
+    """
+
+    def events(self) -> AsyncIterator[OrderStatus | ProductionConfirmation]:
+        """Job order state changes and production confirmations, as the plant reports them.
+
+        The first events after connecting describe every order the plant holds. Raises
+        SourceUnavailable when the link drops or goes silent.
         """
         ...

@@ -37,6 +37,7 @@ from cryptography import x509
 
 from plantsync.config.model import (
     Deadband,
+    JobControlConfig,
     OpcUaServerConfig,
     SecurityMode,
     SecurityPolicy,
@@ -190,40 +191,11 @@ class OpcUaSource:
     # -- connecting --------------------------------------------------------------------------
 
     async def _connect(self) -> Client:
-        config = self._config
-        # The watchdog probe reads ServerState once per interval with that interval as its
-        # timeout: tie it to request_timeout so a loaded server is not declared dead in 1 s.
-        client = Client(config.endpoint, timeout=self._timeout, watchdog_intervall=self._timeout)
-        client.name = client.description = f"plantsync {config.name}"
-        client.session_timeout = SESSION_TIMEOUT_MS
-        if config.username is not None and config.password is not None:
-            client.set_user(config.username)
-            client.set_password(config.password.get_secret_value())
-        if config.security_mode is not SecurityMode.NONE:
-            await self._secure(client)
+        client = await new_client(self._config)
         client.connection_lost_callback = self._on_connection_lost
         self._client = client  # so _close can tear down a half-open connection
         await self._bounded(client.connect())
         return client
-
-    async def _secure(self, client: Client) -> None:
-        config = self._config
-        if config.certificate is None or config.private_key is None:
-            raise LinkMisconfigured(f"opcua {self.name}: security needs certificate, private_key")
-        if config.server_certificate is None:
-            # asyncua would otherwise fetch the server's certificate and trust it blindly.
-            raise LinkMisconfigured(
-                f"opcua {self.name}: security_mode {config.security_mode.value} needs "
-                "server_certificate (the server certificate this agent trusts)"
-            )
-        client.application_uri = _application_uri(config.certificate) or client.application_uri
-        await client.set_security(
-            _POLICIES[config.security_policy],
-            certificate=str(config.certificate),
-            private_key=str(config.private_key),
-            server_certificate=str(config.server_certificate),
-            mode=_MODES[config.security_mode],
-        )
 
     async def _resolve(self, client: Client) -> list[_Item]:
         """Node ids for every item; all browse paths are translated in one request."""
@@ -387,8 +359,8 @@ class OpcUaSource:
         subscription_id, self._subscription_id = self._subscription_id, None
         try:
             if subscription_id is not None:
-                await _quietly(client.uaclient.session.delete_subscriptions([subscription_id]))
-            await _quietly(client.disconnect())
+                await quietly(client.uaclient.session.delete_subscriptions([subscription_id]))
+            await quietly(client.disconnect())
         finally:
             client.disconnect_socket()
 
@@ -397,7 +369,46 @@ class OpcUaSource:
             return await awaitable
 
 
-async def _quietly(awaitable: Awaitable[object]) -> None:
+async def new_client(config: OpcUaServerConfig | JobControlConfig) -> Client:
+    """A client set up from a link's config (timeouts, identity, security), not yet connected.
+
+    Raises LinkMisconfigured when the security settings are incomplete; the certificate and key
+    files are read here, so call it inside ``map_asyncua_exceptions``.
+    """
+    timeout = config.request_timeout.total_seconds()
+    # The watchdog probe reads ServerState once per interval with that interval as its
+    # timeout: tie it to request_timeout so a loaded server is not declared dead in 1 s.
+    client = Client(config.endpoint, timeout=timeout, watchdog_intervall=timeout)
+    client.name = client.description = f"plantsync {config.name}"
+    client.session_timeout = SESSION_TIMEOUT_MS
+    if config.username is not None and config.password is not None:
+        client.set_user(config.username)
+        client.set_password(config.password.get_secret_value())
+    if config.security_mode is not SecurityMode.NONE:
+        await _secure(client, config)
+    return client
+
+
+async def _secure(client: Client, config: OpcUaServerConfig | JobControlConfig) -> None:
+    if config.certificate is None or config.private_key is None:
+        raise LinkMisconfigured(f"opcua {config.name}: security needs certificate, private_key")
+    if config.server_certificate is None:
+        # asyncua would otherwise fetch the server's certificate and trust it blindly.
+        raise LinkMisconfigured(
+            f"opcua {config.name}: security_mode {config.security_mode.value} needs "
+            "server_certificate (the server certificate this agent trusts)"
+        )
+    client.application_uri = _application_uri(config.certificate) or client.application_uri
+    await client.set_security(
+        _POLICIES[config.security_policy],
+        certificate=str(config.certificate),
+        private_key=str(config.private_key),
+        server_certificate=str(config.server_certificate),
+        mode=_MODES[config.security_mode],
+    )
+
+
+async def quietly(awaitable: Awaitable[object]) -> None:
     """A farewell request: bounded, and its failure is no news (the link may be gone)."""
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT):

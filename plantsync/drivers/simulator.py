@@ -8,6 +8,7 @@
         ├── scrap_count         Int64
         └── temperature         Double   °C
     (the same for every machine)
+    JobOrderReceiver, JobResponseProvider   ISA-95 Job Control, see simulator_jobcontrol
 
 With ``tick`` set, a background task moves the plant along: an executing machine counts parts
 and its speed and temperature drift, and machines change state now and then. With
@@ -38,8 +39,9 @@ from asyncua.ua.status_codes import StatusCodes
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from plantsync.config.model import MachineConfig, OpcUaServerConfig, TagConfig
+from plantsync.config.model import JobControlConfig, MachineConfig, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import ItemState
+from plantsync.drivers.simulator_jobcontrol import SimulatedJobControl
 
 NAMESPACE = "urn:plantsync:simulated-plant"
 DEFAULT_MACHINES = ("press-1", "press-2", "lathe-1")
@@ -126,6 +128,8 @@ class SimulatedPlant:
     """A real OPC UA server on a loopback port, with machines whose values tests can set.
 
     ``async with SimulatedPlant(port=4840) as plant`` starts it; so does ``await plant.start()``.
+    With ``job_control`` it also runs the job orders it receives, one unit of an order's
+    quantity every ``job_seconds_per_unit`` (``plant.job_control``).
     """
 
     def __init__(
@@ -137,6 +141,8 @@ class SimulatedPlant:
         tick: float | None = 0.5,
         seed: int | None = None,
         security: PlantSecurity | None = None,
+        job_control: bool = True,
+        job_seconds_per_unit: float = 1.0,
     ) -> None:
         if not machines:
             raise ValueError("a plant needs at least one machine")
@@ -151,6 +157,9 @@ class SimulatedPlant:
         self._nodes: dict[tuple[str, str], Node] = {}
         self._namespace_index = 2
         self._ticker: asyncio.Task[None] | None = None
+        self.job_control = (
+            SimulatedJobControl(seconds_per_unit=job_seconds_per_unit) if job_control else None
+        )
 
     @property
     def endpoint(self) -> str:
@@ -176,6 +185,16 @@ class SimulatedPlant:
         fields: dict[str, object] = {"name": name, "endpoint": self.endpoint, "machines": machines}
         return OpcUaServerConfig.model_validate(fields | overrides)
 
+    def jobcontrol_config(self, name: str = "jobcontrol", **overrides: object) -> JobControlConfig:
+        """A valid config for this plant's Job Control."""
+        fields: dict[str, object] = {
+            "name": name,
+            "endpoint": self.endpoint,
+            "job_order_receiver": f"ns={self._namespace_index};s=JobOrderReceiver",
+            "job_response_provider": f"ns={self._namespace_index};s=JobResponseProvider",
+        }
+        return JobControlConfig.model_validate(fields | overrides)
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -200,6 +219,8 @@ class SimulatedPlant:
             await server.stop()
             raise
         self._server = server
+        if self.job_control is not None:
+            await self.job_control.start()
         if self.tick is not None:
             self._ticker = asyncio.create_task(self._run(self.tick), name=f"plant-tick-{self.port}")
 
@@ -210,6 +231,8 @@ class SimulatedPlant:
         if ticker is not None:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
+        if self.job_control is not None:
+            await self.job_control.stop()
         if server is None:
             return
         await server.stop()
@@ -248,6 +271,8 @@ class SimulatedPlant:
         self._nodes = {}
         for machine in self.machines:
             await self._add_machine(server, machine)
+        if self.job_control is not None:
+            await self.job_control.build(server, self._namespace_index)
         return server
 
     async def _secure(self, server: Server) -> None:

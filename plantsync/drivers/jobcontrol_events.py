@@ -1,0 +1,127 @@
+"""What a Job Control server reports, turned into events: the diff of two list values.
+
+    JobOrderList ─────────▶ changed (state, revision) of a job order ─▶ OrderStatus
+    JobOrderResponseList ─▶ changed (good, scrap, final) of a response ─▶ ProductionConfirmation
+                               │
+                               ▼
+                bounded queue, drop oldest (``dropped`` counts) ─▶ ``next()``
+
+The server sends whole lists; the first value of each after subscribing yields every job order's
+state and every started order's confirmation, so a session that starts after an outage reports
+where each order is, whatever happened meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from datetime import datetime
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
+from plantsync.drivers import isa95
+from plantsync.errors import SourceUnavailable
+
+_logger = logging.getLogger(__name__)
+
+Event = OrderStatus | ProductionConfirmation
+_Model = TypeVar("_Model", isa95.ISA95JobOrderAndStateDataType, isa95.ISA95JobResponseDataType)
+
+
+class EventQueue:
+    """Events for one session, in the order the server reported them, bounded."""
+
+    def __init__(self, link: str, size: int, stall_timeout: float) -> None:
+        self._link, self._stall_timeout = link, stall_timeout
+        self._queue: deque[Event] = deque()
+        self._size = size
+        self._wakeup = asyncio.Event()
+        self._lost: SourceUnavailable | None = None
+        self._last_heard = time.monotonic()
+        self._states: dict[str, tuple[str, int]] = {}
+        self._responses: dict[str, tuple[str, str, bool]] = {}
+        self.dropped = 0
+
+    def heard(self) -> None:
+        """A publish response (data or keep-alive) arrived: the server is alive."""
+        self._last_heard = time.monotonic()
+
+    def job_order_list(self, value: list[str], at: datetime) -> None:
+        """A new JobOrderList value: one OrderStatus per job order whose state changed."""
+        seen: dict[str, tuple[str, int]] = {}
+        for entry in _parse(isa95.ISA95JobOrderAndStateDataType, value, self._link):
+            job_order_id = entry.JobOrder.JobOrderID
+            seen[job_order_id] = (entry.State[0].StateText, entry.JobOrder.revision)
+            if self._states.get(job_order_id) != seen[job_order_id]:
+                status = isa95.order_status(entry, at)
+                if status is not None:
+                    self._put(status)
+        self._states = seen  # a cancelled or cleared order is gone; stored again, it is new
+
+    def job_order_response_list(self, value: list[str], at: datetime) -> None:
+        """A new JobOrderResponseList value: one confirmation per response that progressed."""
+        seen: dict[str, tuple[str, str, bool]] = {}
+        for response in _parse(isa95.ISA95JobResponseDataType, value, self._link):
+            confirmation = isa95.confirmation(response, at)
+            if confirmation is None:
+                continue
+            key = response.JobResponseID
+            seen[key] = (
+                str(confirmation.good_quantity.value),
+                str(confirmation.scrap_quantity.value),
+                confirmation.final,
+            )
+            if self._responses.get(key) != seen[key]:
+                self._put(confirmation)
+        self._responses = seen
+
+    def lost(self, error: SourceUnavailable) -> None:
+        """The link is gone: ``next()`` raises ``error`` once the queued events are taken."""
+        if self._lost is None:
+            _logger.info("%s", error)
+            self._lost = error
+        self._wakeup.set()
+
+    async def next(self) -> Event:
+        """The next event; events already received are delivered before a loss is raised."""
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            if self._lost is not None:
+                raise self._lost
+            remaining = self._last_heard + self._stall_timeout - time.monotonic()
+            if remaining <= 0:
+                self.lost(
+                    SourceUnavailable(
+                        f"opcua {self._link}: no notification or keep-alive for "
+                        f"{self._stall_timeout:g} s"
+                    )
+                )
+                continue
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                continue  # a keep-alive may have moved _last_heard; the loop re-checks
+
+    def _put(self, event: Event) -> None:
+        if len(self._queue) >= self._size:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        self._wakeup.set()
+
+
+def _parse(model: type[_Model], value: list[str], link: str) -> list[_Model]:
+    parsed: list[_Model] = []
+    for text in value:
+        try:
+            parsed.append(model.model_validate_json(text))
+        except ValidationError as exc:
+            _logger.debug("opcua %s: %s not read: %s", link, model.__name__, exc)
+    return parsed

@@ -1,0 +1,71 @@
+"""Which calls a change makes from each state the job order may be in, and ReturnStatus names."""
+
+from __future__ import annotations
+
+import pytest
+
+from plantsync.contracts.orders import JobOrderState
+from plantsync.contracts.schedule import ProductionOrder, RequestState
+from plantsync.drivers import isa95
+from plantsync.drivers.jobcontrol import plan
+from tests.jobcontrol.support import change, order, revised
+
+State = JobOrderState
+
+
+def on_server(stored: ProductionOrder, state: State) -> isa95.ISA95JobOrderAndStateDataType:
+    return isa95.ISA95JobOrderAndStateDataType(
+        JobOrder=isa95.job_order(stored, "m-0:JO-1"),
+        State=[isa95.ISA95StateDataType(StateText=state.value)],
+    )
+
+
+def methods(change_type: str, proposed: ProductionOrder, current: object) -> list[str]:
+    assert current is None or isinstance(current, isa95.ISA95JobOrderAndStateDataType)
+    return [call.method for call in plan(change("m-1", change_type, proposed), proposed, current)]
+
+
+FIRST = order("JO-1")
+
+
+@pytest.mark.parametrize(
+    ("change_type", "request_state", "state", "expected"),
+    [
+        ("schedule.release", RequestState.RELEASED, None, ["Store", "Start"]),
+        ("schedule.release", RequestState.FORECAST, None, ["Store"]),
+        ("schedule.revision", RequestState.RELEASED, State.ALLOWED_TO_START, ["Update"]),
+        ("schedule.revision", RequestState.RELEASED, State.RUNNING, ["Update"]),
+        ("order.hold", RequestState.HELD, State.ALLOWED_TO_START, ["RevokeStart", "Update"]),
+        ("order.hold", RequestState.HELD, State.RUNNING, ["Pause"]),
+        ("order.hold", RequestState.HELD, State.INTERRUPTED, []),
+        (
+            "order.hold-release",
+            RequestState.RELEASED,
+            State.NOT_ALLOWED_TO_START,
+            ["Update", "Start"],
+        ),
+        ("order.hold-release", RequestState.RELEASED, State.INTERRUPTED, ["Resume"]),
+        ("order.cancel", RequestState.CANCELLED, State.ALLOWED_TO_START, ["Cancel"]),
+        ("order.cancel", RequestState.CANCELLED, State.RUNNING, ["Abort"]),
+        ("order.cancel", RequestState.CANCELLED, State.ABORTED, []),
+        ("order.cancel", RequestState.CANCELLED, None, ["Cancel"]),
+    ],
+)
+def test_a_change_plans_the_calls_from_the_job_orders_state(
+    change_type: str, request_state: RequestState, state: State | None, expected: list[str]
+) -> None:
+    proposed = revised(FIRST, request_state=request_state)
+    current = on_server(FIRST, state) if state is not None else None
+    assert methods(change_type, proposed, current) == expected
+
+
+def test_a_change_the_server_already_has_plans_no_calls() -> None:
+    assert methods("schedule.release", FIRST, on_server(FIRST, State.ALLOWED_TO_START)) == []
+    assert methods("schedule.snapshot", FIRST, on_server(FIRST, State.RUNNING)) == []
+
+
+def test_return_status_bits_are_named_as_in_the_spec() -> None:
+    status = isa95.ReturnStatus.UNKNOWN_JOB_ORDER_ID | isa95.ReturnStatus.INVALID_REQUEST
+    assert isa95.describe(status) == "UnknownJobOrderId, InvalidRequest"
+    assert isa95.describe(isa95.ReturnStatus.INVALID_JOB_ORDER_STATUS) == "InvalidJobOrderStatus"
+    assert isa95.describe(1 << 40 | 1 << 2) == "bit 2, bit 40"
