@@ -59,7 +59,9 @@ def run_demo(*, workdir: Path | None, duration: float | None, quiet: bool) -> in
 async def _demo(root: Path, duration: float | None, quiet: bool) -> None:
     setup_logging("info", "plain")
     with Mosquitto(root / "broker", port=_port(PREFERRED_BROKER_PORT)) as broker:
-        async with SimulatedPlant(port=_port(PREFERRED_OPCUA_PORT), tick=1.0) as plant:
+        async with SimulatedPlant(
+            port=_port(PREFERRED_OPCUA_PORT), tick=1.0, job_seconds_per_unit=0.25
+        ) as plant:
             config = _demo_config(root, broker.url, plant)
             _banner(broker.url, plant.endpoint, root, config.api.port)
             await _run(config, broker.url, duration, quiet)
@@ -71,6 +73,7 @@ def _demo_config(root: Path, broker_url: str, plant: SimulatedPlant) -> AgentCon
         hub=HubConfig(url=broker_url),
         store=StoreConfig(path=root / "store.db"),
         opcua=[plant.server_config(name="line-1")],
+        jobcontrol=plant.jobcontrol_config(),
         api=ApiConfig(port=_port(PREFERRED_API_PORT)),
         policy=PolicyConfig(snapshot_interval=timedelta(seconds=30)),
         log=LogConfig(level="info"),
@@ -110,7 +113,7 @@ async def _hq_releases_a_schedule(agent: Agent, hub: HubConfig) -> None:
             "order_id": f"JO-DEMO-{number}",
             "revision": 1,
             "product_id": "PRD-100",
-            "quantity": {"value": "20", "unit": "pcs"},
+            "quantity": {"value": "12", "unit": "pcs"},
             "work_center": "line-1",
             "equipment_id": machine,
             "planned_start": start.isoformat(),

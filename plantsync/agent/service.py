@@ -35,6 +35,7 @@ from plantsync.agent.downlink import Downlink
 from plantsync.agent.metrics import AgentMetrics
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
+from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
 from plantsync.agent.statuspage import DepthHistory
 from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState, Session, supervise
@@ -45,7 +46,8 @@ from plantsync.config.model import AgentConfig, OpcUaServerConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
 from plantsync.drivers import SOURCES
-from plantsync.drivers.base import ScheduleSink
+from plantsync.drivers.base import PlantEvents, ScheduleSink
+from plantsync.drivers.jobcontrol import JobControlSink
 from plantsync.drivers.localschedule import LocalScheduleSink
 from plantsync.drivers.mes_http import MesHttpSink
 from plantsync.drivers.mqtt import HubConnection, InboundMessage, Will
@@ -232,11 +234,21 @@ class Agent:
         async def session(up: Callable[[], None]) -> None:
             async with self._schedule_sink() as sink:
                 up()
-                await downlink.run(sink, health)
+                if not isinstance(sink, PlantEvents):
+                    await downlink.run(sink, health)
+                    return
+                assert self.business is not None
+                reporter = PlantEventReporter(self.business, self.metrics)
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(downlink.run(sink, health), name="downlink")
+                    tasks.create_task(reporter.report(sink.name, sink), name="plant-events")
 
         return session
 
     def _schedule_sink(self) -> ScheduleSink:
+        # One plant system takes the schedule: Job Control (machines) ahead of the MES.
+        if self.config.jobcontrol is not None:
+            return JobControlSink(self.config.jobcontrol)
         if self.config.mes is not None:
             return MesHttpSink(self.config.mes)
         return LocalScheduleSink()

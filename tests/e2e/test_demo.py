@@ -12,9 +12,11 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_the_demo_shows_every_machines_state_arriving_at_the_hub(tmp_path: Path) -> None:
+def test_the_demo_shows_machine_state_and_the_whole_schedule_loop_at_the_hub(
+    tmp_path: Path,
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "plantsync", "demo", "--duration", "8", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "plantsync", "demo", "--duration", "14", "--workdir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=90,
@@ -27,4 +29,10 @@ def test_the_demo_shows_every_machines_state_arriving_at_the_hub(tmp_path: Path)
     for machine in ("press-1", "press-2", "lathe-1"):
         assert any(f"machine.state machine/{machine} #" in line for line in lines), machine
     assert any("schedule.ack" in line and " applied JO-DEMO-1@1" in line for line in lines)
+    for number in (1, 2, 3):  # the simulated machines ran every order to its end
+        order = f"order/JO-DEMO-{number}"
+        assert any(f"order.status {order} " in line and " Ended" in line for line in lines)
+        assert any(
+            f"production.confirmation {order} " in line and "final" in line for line in lines
+        )
     assert (tmp_path / "store.db").exists()

@@ -1,0 +1,55 @@
+"""Plant events (job order states, job responses) reported to HQ as order status and
+production confirmations.
+
+    Job Control server ─events()─▶ PlantEventReporter ─▶ BusinessWriter ─▶ outbox (order/<id>)
+
+A driver repeats each order's current state and latest confirmation after every reconnect; the
+reporter drops an event equal to the last one it wrote for that order, so HQ does not see the
+same state twice in a row from one agent run. (Across restarts a repeat can still reach HQ; a
+confirmation keeps its ``confirmation_id``, which HQ de-duplicates by.)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from plantsync.agent.business import BusinessWriter
+from plantsync.agent.metrics import AgentMetrics
+from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
+from plantsync.drivers.base import PlantEvents
+
+log = logging.getLogger(__name__)
+
+
+class PlantEventReporter:
+    """Writes each new plant event once; remembers the last one per order."""
+
+    def __init__(self, business: BusinessWriter, metrics: AgentMetrics) -> None:
+        self._business, self._metrics = business, metrics
+        self._last: dict[tuple[str, str], object] = {}
+
+    async def report(self, source: str, plant: PlantEvents) -> None:
+        """Until the plant link drops (SourceUnavailable), commit every new event."""
+        async for event in plant.events():
+            await self._write(source, event)
+
+    async def _write(self, source: str, event: OrderStatus | ProductionConfirmation) -> None:
+        kind = "status" if isinstance(event, OrderStatus) else "confirmation"
+        key = (kind, event.order_id)
+        fingerprint = _fingerprint(event)
+        if self._last.get(key) == fingerprint:
+            return
+        correlation_id = self._metrics.correlation_of(event.order_id)
+        if isinstance(event, OrderStatus):
+            await self._business.order_status(event, source=source, correlation_id=correlation_id)
+        else:
+            await self._business.confirmation(event, source=source, correlation_id=correlation_id)
+            self._metrics.confirmed(final=event.final)
+        self._last[key] = fingerprint
+        log.info("order %s %s reported to HQ", event.order_id, kind)
+
+
+def _fingerprint(event: OrderStatus | ProductionConfirmation) -> object:
+    if isinstance(event, OrderStatus):
+        return (event.state, event.revision)
+    return (event.confirmation_id, event.good_quantity, event.scrap_quantity, event.final)
