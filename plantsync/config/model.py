@@ -212,8 +212,11 @@ class MachineConfig(Section):
         return tags
 
 
-class OpcUaServerConfig(Section):
-    """One OPC UA server and the machines read from it."""
+class OpcUaClientConfig(Section):
+    """How plantsync connects to one OPC UA server: endpoint, security, identity.
+
+    Shared by the servers machine state is read from and the Job Control server schedules go to.
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     endpoint: str = Field(description="opc.tcp://host:port/path")
@@ -226,20 +229,7 @@ class OpcUaServerConfig(Section):
     )
     username: str | None = None
     password: SecretStr | None = None
-    publishing_interval: Duration = timedelta(milliseconds=100)
-    keepalive_count: int = Field(default=10, ge=1)
-    lifetime_count: int = Field(
-        default=300, ge=3, description="at least 3 x keepalive_count (OPC UA Part 4)"
-    )
-    monitored_item_batch: int = Field(
-        default=500, ge=1, description="monitored items created per CreateMonitoredItems call"
-    )
     request_timeout: Duration = timedelta(seconds=10)
-    stall_timeout: Duration = Field(
-        default=timedelta(seconds=30),
-        description="no notification or keep-alive for this long: re-create the session",
-    )
-    machines: list[MachineConfig] = Field(min_length=1)
 
     @field_validator("endpoint")
     @classmethod
@@ -250,8 +240,6 @@ class OpcUaServerConfig(Section):
 
     @model_validator(mode="after")
     def _security_is_complete(self) -> Self:
-        if self.lifetime_count < 3 * self.keepalive_count:
-            raise ValueError("lifetime_count must be at least 3 x keepalive_count")
         if self.security_mode is not SecurityMode.NONE and (
             self.certificate is None or self.private_key is None
         ):
@@ -260,6 +248,30 @@ class OpcUaServerConfig(Section):
             )
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password must be given together")
+        return self
+
+
+class OpcUaServerConfig(OpcUaClientConfig):
+    """One OPC UA server and the machines read from it."""
+
+    publishing_interval: Duration = timedelta(milliseconds=100)
+    keepalive_count: int = Field(default=10, ge=1)
+    lifetime_count: int = Field(
+        default=300, ge=3, description="at least 3 x keepalive_count (OPC UA Part 4)"
+    )
+    monitored_item_batch: int = Field(
+        default=500, ge=1, description="monitored items created per CreateMonitoredItems call"
+    )
+    stall_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        description="no notification or keep-alive for this long: re-create the session",
+    )
+    machines: list[MachineConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _lifetime_covers_keepalives(self) -> Self:
+        if self.lifetime_count < 3 * self.keepalive_count:
+            raise ValueError("lifetime_count must be at least 3 x keepalive_count")
         return self
 
 
@@ -323,20 +335,11 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything, so it counts as the network
 
 
-class JobControlConfig(Section):
+class JobControlConfig(OpcUaClientConfig):
     """An OPC UA server implementing ISA-95 Job Control (OPC 10031-4): orders go to its
     JobOrderReceiver, its job responses come back as order status and confirmations."""
 
     name: str = Field(default="jobcontrol", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    endpoint: str = Field(description="opc.tcp://host:port/path")
-    security_mode: SecurityMode = SecurityMode.NONE
-    security_policy: SecurityPolicy = SecurityPolicy.BASIC256SHA256
-    certificate: Path | None = None
-    private_key: Path | None = None
-    server_certificate: Path | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    request_timeout: Duration = timedelta(seconds=10)
     job_order_receiver: str = Field(
         default="ns=2;s=JobOrderReceiver",
         description="node id of the ISA95JobOrderReceiverObjectType instance",
@@ -353,19 +356,6 @@ class JobControlConfig(Section):
         default=timedelta(seconds=30),
         description="no notification or keep-alive for this long: re-create the session",
     )
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_is_opc_tcp(cls, endpoint: str) -> str:
-        if not endpoint.startswith("opc.tcp://"):
-            raise ValueError(f"{endpoint!r} must start with opc.tcp://")
-        return endpoint
-
-    @model_validator(mode="after")
-    def _identity_is_complete(self) -> Self:
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password must be given together")
-        return self
 
 
 class ScheduleConfig(Section):

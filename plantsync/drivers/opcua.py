@@ -37,7 +37,7 @@ from cryptography import x509
 
 from plantsync.config.model import (
     Deadband,
-    JobControlConfig,
+    OpcUaClientConfig,
     OpcUaServerConfig,
     SecurityMode,
     SecurityPolicy,
@@ -369,7 +369,7 @@ class OpcUaSource:
             return await awaitable
 
 
-async def new_client(config: OpcUaServerConfig | JobControlConfig) -> Client:
+async def new_client(config: OpcUaClientConfig) -> Client:
     """A client set up from a link's config (timeouts, identity, security), not yet connected.
 
     Raises LinkMisconfigured when the security settings are incomplete; the certificate and key
@@ -389,7 +389,7 @@ async def new_client(config: OpcUaServerConfig | JobControlConfig) -> Client:
     return client
 
 
-async def _secure(client: Client, config: OpcUaServerConfig | JobControlConfig) -> None:
+async def _secure(client: Client, config: OpcUaClientConfig) -> None:
     if config.certificate is None or config.private_key is None:
         raise LinkMisconfigured(f"opcua {config.name}: security needs certificate, private_key")
     if config.server_certificate is None:
