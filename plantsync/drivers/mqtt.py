@@ -65,6 +65,18 @@ _REFUSED_FOR_GOOD = frozenset(
 )
 """Reason codes (MQTT 5 numbering; paho maps 3.1.1 codes onto it) that retrying cannot fix."""
 
+_CERTIFICATE_REFUSED = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    }
+)
+"""OpenSSL reasons (``SSLError.reason``) for a hub that refused our client certificate."""
+
 
 @dataclass(frozen=True)
 class Will:
@@ -102,27 +114,45 @@ def _translate(exc: BaseException, what: str) -> PlantsyncError:
     """
     if isinstance(exc, ssl.SSLCertVerificationError):
         return LinkMisconfigured(f"{what}: the hub's certificate is not trusted: {exc}")
+    if isinstance(exc, ssl.SSLError) and exc.reason in _CERTIFICATE_REFUSED:
+        return LinkMisconfigured(f"{what}: the hub refused our client certificate: {exc}")
     if isinstance(exc, OSError | ssl.SSLError | ValueError):
         return HubUnavailable(f"{what}: {exc!r}")
     return HubUnavailable(f"{what}: unexpected {exc!r}")
 
 
-class _ServerNameContext(ssl.SSLContext):
-    """Checks the certificate against ``Tls.server_name`` instead of the host paho dials."""
+class _PahoLog(logging.Logger):
+    """Paho's logger for one connection: keeps the OSError that ended the link, which paho
+    logs and swallows. Never emits; below ERROR (every packet) paho formats nothing."""
 
-    server_name: str
+    def __init__(self) -> None:
+        super().__init__(f"{__name__}.paho", logging.ERROR)
+        self.socket_error: OSError | None = None
+
+    def handle(self, record: logging.LogRecord) -> None:
+        if isinstance(record.args, tuple):
+            errors = [arg for arg in record.args if isinstance(arg, OSError)]
+            self.socket_error = errors[-1] if errors else self.socket_error
+
+
+class _ClientContext(ssl.SSLContext):
+    """Checks the certificate against ``Tls.server_name`` (if set) instead of the host paho
+    dials, and keeps the socket it wrapped: paho drops it unclosed when the handshake fails."""
+
+    server_name: str | None = None
+    wrapped: ssl.SSLSocket | None = None
 
     def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
-        kwargs["server_hostname"] = self.server_name
-        return super().wrap_socket(sock, *args, **kwargs)
+        if self.server_name is not None:
+            kwargs["server_hostname"] = self.server_name
+        self.wrapped = super().wrap_socket(sock, *args, **kwargs)
+        return self.wrapped
 
 
-def _tls_context(tls: Tls) -> ssl.SSLContext:
+def _tls_context(tls: Tls) -> _ClientContext:
     """An SSL context from the config; raises LinkMisconfigured for unreadable files."""
-    context_class = ssl.SSLContext if tls.server_name is None else _ServerNameContext
-    context = context_class(ssl.PROTOCOL_TLS_CLIENT)
-    if isinstance(context, _ServerNameContext) and tls.server_name is not None:
-        context.server_name = tls.server_name
+    context = _ClientContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.server_name = tls.server_name
     try:
         if tls.ca_file is None:
             context.load_default_certs()
@@ -182,6 +212,8 @@ class HubConnection:
         self._acks: list[tuple[int, ReasonCode]] = []  # from the network thread, in batches
         self._acks_lock = threading.Lock()
         self._disconnect_reason = "connection lost"  # written by the network thread only
+        self._tls_context: _ClientContext | None = None
+        self._paho_log = _PahoLog()
 
     @property
     def session_present(self) -> bool:
@@ -317,7 +349,8 @@ class HubConnection:
             password = config.password.get_secret_value() if config.password else None
             client.username_pw_set(config.username, password)
         if config.uses_tls:
-            client.tls_set_context(_tls_context(config.tls or Tls()))
+            self._tls_context = _tls_context(config.tls or Tls())
+            client.tls_set_context(self._tls_context)
         if self._will is not None:
             will = self._will
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
@@ -327,6 +360,7 @@ class HubConnection:
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         client.on_socket_open = self._on_socket_open
+        client.enable_logger(self._paho_log)
         # With a write callback registered, publish() from the event loop thread only queues
         # the packet and wakes the network thread; otherwise paho writes to the socket from the
         # calling thread, racing the network thread on partial writes (and on the TLS object).
@@ -367,12 +401,29 @@ class HubConnection:
             while not self._stop.is_set():
                 rc = client.loop(timeout=_LOOP_TIMEOUT)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    error = HubUnavailable(f"{config.url}: {self._disconnect_reason} ({rc.name})")
+                    error = self._link_error(rc)
                     break
         except Exception as exc:  # reported to the event loop, with its cause
+            self._close_failed_handshake(client)
             error = _translate(exc, f"connection to {config.url}")
             error.__cause__ = exc
         self._notify(self._link_ended, error)
+
+    def _close_failed_handshake(self, client: Client) -> None:
+        wrapped = self._tls_context.wrapped if self._tls_context else None
+        if wrapped is not None and wrapped is not client.socket():
+            wrapped.close()
+
+    def _link_error(self, rc: MQTTErrorCode) -> PlantsyncError:
+        what = f"{self._config.url}: {self._disconnect_reason} ({rc.name})"
+        cause = self._paho_log.socket_error
+        if cause is None:
+            return HubUnavailable(what)
+        # E.g. with TLS 1.3 the hub refuses our certificate only after our handshake ended:
+        # the refusal is an alert on the first read, a misconfiguration and not an outage.
+        error = _translate(cause, what)
+        error.__cause__ = cause
+        return error
 
     def _notify(self, callback: Callable[..., None], *args: object) -> None:
         """Run ``callback(*args)`` in the event loop thread."""
