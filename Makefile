@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv system-deps clean bench chaos deb package-test
+.PHONY: demo test lint typecheck unit venv system-deps clean bench soak chaos deb package-test
 
 demo: $(STAMP) system-deps
 	$(BIN)/plantsync demo
@@ -15,8 +15,8 @@ demo: $(STAMP) system-deps
 test: $(STAMP) system-deps lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check plantsync tests bench
-	$(BIN)/ruff format --check plantsync tests bench
+	$(BIN)/ruff check plantsync tests bench chaos
+	$(BIN)/ruff format --check plantsync tests bench chaos
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -55,11 +55,32 @@ system-deps:
 	    echo "Chromium is needed. Install it with: sudo apt-get install chromium fonts-liberation"; \
 	    exit 1; \
 	  fi; }
+	@# libfaketime steps the agent's wall clock in the chaos run (its clock-jump fault).
+	@[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || \
+	  [ -e /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing faketime (Debian package) ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
+	  else \
+	    echo "libfaketime is needed. Install it with: sudo apt-get install faketime"; exit 1; \
+	  fi; }
 
 # Figures, not pass/fail: each prints the agent's number next to a ceiling measured in the same run.
 bench: $(STAMP) system-deps
-	$(BIN)/python bench/bench_outbox.py
-	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python -m bench.run $(if $(SCENARIOS),--scenario $(SCENARIOS))
+
+# The footprint scenario: idle RSS with 10,000 monitored items, then RSS growth over a soak at
+# 1,000 changes/s (SOAK_MINUTES, default 30). Not part of `make bench`.
+SOAK_MINUTES ?= 30
+soak: $(STAMP) system-deps
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m bench.run --scenario footprint
+
+# A bounded fault-injection run (CHAOS_MINUTES, default 10) under load both ways; prints the
+# table of faults injected and messages sent / delivered / lost. Root for the tmpfs (disk full).
+# See docs/reliability.md.
+CHAOS_MINUTES ?= 10
+chaos: $(STAMP) system-deps
+	$(BIN)/python -m chaos.run --minutes $(CHAOS_MINUTES)
 
 # The Debian package (dh-virtualenv) in dist/; build dependencies are installed when root,
 # otherwise named. See docs/install.md.

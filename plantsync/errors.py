@@ -8,8 +8,13 @@
     ├── LinkMisconfigured      disable the link and report it; retrying cannot help
     │                          (unknown node id, credentials refused, certificate not trusted)
     ├── StoreError             exit non-zero: the durable store cannot be opened or written
-    │   └── StoreFull              partial write: telemetry was shed, business rows are refused
-    │                              (back-pressure) until the outbox drains
+    │   ├── StoreFull              partial write: telemetry was shed, business rows are refused
+    │   │                          (back-pressure) until the outbox drains
+    │   ├── StoreDiskFull          nothing committed: the disk under the store is full; shed
+    │   │                          telemetry, refuse business writes, retry (never exit): the
+    │   │                          store writes again once space returns
+    │   └── CorruptStore           the file is not a sound database: at start-up the agent moves
+    │                              it aside and starts fresh; elsewhere exit non-zero
     └── MessageRejected        dead-letter the message and answer with a rejection; carries a
                                reason code and whatever ids could be read from the message
 
@@ -68,6 +73,18 @@ class StoreError(PlantsyncError):
 
 class StoreFull(StoreError):
     """The store is at its size cap and only business rows are left: back-pressure."""
+
+
+class CorruptStore(StoreError):
+    """The store file is not a database, is truncated, or fails ``PRAGMA quick_check``."""
+
+
+class StoreDiskFull(StoreError):
+    """The file system under the store is full (SQLITE_FULL, ENOSPC): nothing was committed.
+
+    Unlike other store errors it passes by itself once space is freed, so the agent keeps
+    running: links that hit it retry later, producers are refused with a clear reason.
+    """
 
 
 class MessageRejected(PlantsyncError):

@@ -62,7 +62,7 @@ from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, is_loopback
 from plantsync.contracts.inbound import parse_down_message
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
-from plantsync.errors import MessageRejected, StoreError, StoreFull
+from plantsync.errors import MessageRejected, StoreDiskFull, StoreError, StoreFull
 
 if TYPE_CHECKING:
     from plantsync.agent.service import Agent
@@ -102,6 +102,7 @@ def create_app(agent: Agent) -> FastAPI:
     app.include_router(statuspage.router(agent))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StoreFull, _store_full)
+    app.add_exception_handler(StoreDiskFull, _disk_full)
     app.add_exception_handler(StoreError, _store_unavailable)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(_read_access)])
@@ -236,6 +237,9 @@ async def readyz(request: Request) -> JSONResponse:
     agent = request.app.state.agent
     if not await _store_answers(agent.store):
         return JSONResponse({"status": "not ready", "reason": "store not open"}, status_code=503)
+    if agent.store.health.disk_full:
+        reason = "the disk under the store is full: business messages are refused"
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
     stats = await agent.store.outbox.stats()
     limit = READY_OUTBOX_FRACTION * stats.max_size_bytes
     if agent.health["hub"].state is not LinkState.UP and stats.size_bytes >= limit:
@@ -254,9 +258,29 @@ async def _store_answers(store: Store | None) -> bool:
     return True
 
 
+# ---- answers every data endpoint may give ----------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """Why a request was refused, in one line."""
+
+    detail: str
+
+
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "no valid 'Authorization: Bearer <token>'"},
+    403: {"model": ErrorDetail, "description": "not addressed as loopback, or no token set"},
+    503: {"model": ErrorDetail, "description": "the store is not open (starting) or failed"},
+}
+"""Documented on every /api/v1 operation, so a client (and the schema checks) expects them."""
+_UNREADABLE_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "the body cannot be read (not UTF-8 JSON)"},
+}
+
+
 # ---- reads -------------------------------------------------------------------------------------
 
-_reads = APIRouter(prefix="/api/v1")
+_reads = APIRouter(prefix="/api/v1", responses=_REFUSED)
 
 
 @_reads.get("/schedule", tags=["schedule"])
@@ -309,10 +333,12 @@ async def status(parts: Parts, scrub: Scrub) -> Status:
 
 # ---- writes ------------------------------------------------------------------------------------
 
-_writes = APIRouter(prefix="/api/v1")
+_writes = APIRouter(prefix="/api/v1", responses=_REFUSED)
 _COMMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_UNREADABLE_BODY,
     422: {"description": "invalid input, or an order id that cannot be a topic level"},
     503: {"description": "the outbox is full of business messages: retry after Retry-After"},
+    507: {"description": "the disk under the store is full: retry after Retry-After"},
 }
 
 
@@ -354,7 +380,9 @@ class Rejection(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
-RowId = Annotated[int, Path(ge=1)]
+SQLITE_MAX_INTEGER = 2**63 - 1
+"""Row ids are SQLite integers: a larger number in the path is no row (422), not a 500."""
+RowId = Annotated[int, Path(ge=1, le=SQLITE_MAX_INTEGER)]
 
 
 @_writes.post("/approvals/{row_id}/approve", tags=["approvals"], responses={404: {}})
@@ -365,7 +393,9 @@ async def approve(parts: Parts, row_id: RowId) -> Decided:
     return Decided(row_id=row_id, decision="approved")
 
 
-@_writes.post("/approvals/{row_id}/reject", tags=["approvals"], responses={404: {}})
+@_writes.post(
+    "/approvals/{row_id}/reject", tags=["approvals"], responses={404: {}, **_UNREADABLE_BODY}
+)
 async def reject(parts: Parts, row_id: RowId, body: Rejection) -> Decided:
     """Refuse a waiting change; HQ gets "rejected" (approval-rejected) with the reason."""
     if not await parts.downlink.reject(row_id, body.reason):
@@ -434,6 +464,22 @@ async def _store_full(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": detail},
         status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _disk_full(request: Request, exc: Exception) -> JSONResponse:
+    """507 Insufficient Storage: nothing was stored, and only freed disk space helps; the
+    producer keeps the message and sends it again (the same producer-side contract as 503)."""
+    agent = request.app.state.agent
+    directory = agent.config.store.path.parent
+    detail = (
+        f"the disk under the agent's store ({directory}) is full; nothing was stored:"
+        " send it again later (plant IT must free space; the agent resumes by itself)"
+    )
+    return JSONResponse(
+        {"detail": detail, "reason": "disk-full"},
+        status_code=507,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 

@@ -1,6 +1,9 @@
 """What the local API answers: its response models, and the views that build them.
 
-Times are RFC 3339 in UTC, ages are seconds. Orders are the canonical ``ProductionOrder`` JSON,
+Times are RFC 3339 in UTC, ages are seconds. Durations of the agent's own state (uptime, time
+in a link state, time since a link's last exchange) come from the monotonic clock, so a step of
+the wall clock does not change them; ages of stored rows compare Unix times (they survive
+restarts) and are clamped at zero. Orders are the canonical ``ProductionOrder`` JSON,
 exactly as HQ's contract defines it, so a plant application reads the schedule with the same
 schema it would use on the hub. Free text from links and peers passes through ``scrub``.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
@@ -18,7 +22,9 @@ from plantsync import __version__
 from plantsync.agent.changes import plan_changes
 from plantsync.agent.supervisor import LinkHealth, LinkState
 from plantsync.buffer.base import OutboxStats
+from plantsync.buffer.database import StoreHealth
 from plantsync.buffer.inbox import DeadLetter, Inbox, InboxRow, InboxStats, OrderState
+from plantsync.buffer.quarantine import quarantined_files
 from plantsync.contracts.inbound import parse_down_message
 from plantsync.contracts.schedule import ProductionOrder
 from plantsync.errors import MessageRejected
@@ -99,6 +105,9 @@ class LinkView(BaseModel):
     last_activity: datetime | None
     connects: int
     failures: int
+    seconds_in_state: float
+    seconds_since_activity: float | None
+    """Monotonic: what "connected, but nothing flows" is judged on."""
 
 
 class LaneView(BaseModel):
@@ -112,6 +121,30 @@ class OutboxView(BaseModel):
     size_bytes: int
     max_size_bytes: int
     evicted_total: int
+    telemetry_dropped: int
+    """Telemetry shed since start: evicted or refused at the cap, or refused on a full disk."""
+
+
+class QuarantineView(BaseModel):
+    original: str
+    moved_to: str
+    reason: str
+    at: datetime
+
+
+class StoreView(BaseModel):
+    """The store file itself. ``alarms`` hold until the cause is gone: a full disk until a
+    write succeeds again, a quarantined file until plant IT deletes it."""
+
+    path: str
+    disk_full: bool
+    disk_full_since: datetime | None
+    writes_refused: int
+    """Write transactions refused for a full disk since start; nothing of them was stored."""
+    quarantine: QuarantineView | None
+    """The corrupt file this start moved aside, if any."""
+    quarantined_files: list[str]
+    alarms: list[str]
 
 
 class InboxView(BaseModel):
@@ -129,6 +162,7 @@ class Status(BaseModel):
     links: dict[str, LinkView]
     outbox: OutboxView
     inbox: InboxView
+    store: StoreView
     dead_letters: int
     downlink: dict[str, int]
     """The downlink's counters since start: received, duplicates, applied, rejected, …"""
@@ -240,7 +274,7 @@ def status_view(
         version=__version__,
         config_hash=agent.config_hash,
         started_at=agent.started_at,
-        uptime_seconds=round(now - agent.started_at.timestamp(), 3),
+        uptime_seconds=round(agent.uptime_seconds, 3),
         links={name: _link_view(health, scrub) for name, health in agent.health.items()},
         outbox=OutboxView(
             lanes={
@@ -253,18 +287,72 @@ def status_view(
             size_bytes=outbox.size_bytes,
             max_size_bytes=outbox.max_size_bytes,
             evicted_total=outbox.evicted_total,
+            telemetry_dropped=agent.pipeline.counters.dropped if agent.pipeline else 0,
         ),
         inbox=InboxView(
             counts={status.name.lower(): count for status, count in inbox.counts.items()},
             pending=inbox.pending,
             oldest_pending_age_seconds=inbox.oldest_pending_age,
         ),
+        store=store_view(agent.store.health) if agent.store is not None else _no_store(agent),
         dead_letters=inbox.dead_letters,
         downlink=downlink,
     )
 
 
+def store_view(health: StoreHealth) -> StoreView:
+    """The store file's state and its alarms, read from the disk each time (files can go)."""
+    quarantine = health.quarantine
+    files = quarantined_files(health.path)
+    return StoreView(
+        path=str(health.path),
+        disk_full=health.disk_full,
+        disk_full_since=_utc(health.disk_full_since) if health.disk_full_since else None,
+        writes_refused=health.writes_refused,
+        quarantine=QuarantineView(
+            original=str(quarantine.original),
+            moved_to=str(quarantine.moved_to),
+            reason=quarantine.reason,
+            at=quarantine.at,
+        )
+        if quarantine is not None
+        else None,
+        quarantined_files=[str(file) for file in files],
+        alarms=_store_alarms(health, files),
+    )
+
+
+def _store_alarms(health: StoreHealth, files: list[Path]) -> list[str]:
+    alarms = []
+    if health.disk_full_since is not None:
+        since = _utc(health.disk_full_since).strftime("%Y-%m-%d %H:%M:%S")
+        alarms.append(
+            f"The disk under the store is full since {since} UTC: telemetry is shed, business"
+            " messages are refused, inbound schedules wait unacknowledged at the broker. Free"
+            " space: the agent resumes by itself."
+        )
+    quarantine = health.quarantine
+    for file in files:
+        if quarantine is not None and file == quarantine.moved_to:
+            alarms.append(
+                f"The store {quarantine.original} was corrupt ({quarantine.reason}); it was moved"
+                f" to {file} and the agent started on a fresh store. Inspect the file, then"
+                " delete it to clear this alarm."
+            )
+        else:
+            alarms.append(
+                f"A corrupt store was moved aside to {file} at an earlier start. Inspect the"
+                " file, then delete it to clear this alarm."
+            )
+    return alarms
+
+
+def _no_store(agent: Agent) -> StoreView:
+    return store_view(StoreHealth(agent.config.store.path))
+
+
 def _link_view(health: LinkHealth, scrub: Scrub) -> LinkView:
+    activity = health.seconds_since_activity()
     return LinkView(
         state=health.state,
         since=_utc(health.since),
@@ -272,6 +360,8 @@ def _link_view(health: LinkHealth, scrub: Scrub) -> LinkView:
         last_activity=_utc(health.last_activity) if health.last_activity is not None else None,
         connects=health.connects,
         failures=health.failures,
+        seconds_in_state=round(health.seconds_in_state(), 3),
+        seconds_since_activity=round(activity, 3) if activity is not None else None,
     )
 
 

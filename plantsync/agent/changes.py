@@ -147,7 +147,7 @@ class ChangePlan:
         if item.detail is not None:
             body["detail"] = item.detail
         return OrderChange(
-            f"{self.message.id}:{item.order_id}",
+            idempotency_key(item.order_id, item.revision),
             self.message.type,
             item.order_id,
             item.revision,
@@ -167,6 +167,17 @@ class ChangePlan:
         return Decision(
             self.message.id, self.message.type, outcome, refs, code, reason, changes, states
         )
+
+
+def idempotency_key(order_id: str, revision: int) -> str:
+    """The plant system's key for one change: the order and the revision it brings the order to.
+
+    HQ bumps an order's revision with every change, so ``order@revision`` names what is applied,
+    not the message that carried it: the same revision arriving again in a snapshot (after a
+    resync, or after a corrupt store was replaced by a fresh one that remembers nothing) is the
+    same key, and a plant system that honours keys takes it effect once.
+    """
+    return f"{order_id}@{revision}"
 
 
 def plan_changes(message: DownMessage) -> ChangePlan:

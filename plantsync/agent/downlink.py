@@ -15,6 +15,9 @@
           plant system unreachable ──────────▶ RETRY (backoff), "pending" ack once
 
 Order is kept plant-wide: while the head row waits for a retry, nothing behind it is applied.
+A retry's time is stored as a Unix time (it must survive a restart); one that lies further ahead
+than the longest retry delay was scheduled before the wall clock stepped back and is due now, so
+a backward step cannot hold the plant's schedule back by the size of the step.
 A change that reaches the plant system twice (a crash after the apply, before the settle)
 carries the same idempotency key both times, so it takes effect once.
 """
@@ -109,11 +112,14 @@ class Downlink:
         retry_delays: tuple[float, float] = (1.0, 60.0),
         max_message_bytes: int = MAX_DOWN_MESSAGE_BYTES,
         on_applied: OnApplied | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store, self._topics, self._sequencer = store, topics, sequencer
         self._policy, self._outbox_changed = policy, outbox_changed
         self._retry_delays, self._max_bytes = retry_delays, max_message_bytes
         self._on_applied = on_applied
+        self._clock = clock
+        """Unix time, for what is stored (arrival, retry times): it must outlive the process."""
         self.wakeup = asyncio.Event()
         self.counters = DownlinkCounters()
 
@@ -134,7 +140,7 @@ class Downlink:
         previous_seq = await self._store.inbox.last_down_seq()
         orders = tuple(plan.order_id for plan in plan_changes(message).orders)
         fresh = await self._store.inbox.receive(
-            message.id, topic, payload, received_at=time.time(), seq=message.seq, order_ids=orders
+            message.id, topic, payload, received_at=self._clock(), seq=message.seq, order_ids=orders
         )
         self.counters.received += 1
         log.info("%s %s received (seq %d)%s", message.type, message.id, message.seq, _dup(fresh))
@@ -179,7 +185,7 @@ class Downlink:
                 payload,
                 rejected.reason_code,
                 rejected.detail,
-                received_at=time.time(),
+                received_at=self._clock(),
                 message_id=rejected.message_id,
                 acks=[self._ack_record(next_seq, ack)],
             )
@@ -193,17 +199,27 @@ class Downlink:
         """Apply pending rows through ``sink`` until cancelled."""
         while True:
             self.wakeup.clear()
+            now = self._clock()
             due = await self._store.inbox.next_retry_at()
-            rows = await self._store.inbox.pending(1) if due is None or due <= time.time() else []
+            due_by = self._due_by(due, now)
+            ready = due is None or due <= due_by
+            rows = await self._store.inbox.pending(1, due_by=due_by) if ready else []
             if rows:
                 await self._process(rows[0], sink, health)
                 continue
-            wait = 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
+            wait = 1.0 if due is None else min(1.0, max(0.0, due - now))
             try:
                 async with asyncio.timeout(wait):
                     await self.wakeup.wait()
             except TimeoutError:
                 pass
+
+    def _due_by(self, due: float | None, now: float) -> float:
+        """``now``, or ``due`` when it lies beyond the longest retry delay: no retry is ever
+        scheduled that far ahead, so the wall clock stepped back since it was."""
+        if due is not None and due - now > self._retry_delays[1]:
+            return due
+        return now
 
     async def _process(self, row: InboxRow, sink: ScheduleSink, health: LinkHealth) -> None:
         message = parse_down_message(row.payload, site=self._topics.site, max_bytes=1 << 30)
@@ -232,7 +248,7 @@ class Downlink:
                 health.touch()
         await self._settle(row, message.correlation_id, decision)
         if decision.outcome is AckOutcome.APPLIED and self._on_applied is not None:
-            latency = time.time() - message.event_time.timestamp()
+            latency = self._clock() - message.event_time.timestamp()
             orders = [ref.order_id for ref in decision.order_refs]
             self._on_applied(latency, message.correlation_id or message.id, orders)
 
@@ -286,7 +302,7 @@ class Downlink:
                 InboxStatus.RETRY,
                 reason=reason,
                 acks=acks,
-                retry_at=time.time() + delay,
+                retry_at=self._clock() + delay,
             )
         self.counters.retries += 1
         self._outbox_changed.set()
@@ -299,7 +315,7 @@ class Downlink:
         if row is None:
             return False
         await self._store.inbox.settle(
-            row.row_id, InboxStatus.RETRY, reason=APPROVED, retry_at=time.time()
+            row.row_id, InboxStatus.RETRY, reason=APPROVED, retry_at=self._clock()
         )
         self.wakeup.set()
         return True

@@ -26,6 +26,10 @@ The service levels, in PromQL (``[1h]`` is any window):
                              order again, so read it over a window longer than an order runs;
                              it approaches 1 when every applied order is eventually confirmed.
     outbox                   plantsync_outbox_depth{lane}, plantsync_outbox_oldest_age_seconds
+    store alarms             plantsync_store_quarantined_files > 0 (a corrupt store was moved
+                             aside; cleared when plant IT deletes the file),
+                             plantsync_store_disk_full == 1,
+                             increase(plantsync_store_writes_refused_total[5m])
     publish and ack rates    rate(plantsync_messages_published_total[5m]),
                              rate(plantsync_messages_acked_total[5m])
 """
@@ -48,7 +52,9 @@ from plantsync import __version__
 from plantsync.agent.downlink import DownlinkCounters
 from plantsync.agent.supervisor import LinkState
 from plantsync.buffer.base import OutboxStats
+from plantsync.buffer.database import StoreHealth
 from plantsync.buffer.inbox import InboxStats
+from plantsync.buffer.quarantine import quarantined_files
 from plantsync.errors import StoreError
 
 if TYPE_CHECKING:
@@ -136,9 +142,11 @@ class AgentCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = time.time()
         yield from self._agent_info()
-        yield from self._links(now)
+        yield from self._links()
         yield from self._flows()
         yield _gauge("plantsync_store_up", "1 when the store answered", self._outbox is not None)
+        if self._agent.store is not None:
+            yield from _store_health(self._agent.store.health)
         if self._outbox is not None:
             yield from _outbox(self._outbox, now)
         if self._inbox is not None:
@@ -155,7 +163,7 @@ class AgentCollector(Collector):
             "plantsync_agent_start_time_seconds", "Unix time", agent.started_at.timestamp()
         )
 
-    def _links(self, now: float) -> Iterator[Metric]:
+    def _links(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("plantsync_link_up", "1 while the link is up", labels=["link"])
         state = GaugeMetricFamily(
             "plantsync_link_state", "1 for the link's current state", labels=["link", "state"]
@@ -171,8 +179,9 @@ class AgentCollector(Collector):
             up.add_metric([name], health.state is LinkState.UP)
             for candidate in LinkState:
                 state.add_metric([name, candidate.value], health.state is candidate)
-            if health.last_activity is not None:
-                idle.add_metric([name], max(0.0, now - health.last_activity))
+            seconds = health.seconds_since_activity()  # monotonic: immune to clock steps
+            if seconds is not None:
+                idle.add_metric([name], seconds)
             connects.add_metric([name], health.connects)
             failures.add_metric([name], health.failures)
         yield from (up, state, idle, connects, failures)
@@ -186,7 +195,9 @@ class AgentCollector(Collector):
                 "plantsync_telemetry_messages", "machine.state committed", counters.messages
             )
             yield _counter(
-                "plantsync_telemetry_dropped", "telemetry shed at the size cap", counters.dropped
+                "plantsync_telemetry_dropped",
+                "telemetry shed: at the size cap, or refused on a full disk",
+                counters.dropped,
             )
         if agent.uplink is not None:
             uplink = agent.uplink.counters
@@ -215,6 +226,27 @@ def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:
     ):
         settled.add_metric([outcome], values[key])
     yield settled
+
+
+def _store_health(health: StoreHealth) -> Iterator[Metric]:
+    yield _counter(
+        "plantsync_store_quarantined",
+        "corrupt store files moved aside at this start (0 or 1)",
+        health.quarantine is not None,
+    )
+    yield _gauge(
+        "plantsync_store_quarantined_files",
+        "quarantined (corrupt) store files still beside the store: an alarm until deleted",
+        len(quarantined_files(health.path)),
+    )
+    yield _gauge(
+        "plantsync_store_disk_full", "1 while store writes fail: disk full", health.disk_full
+    )
+    yield _counter(
+        "plantsync_store_writes_refused",
+        "store write transactions refused for a full disk since start",
+        health.writes_refused,
+    )
 
 
 def _outbox(stats: OutboxStats, now: float) -> Iterator[Metric]:

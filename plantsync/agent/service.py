@@ -8,8 +8,9 @@
     MES / plant ◀─ plant link (supervised) ◀── Downlink.run ◀───── inbox ──────┤
     MES, planners, plant IT ─▶ local API (HTTP) ─▶ BusinessWriter, Downlink ───┘
 
-Start: the store, then the hub link (the sink), the pipeline, the plant link, the local API,
-the sources, the periodic jobs. Stop (SIGTERM): the local API (open requests finish), the
+Start: the store (a corrupt file is moved aside and a fresh store opened: ``quarantine.py``),
+then the hub link (the sink), the pipeline, the plant link, the local API, the sources, the
+periodic snapshot. Stop (SIGTERM): the local API (open requests finish), the
 periodic jobs and the sources, then the pipeline (it commits what is queued) and the plant
 link, then the hub link, which keeps draining the outbox for at most ``shutdown_timeout``,
 publishes ``offline`` and disconnects. Whatever is not delivered by then stays in the store for
@@ -21,11 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Literal
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from plantsync import __version__
 from plantsync.agent.api import create_app
@@ -70,6 +70,7 @@ class Agent:
             self.health[f"opcua:{server.name}"] = LinkHealth(f"opcua:{server.name}")
         self._stopping = asyncio.Event()
         self._started = datetime.now(UTC)
+        self._started_tick = time.monotonic()
         self.store: Store | None = None
         self.downlink: Downlink | None = None
         self.business: BusinessWriter | None = None
@@ -87,6 +88,11 @@ class Agent:
         return self._started
 
     @property
+    def uptime_seconds(self) -> float:
+        """Seconds since start on the monotonic clock: a wall-clock step does not change it."""
+        return time.monotonic() - self._started_tick
+
+    @property
     def api_port(self) -> int | None:
         """The local API's port once it listens (the one chosen when the config says 0)."""
         return self.api.port if self.api is not None else None
@@ -97,6 +103,7 @@ class Agent:
             self.config.store.path,
             max_size_bytes=int(self.config.store.max_size),
             archive=archive_policy(self.config),
+            on_corrupt="quarantine",
         )
         try:
             pipeline = Pipeline(
@@ -112,6 +119,9 @@ class Agent:
             )
             self.pipeline, self.uplink = pipeline, uplink
             downlink = await self.attach(store, pipeline.committed)
+            if store.health.quarantine is not None:
+                # The fresh store knows no schedule and no down seq: ask HQ for all of it.
+                await downlink.request_resync(ResyncReason.STARTUP)
             self.api = ApiServer.bind(create_app(self), self.config.api)
             with contextlib.closing(self.api):
                 await self._run_links(pipeline, uplink, downlink, self.api, stop, on_ready)
@@ -178,15 +188,14 @@ class Agent:
                 )
                 for name, server in ((f"opcua:{s.name}", s) for s in self.config.opcua)
             ]
-            scheduler = self._start_jobs(pipeline)
+            snapshots = tasks.create_task(self._snapshots(pipeline), name="snapshots")
             if on_ready is not None:
                 on_ready()
             log.info("agent running: site %s, %d source link(s)", self.config.site.id, len(sources))
             await stop.wait()
             log.info("stopping: the local API and the sources, then the final flush to the hub")
             await api.stop(served)
-            scheduler.shutdown(wait=False)
-            for source in [*sources, plant, sampler]:
+            for source in [*sources, plant, sampler, snapshots]:
                 source.cancel()
             await pipeline.close()
             await writer
@@ -273,20 +282,11 @@ class Agent:
 
         return session
 
-    def _start_jobs(self, pipeline: Pipeline) -> AsyncIOScheduler:
-        scheduler = AsyncIOScheduler(timezone=UTC)
+    async def _snapshots(self, pipeline: Pipeline) -> None:
+        """Ask for a full snapshot every ``policy.snapshot_interval`` until cancelled."""
         interval = self.config.policy.snapshot_interval.total_seconds()
         if interval > 0:
-            scheduler.add_job(
-                pipeline.request_snapshot,
-                "interval",
-                seconds=interval,
-                id="snapshot",
-                coalesce=True,
-                max_instances=1,
-            )
-        scheduler.start()
-        return scheduler
+            await every(interval, pipeline.request_snapshot)
 
     def _backoff(self) -> Backoff:
         reconnect = self.config.reconnect
@@ -308,13 +308,35 @@ class Agent:
         return status.model_dump_json().encode()
 
 
+async def every(
+    interval: float,
+    action: Callable[[], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run ``action`` every ``interval`` seconds until cancelled, first after one interval.
+
+    The event loop's clock is monotonic, so a wall-clock step neither delays the next run
+    (APScheduler's interval trigger, which this replaces, waited out a backward step) nor runs
+    missed ones in a burst. A slow ``action`` delays the next run; runs never overlap.
+    """
+    while True:
+        await sleep(interval)
+        await action()
+
+
 def archive_policy(config: AgentConfig) -> ArchivePolicy:
     """The sent archive's bounds from ``[store]``."""
     return ArchivePolicy(config.store.archive_max_age.total_seconds(), config.store.archive_bytes)
 
 
 async def _receive(link: HubConnection, downlink: Downlink) -> None:
-    """Every down message is committed (inbox or dead letters) before its MQTT ack."""
+    """Every down message is committed (inbox or dead letters) before its MQTT ack.
+
+    When the commit fails (``StoreDiskFull``: the disk under the store is full) the message is
+    not acknowledged and the session ends; the supervisor connects again a few seconds later
+    and the broker, which kept the persistent session, delivers it again. Going on with the
+    next message instead would acknowledge later messages before this one is stored.
+    """
     message: InboundMessage
     async for message in link.messages():
         await downlink.receive(message.topic, message.payload)

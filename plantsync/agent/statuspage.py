@@ -101,13 +101,17 @@ class DepthSample:
 
 
 class DepthHistory:
-    """The outbox depth per lane over the last hour: a bounded ring, sampled every 10 s."""
+    """The outbox depth per lane over the last hour: a bounded ring, sampled every 10 s.
+
+    Samples are placed on the monotonic clock: the chart only needs their distance from now,
+    and a wall-clock step must neither wipe the hour off the chart nor fold it back on itself.
+    """
 
     def __init__(self, points: int = HISTORY_POINTS) -> None:
         self.samples: deque[DepthSample] = deque(maxlen=points)
 
     def record(self, lanes: dict[str, int], at: float | None = None) -> None:
-        self.samples.append(DepthSample(time.time() if at is None else at, dict(lanes)))
+        self.samples.append(DepthSample(time.monotonic() if at is None else at, dict(lanes)))
 
     async def run(self, store: Store, interval: float = SAMPLE_SECONDS) -> None:
         """Sample ``store``'s outbox until cancelled; a failed read skips one point."""
@@ -342,12 +346,12 @@ async def _sections(agent: Agent, request: Request) -> dict[str, str]:
     schedule = schedule_view(await store.inbox.schedule(None), agent.health["hub"])
     history: DepthHistory | None = getattr(agent, "depth_history", None)
     samples = list(history.samples) if history is not None else []
-    now = time.time()
-    current = DepthSample(now, {lane: view.depth for lane, view in status.outbox.lanes.items()})
+    tick = time.monotonic()
+    current = DepthSample(tick, {lane: view.depth for lane, view in status.outbox.lanes.items()})
     machines = agent.pipeline.latest() if agent.pipeline is not None else {}
     return {
-        "overview": _overview(status, now),
-        "buffer": _buffer(status, [*samples, current], now),
+        "overview": _store_alarms(status) + _overview(status),
+        "buffer": _buffer(status, [*samples, current], tick),
         "machines": _machines(machines),
         "schedule": _schedule(schedule),
         "approvals": _approvals(waiting),
@@ -356,12 +360,16 @@ async def _sections(agent: Agent, request: Request) -> dict[str, str]:
     }
 
 
-def link_level(name: str, link: LinkView, status: Status, now: float) -> tuple[str, str]:
-    """(css level, label): ok (green), stalled (amber), down (red), starting (grey)."""
+def link_level(name: str, link: LinkView, status: Status) -> tuple[str, str]:
+    """(css level, label): ok (green), stalled (amber), down (red), starting (grey).
+
+    Idle time is the monotonic time since the last exchange (or since the link came up): a
+    wall-clock step neither makes every link look stalled nor hides a stalled one."""
     if link.state is LinkState.UP:
         if _work_waiting(name, status):
-            last = link.last_activity or link.since
-            idle = now - max(last.timestamp(), link.since.timestamp())
+            idle = link.seconds_in_state
+            if link.seconds_since_activity is not None:
+                idle = min(idle, link.seconds_since_activity)
             if idle > STALL_SECONDS:
                 return "stalled", f"connected, nothing flows for {_duration(idle)}"
         return "ok", "up"
@@ -387,20 +395,28 @@ def _work_waiting(name: str, status: Status) -> bool:
 _e = html.escape
 
 
-def _overview(status: Status, now: float) -> str:
+def _store_alarms(status: Status) -> str:
+    """The store's alarms, above everything: they hold until their cause is gone."""
+    return "".join(
+        f'<p class="verdict down alarm" data-alarm="store">{_e(alarm)}</p>'
+        for alarm in status.store.alarms
+    )
+
+
+def _overview(status: Status) -> str:
     rows = []
     worst = "ok"
     for name, link in status.links.items():
-        level, label = link_level(name, link, status, now)
+        level, label = link_level(name, link, status)
         if level in ("down", "stalled") and worst != "down":
             worst = level
-        last = link.last_activity
+        idle = link.seconds_since_activity
         rows.append(
             f'<tr class="link" data-link="{_e(name)}" data-level="{level}">'
             f'<td><span class="dot {level}"></span>{_e(_link_title(name))}</td>'
             f'<td class="state {level}">{_e(label)}</td>'
-            f"<td>{_ago(last.timestamp(), now) if last else 'never'}</td>"
-            f"<td>{_duration(now - link.since.timestamp())}</td>"
+            f"<td>{f'{_duration(idle)} ago' if idle is not None else 'never'}</td>"
+            f"<td>{_duration(link.seconds_in_state)}</td>"
             f'<td class="error {level}">{_e(link.last_error or "")}</td></tr>'
         )
     verdict = {
@@ -605,10 +621,6 @@ def _login_form(guard: _Guard, *, logged_in: bool) -> str:
         '<input type="password" name="token" autocomplete="off" placeholder="API token"'
         ' required><button type="submit">Log in to act</button></form>'
     )
-
-
-def _ago(at: float, now: float) -> str:
-    return f"{_duration(now - at)} ago"
 
 
 def _duration(seconds: float) -> str:

@@ -9,6 +9,15 @@ per retry: counters go to the health record, which the status page and metrics r
          │                                    ▲
          └──LinkMisconfigured──▶ FAILED ──────┘ (retried at the longest delay:
                                                   a fix on the peer is picked up)
+
+A session that fails because the disk under the store is full (``StoreDiskFull``) is retried
+too, every ``DISK_FULL_RETRY_SECONDS`` (at most the longest delay): nothing it was doing was
+committed (an inbound message stays unacknowledged, so the broker delivers it again), and the
+agent recovers by itself once space returns.
+
+Times: ``since`` and ``last_activity`` are Unix times, for people; every duration (time in a
+state, time since the last exchange, for "connected but nothing flows") is measured on the
+monotonic clock, so a step of the wall clock neither raises a false stall nor hides a real one.
 """
 
 from __future__ import annotations
@@ -21,9 +30,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from plantsync.errors import LinkError, LinkMisconfigured
+from plantsync.errors import LinkError, LinkMisconfigured, StoreDiskFull
 
 log = logging.getLogger(__name__)
+
+DISK_FULL_RETRY_SECONDS = 5.0
+"""How often a session stopped by a full disk is tried again: space returns by an operator's
+hand, so neither a tight loop nor the longest backoff fits."""
+
+Clock = Callable[[], float]
 
 
 class LinkState(StrEnum):
@@ -46,7 +61,26 @@ class LinkHealth:
     """Unix time of the last successful exchange (notification received, PUBACK received)."""
     connects: int = 0
     failures: int = 0
+    clock: Clock = field(default=time.monotonic, repr=False, compare=False)
+    """Measures durations; ``wall_clock`` stamps ``since`` and ``last_activity``."""
+    wall_clock: Clock = field(default=time.time, repr=False, compare=False)
+    _since_tick: float | None = field(default=None, repr=False)
+    _activity_tick: float | None = field(default=None, repr=False)
     _last_logged: tuple[LinkState, str | None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._since_tick = self.clock()
+
+    def seconds_in_state(self) -> float:
+        """How long the link has been in its state, on the monotonic clock."""
+        assert self._since_tick is not None
+        return max(0.0, self.clock() - self._since_tick)
+
+    def seconds_since_activity(self) -> float | None:
+        """Seconds since the last successful exchange (monotonic), None if there was none."""
+        if self._activity_tick is None:
+            return None
+        return max(0.0, self.clock() - self._activity_tick)
 
     def transition(self, state: LinkState, error: BaseException | None = None) -> None:
         """Move to ``state``; log once per change of (state, error), never once per retry.
@@ -55,7 +89,7 @@ class LinkHealth:
         writes one warning, and then one line when it comes back.
         """
         reason = _describe(error) if error is not None else None
-        self.state, self.since = state, time.time()
+        self.state, self.since, self._since_tick = state, self.wall_clock(), self.clock()
         if error is not None:
             self.last_error = reason
         if state is LinkState.CONNECTING:
@@ -67,9 +101,20 @@ class LinkHealth:
         level = logging.WARNING if state in (LinkState.BACKOFF, LinkState.FAILED) else logging.INFO
         log.log(level, "link %s %s%s", self.name, state.value, f": {reason}" if reason else "")
 
+    def wait_for_store(self, error: StoreDiskFull) -> None:
+        """BACKOFF because the store cannot write, not because of the peer: shown on the status
+        page, but not logged here, so hours of a full disk do not log every retry (the store
+        logs the start and the end of the episode once each)."""
+        self.state, self.since, self._since_tick = (
+            LinkState.BACKOFF,
+            self.wall_clock(),
+            self.clock(),
+        )
+        self.last_error = _describe(error)
+
     def touch(self) -> None:
         """Record a successful exchange, for "connected but nothing flows" detection."""
-        self.last_activity = time.time()
+        self.last_activity, self._activity_tick = self.wall_clock(), self.clock()
 
 
 def _describe(error: BaseException) -> str:
@@ -130,6 +175,10 @@ async def supervise(health: LinkHealth, session: Session, backoff: Backoff) -> N
             health.failures += 1
             health.transition(LinkState.FAILED, exc)
             delay = backoff.maximum
+        except StoreDiskFull as exc:
+            health.failures += 1
+            health.wait_for_store(exc)
+            delay = min(backoff.maximum, DISK_FULL_RETRY_SECONDS)
         else:
             health.transition(LinkState.STOPPED)
             return

@@ -10,25 +10,41 @@ acknowledgement nor apply a message twice.
               transaction's after-commit callbacks (in-memory counters that must only move
               once the rows they count are durable)
 
+Opening checks the file (``PRAGMA quick_check``). A corrupt store either raises (the default:
+tools that inspect a store must not move it) or, for the agent, is moved aside and replaced by a
+fresh one (``quarantine.py``); ``Database.health`` keeps that, and whether the disk under the
+store was full at the last write, for the status page and metrics.
+
 WAL with ``synchronous=FULL``: a message the producer was told is accepted survives a power cut
 (NORMAL can lose the last commits; MEASURED.md). The schema is versioned with
 ``PRAGMA user_version``; ``MIGRATIONS`` lists (version, statements) and every step a file has not
 seen yet runs in order inside one transaction. sqlite3 and OS errors become ``StoreError`` in
-``store_errors`` only, with the original chained.
+``store_errors`` only, with the original chained; a full disk becomes ``StoreDiskFull``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import aiosqlite
 
-from plantsync.errors import StoreError
+from plantsync.buffer.quarantine import Quarantine, is_corruption, quarantine
+from plantsync.errors import CorruptStore, StoreDiskFull, StoreError
+
+log = logging.getLogger(__name__)
+
+OnCorrupt = Literal["raise", "quarantine"]
+"""What ``Database.open`` does with a corrupt file: raise, or move it aside and start fresh."""
 
 Migration = tuple[int, tuple[str, ...]]
 """A schema version and the statements that bring the previous version to it."""
@@ -94,6 +110,50 @@ _PRAGMAS = (
 )
 
 
+@dataclass
+class StoreHealth:
+    """What plant IT must see about the store file itself, beyond its queues.
+
+    Changes of the disk-full state are logged once each (an ERROR when writes start failing, a
+    WARNING when they succeed again); the refused writes are counted, not logged one by one.
+    """
+
+    path: Path
+    quarantine: Quarantine | None = None
+    """The corrupt file this process moved aside at start-up, if any."""
+    disk_full_since: float | None = None
+    """Unix time of the first write that found the disk full; None while writes succeed."""
+    writes_refused: int = 0
+    """Write transactions refused for a full disk since start (none of them committed)."""
+    last_disk_error: str | None = None
+
+    @property
+    def disk_full(self) -> bool:
+        return self.disk_full_since is not None
+
+    def write_refused(self, error: StoreDiskFull) -> None:
+        self.writes_refused += 1
+        self.last_disk_error = str(error)
+        if self.disk_full_since is None:
+            self.disk_full_since = time.time()
+            log.error(
+                "the disk under store %s is full: telemetry is shed, business messages are"
+                " refused and inbound schedules stay unacknowledged at the broker until space"
+                " is freed (%s)",
+                self.path,
+                error.__cause__ or error,
+            )
+
+    def write_committed(self) -> None:
+        if self.disk_full_since is not None:
+            log.warning(
+                "store %s writes again: space returned after %d refused write(s)",
+                self.path,
+                self.writes_refused,
+            )
+            self.disk_full_since = None
+
+
 class Transaction:
     """A write transaction in progress: its connection, and what to do once it commits."""
 
@@ -117,17 +177,42 @@ class Database:
     def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
         self.connection = connection
         self.path = path
+        self.health = StoreHealth(path)
         self._lock = asyncio.Lock()
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> Database:
-        """Open (or create) the file at ``path``, owner-only, and migrate it forward."""
+    async def open(
+        cls,
+        path: Path,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        *,
+        on_corrupt: OnCorrupt = "raise",
+    ) -> Database:
+        """Open (or create) the file at ``path``, owner-only, check it and migrate it forward.
+
+        A corrupt file raises ``CorruptStore`` or, with ``on_corrupt="quarantine"``, is moved
+        aside (``quarantine.py``) and a fresh store is opened; ``health.quarantine`` says so.
+        """
+        try:
+            return await cls._open_checked(path, migrations)
+        except CorruptStore as exc:
+            if on_corrupt == "raise":
+                raise
+            with store_errors(path):
+                moved = quarantine(path, str(exc))
+            database = await cls._open_checked(path, migrations)
+            database.health.quarantine = moved
+            return database
+
+    @classmethod
+    async def _open_checked(cls, path: Path, migrations: Sequence[Migration]) -> Database:
         with store_errors(path):
             _create_private_file(path)
             database = cls(await aiosqlite.connect(path, isolation_level=None), path)
             try:
                 await database.connection.executescript(_PRAGMAS)
+                await _check_integrity(database.connection, path)
                 async with database.write() as transaction:
                     await _migrate(transaction.connection, migrations)
             except BaseException:
@@ -147,18 +232,26 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Transaction]:
         """One write transaction; anything raised inside rolls it back and commits nothing."""
-        async with self.read() as connection:
-            await connection.execute("BEGIN IMMEDIATE")
-            transaction = Transaction(connection)
-            try:
-                yield transaction
-            except BaseException:
-                # SQLite rolls back by itself after some errors (SQLITE_FULL among them).
-                if connection.in_transaction:
-                    await connection.rollback()
-                raise
-            await connection.commit()
-            transaction.committed()
+        try:
+            async with self.read() as connection:
+                await connection.execute("BEGIN IMMEDIATE")
+                changes = connection.total_changes
+                transaction = Transaction(connection)
+                try:
+                    yield transaction
+                except BaseException:
+                    # SQLite rolls back by itself after some errors (SQLITE_FULL among them).
+                    if connection.in_transaction:
+                        await connection.rollback()
+                    raise
+                await connection.commit()
+                transaction.committed()
+        except StoreDiskFull as exc:
+            self.health.write_refused(exc)
+            raise
+        # A transaction that changed nothing commits even on a full disk: it proves nothing.
+        if connection.total_changes != changes:
+            self.health.write_committed()
 
     async def close(self) -> None:
         """Close the connection; closing twice is harmless."""
@@ -177,11 +270,18 @@ def store_errors(path: Path) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL:
-            message = f"store {path}: disk full, nothing from this call was committed ({exc})"
-            raise StoreError(message) from exc
+            raise StoreDiskFull(_disk_full_message(path, exc)) from exc
+        if is_corruption(exc):
+            raise CorruptStore(f"store {path} is corrupt: {exc}") from exc
         raise StoreError(f"store {path}: {exc}") from exc
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreDiskFull(_disk_full_message(path, exc)) from exc
         raise StoreError(f"store {path}: {exc}") from exc
+
+
+def _disk_full_message(path: Path, error: BaseException) -> str:
+    return f"store {path}: disk full, nothing from this call was committed ({error})"
 
 
 def _create_private_file(path: Path) -> None:
@@ -193,6 +293,18 @@ def _create_private_file(path: Path) -> None:
         sibling = path.with_name(path.name + suffix)
         if sibling.exists():
             sibling.chmod(0o600)
+
+
+async def _check_integrity(connection: aiosqlite.Connection, path: Path) -> None:
+    """Raise ``CorruptStore`` unless ``PRAGMA quick_check`` finds the file sound.
+
+    quick_check reads every page (O(size), seconds for a large store, once per start) but
+    skips the index-content cross-check of integrity_check, which costs far more.
+    """
+    rows = list(await connection.execute_fetchall("PRAGMA quick_check"))
+    if rows != [("ok",)]:
+        first = " ".join(str(row[0]) for row in rows[:3]).replace("\n", " ")
+        raise CorruptStore(f"store {path} is corrupt: quick_check: {first[:300]}")
 
 
 async def _migrate(connection: aiosqlite.Connection, migrations: Sequence[Migration]) -> None:

@@ -135,8 +135,9 @@ class Inbox(Protocol):
         """
         ...
 
-    async def pending(self, limit: int) -> list[InboxRow]:
-        """Up to ``limit`` RECEIVED rows and due RETRY rows, in arrival order (not claimed)."""
+    async def pending(self, limit: int, *, due_by: float | None = None) -> list[InboxRow]:
+        """Up to ``limit`` RECEIVED rows and RETRY rows due by ``due_by`` (default: now), in
+        arrival order (not claimed)."""
         ...
 
     async def next_retry_at(self) -> float | None:

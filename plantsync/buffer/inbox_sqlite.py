@@ -130,9 +130,10 @@ class SqliteInbox:
                 await connection.execute(_RAISE_DOWN_SEQ, (seq,))
         return True
 
-    async def pending(self, limit: int) -> list[InboxRow]:
-        """RECEIVED rows and RETRY rows due by now, in arrival order."""
-        params = (InboxStatus.RECEIVED, InboxStatus.RETRY, self._clock(), max(limit, 0))
+    async def pending(self, limit: int, *, due_by: float | None = None) -> list[InboxRow]:
+        """RECEIVED rows and RETRY rows due by ``due_by`` (default: now), in arrival order."""
+        due = self._clock() if due_by is None else due_by
+        params = (InboxStatus.RECEIVED, InboxStatus.RETRY, due, max(limit, 0))
         return await self._rows(_PENDING, params)
 
     async def settle(
@@ -256,7 +257,8 @@ class SqliteInbox:
             counts[InboxStatus(status)] = count
             if status in (InboxStatus.RECEIVED, InboxStatus.RETRY):
                 oldest.append(received_at)
-        age = self._clock() - min(oldest) if oldest else None
+        # Stored times are Unix times: after the wall clock stepped back, clamp, never negative.
+        age = max(0.0, self._clock() - min(oldest)) if oldest else None
         return InboxStats(counts, int(dead_letters), age)
 
     async def prune(self, older_than: float) -> int:

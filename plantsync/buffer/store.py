@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from plantsync.buffer.archive import ArchivePolicy
-from plantsync.buffer.database import Database
+from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.sqlite import SqliteOutbox
 
@@ -44,14 +44,16 @@ class Store:
         max_size_bytes: int,
         clock: Callable[[], float] = time.time,
         archive: ArchivePolicy | None = None,
+        on_corrupt: OnCorrupt = "raise",
     ) -> Store:
         """Open (or create) the store at ``path``, owner-only, migrated to the current schema.
 
         ``max_size_bytes`` caps the outbox (see ``Outbox.add``); ``clock`` stamps what the inbox
         records and decides which retries are due; ``archive`` keeps acknowledged rows for
-        replay (``archive.py``).
+        replay (``archive.py``); ``on_corrupt="quarantine"`` moves a corrupt file aside and
+        starts fresh (``health.quarantine`` then says so) instead of raising ``CorruptStore``.
         """
-        database = await Database.open(path)
+        database = await Database.open(path, on_corrupt=on_corrupt)
         try:
             outbox = await SqliteOutbox.load(
                 database, max_size_bytes=max_size_bytes, archive=archive
@@ -65,6 +67,11 @@ class Store:
     def path(self) -> Path:
         """The SQLite file."""
         return self._database.path
+
+    @property
+    def health(self) -> StoreHealth:
+        """The file itself: quarantined at start-up, disk full at the last write."""
+        return self._database.health
 
     @property
     def outbox(self) -> SqliteOutbox:

@@ -73,7 +73,7 @@ class OrderChange:
     """One schedule change for one order, as a plant system receives it."""
 
     idempotency_key: str
-    """Stable across retries and restarts: the HQ message id and the order id."""
+    """``<order id>@<revision>``: stable across retries, restarts and resyncs (``changes.py``)."""
     change_type: str
     """The down message type, e.g. ``schedule.release`` or ``order.cancel``."""
     order_id: str

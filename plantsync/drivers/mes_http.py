@@ -1,11 +1,12 @@
 """MES over REST: schedule changes POSTed with an idempotency key.
 
     POST <url>/orders/<order_id>/changes
-    Idempotency-Key: <hq message id>:<order id>
+    Idempotency-Key: <order id>@<revision>
     {"type": "schedule.revision", "order_id": "...", "revision": 3, "change": {...}}
 
     2xx                  applied
-    409 Conflict         applied: the MES already has this key (a retry after a crash)
+    409 Conflict         applied: the MES already has this key (a retry after a crash, or
+                         the same revision again in a snapshot)
     other 4xx            refused by the MES: its reason goes back to HQ as "rejected"
     5xx, timeout, refused connection
                          SourceUnavailable: the downlink retries with backoff, HQ sees "pending"

@@ -34,6 +34,7 @@ from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError, UaStringParsingError
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from plantsync.config.model import (
     Deadband,
@@ -251,7 +252,10 @@ class OpcUaSource:
             batch = self._items[start : start + size]
             params = ua.CreateMonitoredItemsParameters(
                 SubscriptionId=self._subscription_id,
-                TimestampsToReturn=ua.TimestampsToReturn.Both,
+                # Only the source timestamp is read (a reading's source_time); leaving out the
+                # server's saves 8 of 34 bytes and a sixth of the decoding of every data change
+                # (python -m bench.micro_ingest), the largest cost in the agent's profile.
+                TimestampsToReturn=ua.TimestampsToReturn.Source,
                 ItemsToCreate=[
                     self._monitored_item_request(start + offset, item)
                     for offset, item in enumerate(batch)
@@ -372,8 +376,9 @@ class OpcUaSource:
 async def new_client(config: OpcUaClientConfig) -> Client:
     """A client set up from a link's config (timeouts, identity, security), not yet connected.
 
-    Raises LinkMisconfigured when the security settings are incomplete; the certificate and key
-    files are read here, so call it inside ``map_asyncua_exceptions``.
+    Raises LinkMisconfigured when the security settings are incomplete or the server presents
+    another certificate than the trusted one (asked over an unsecured discovery channel); the
+    certificate and key files are read here, so call it inside ``map_asyncua_exceptions``.
     """
     timeout = config.request_timeout.total_seconds()
     # The watchdog probe reads ServerState once per interval with that interval as its
@@ -406,6 +411,28 @@ async def _secure(client: Client, config: OpcUaClientConfig) -> None:
         server_certificate=str(config.server_certificate),
         mode=_MODES[config.security_mode],
     )
+    await _check_server_certificate(config, config.server_certificate)
+
+
+async def _check_server_certificate(config: OpcUaClientConfig, trusted_file: Path) -> None:
+    """LinkMisconfigured unless the server presents the certificate the config trusts.
+
+    A server with another certificate cannot read our OpenSecureChannel (it is encrypted for
+    the trusted one) and never answers it: without asking first over an unsecured discovery
+    channel, the link would time out and retry forever without saying why.
+    """
+    trusted = _load_certificate(trusted_file).public_bytes(Encoding.DER)
+    timeout = config.request_timeout.total_seconds()
+    discovery = Client(config.endpoint, timeout=timeout)
+    async with asyncio.timeout(timeout):
+        endpoints = await discovery.connect_and_get_server_endpoints()
+    presented = {e.ServerCertificate for e in endpoints if e.ServerCertificate}
+    # DER is self-delimiting: a chain whose first certificate is the trusted one starts with it.
+    if presented and not any(blob.startswith(trusted) for blob in presented):
+        raise LinkMisconfigured(
+            f"opcua {config.name}: the server certificate is not trusted: {config.endpoint}"
+            f" presents a certificate other than server_certificate {trusted_file}"
+        )
 
 
 async def quietly(awaitable: Awaitable[object]) -> None:
@@ -486,15 +513,18 @@ def _browse_path(path: str) -> ua.BrowsePath:
 
 def _application_uri(certificate: Path) -> str | None:
     """The URI in the certificate's SubjectAltName: servers check it against the session's."""
-    data = certificate.read_bytes()
-    cert = (
-        x509.load_pem_x509_certificate(data)
-        if data.lstrip().startswith(b"-----")
-        else x509.load_der_x509_certificate(data)
-    )
+    cert = _load_certificate(certificate)
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return None
     uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
     return uris[0] if uris else None
+
+
+def _load_certificate(path: Path) -> x509.Certificate:
+    """A certificate file, PEM or DER."""
+    data = path.read_bytes()
+    if data.lstrip().startswith(b"-----"):
+        return x509.load_pem_x509_certificate(data)
+    return x509.load_der_x509_certificate(data)

@@ -24,7 +24,16 @@ async def test_status_shows_links_outbox_inbox_dead_letters_version_and_config_h
     assert status["uptime_seconds"] >= 0
     assert set(status["links"]) == {"hub", "plant"}
     hub = status["links"]["hub"]
-    assert set(hub) == {"state", "since", "last_error", "last_activity", "connects", "failures"}
+    assert set(hub) == {
+        "state",
+        "since",
+        "last_error",
+        "last_activity",
+        "connects",
+        "failures",
+        "seconds_in_state",
+        "seconds_since_activity",
+    }
     assert hub["state"] == "connecting"
     business = status["outbox"]["lanes"]["business"]
     assert business["depth"] == 2  # the confirmation and the rejection of the bad message

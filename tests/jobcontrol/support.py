@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from plantsync.agent.changes import idempotency_key
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 from plantsync.contracts.schedule import ProductionOrder, RequestState
 from plantsync.drivers.base import OrderChange
@@ -44,13 +45,13 @@ def order(
     )
 
 
-def change(message_id: str, change_type: str, proposed: ProductionOrder) -> OrderChange:
+def change(change_type: str, proposed: ProductionOrder) -> OrderChange:
     """What ``plantsync.agent.changes`` hands the sink for one order of one down message."""
     body: dict[str, object] = {"order": proposed.model_dump(mode="json")}
     if change_type.startswith("order."):
         body["detail"] = {"order_id": proposed.order_id, "reason": "quality hold QH-7"}
     return OrderChange(
-        f"{message_id}:{proposed.order_id}",
+        idempotency_key(proposed.order_id, proposed.revision),
         change_type,
         proposed.order_id,
         proposed.revision,

@@ -22,7 +22,7 @@ def on_server(stored: ProductionOrder, state: State) -> isa95.ISA95JobOrderAndSt
 
 def methods(change_type: str, proposed: ProductionOrder, current: object) -> list[str]:
     assert current is None or isinstance(current, isa95.ISA95JobOrderAndStateDataType)
-    return [call.method for call in plan(change("m-1", change_type, proposed), proposed, current)]
+    return [call.method for call in plan(change(change_type, proposed), proposed, current)]
 
 
 FIRST = order("JO-1")

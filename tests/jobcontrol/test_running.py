@@ -33,7 +33,7 @@ async def test_an_order_runs_to_ended_with_a_final_confirmation_in_decimal_quant
     running_plant: SimulatedPlant,
 ) -> None:
     async with JobControlSink(running_plant.jobcontrol_config(publishing_interval="50ms")) as sink:
-        await sink.apply(change("m-1", "schedule.release", order("JO-1", quantity="10.5")))
+        await sink.apply(change("schedule.release", order("JO-1", quantity="10.5")))
         events = sink.events()
         confirmations = [
             await next_event(events, ProductionConfirmation, lambda c: c.order_id == "JO-1")
@@ -60,11 +60,11 @@ async def test_an_order_waits_while_its_machine_runs_another(
 ) -> None:
     async with JobControlSink(running_plant.jobcontrol_config(publishing_interval="50ms")) as sink:
         events = sink.events()
-        await sink.apply(change("m-1", "schedule.release", order("JO-A", quantity=LONG)))
+        await sink.apply(change("schedule.release", order("JO-A", quantity=LONG)))
         await next_event(events, OrderStatus, in_state("JO-A", JobOrderState.RUNNING))
-        await sink.apply(change("m-2", "schedule.release", order("JO-B", priority=1)))
+        await sink.apply(change("schedule.release", order("JO-B", priority=1)))
         await sink.apply(
-            change("m-3", "schedule.release", order("JO-C", quantity=LONG, equipment_id="lathe-1"))
+            change("schedule.release", order("JO-C", quantity=LONG, equipment_id="lathe-1"))
         )
         await next_event(events, OrderStatus, in_state("JO-C", JobOrderState.RUNNING))
         states = {key: entry.state for key, entry in (await sink.job_orders()).items()}
@@ -84,12 +84,12 @@ async def test_a_hold_pauses_a_running_order_and_a_cancel_aborts_it(
     cancel = revised(hold, request_state=RequestState.CANCELLED)
     async with JobControlSink(running_plant.jobcontrol_config(publishing_interval="50ms")) as sink:
         events = sink.events()
-        await sink.apply(change("m-1", "schedule.release", first))
+        await sink.apply(change("schedule.release", first))
         await next_event(events, ProductionConfirmation, lambda c: c.order_id == "JO-1")
-        paused = await sink.apply(change("m-2", "order.hold", hold))
+        paused = await sink.apply(change("order.hold", hold))
         await next_event(events, OrderStatus, in_state("JO-1", JobOrderState.INTERRUPTED))
-        aborted = await sink.apply(change("m-3", "order.cancel", cancel))
-        again = await sink.apply(change("m-3", "order.cancel", cancel))
+        aborted = await sink.apply(change("order.cancel", cancel))
+        again = await sink.apply(change("order.cancel", cancel))
         # The final confirmation comes first: the response changed before the state did.
         last = await next_event(events, ProductionConfirmation, lambda c: c.final)
         await next_event(events, OrderStatus, in_state("JO-1", JobOrderState.ABORTED))
@@ -104,9 +104,9 @@ async def test_a_revision_of_a_running_order_is_refused_as_invalid_job_order_sta
     first = order("JO-1", quantity=LONG)
     second = revised(first, quantity=Quantity.model_validate({"value": "5", "unit": "kg"}))
     async with JobControlSink(running_plant.jobcontrol_config(publishing_interval="50ms")) as sink:
-        await sink.apply(change("m-1", "schedule.release", first))
+        await sink.apply(change("schedule.release", first))
         await next_event(sink.events(), OrderStatus, in_state("JO-1", JobOrderState.RUNNING))
-        verdict = await sink.apply(change("m-2", "schedule.revision", second))
+        verdict = await sink.apply(change("schedule.revision", second))
 
     assert not verdict.applied
     assert verdict.reason == "jobcontrol: InvalidJobOrderStatus"

@@ -26,7 +26,7 @@ async def test_a_released_order_is_stored_and_reported_allowed_to_start(
     jobcontrol_plant: SimulatedPlant,
 ) -> None:
     async with JobControlSink(jobcontrol_plant.jobcontrol_config()) as sink:
-        verdict = await sink.apply(change("m-1", "schedule.release", order("JO-1")))
+        verdict = await sink.apply(change("schedule.release", order("JO-1")))
         status = await next_event(
             sink.events(), OrderStatus, lambda s: s.state is JobOrderState.ALLOWED_TO_START
         )
@@ -47,8 +47,8 @@ async def test_the_same_change_twice_takes_effect_once(jobcontrol_plant: Simulat
     hold = revised(first, request_state=RequestState.HELD)
     async with JobControlSink(jobcontrol_plant.jobcontrol_config()) as sink:
         # A second Store or RevokeStart would be refused: applied twice means called once.
-        verdicts = [await sink.apply(change("m-1", "schedule.release", first)) for _ in "ab"]
-        verdicts += [await sink.apply(change("m-2", "order.hold", hold)) for _ in "ab"]
+        verdicts = [await sink.apply(change("schedule.release", first)) for _ in "ab"]
+        verdicts += [await sink.apply(change("order.hold", hold)) for _ in "ab"]
         job_orders = await sink.job_orders()
 
     assert all(verdict.applied for verdict in verdicts)
@@ -61,8 +61,8 @@ async def test_a_revision_updates_the_stored_order(jobcontrol_plant: SimulatedPl
     first = order("JO-1")
     second = revised(first, quantity=Quantity.model_validate({"value": "20", "unit": "kg"}))
     async with JobControlSink(jobcontrol_plant.jobcontrol_config()) as sink:
-        await sink.apply(change("m-1", "schedule.release", first))
-        verdict = await sink.apply(change("m-2", "schedule.revision", second))
+        await sink.apply(change("schedule.release", first))
+        verdict = await sink.apply(change("schedule.revision", second))
         entry = await stored(sink, "JO-1")
 
     assert verdict.applied
@@ -79,10 +79,10 @@ async def test_a_hold_revokes_the_start_and_its_release_allows_it_again(
     hold = revised(first, request_state=RequestState.HELD)
     release = revised(hold, request_state=RequestState.RELEASED)
     async with JobControlSink(jobcontrol_plant.jobcontrol_config()) as sink:
-        await sink.apply(change("m-1", "schedule.release", first))
-        await sink.apply(change("m-2", "order.hold", hold))
+        await sink.apply(change("schedule.release", first))
+        await sink.apply(change("order.hold", hold))
         held = await stored(sink, "JO-1")
-        await sink.apply(change("m-3", "order.hold-release", release))
+        await sink.apply(change("order.hold-release", release))
         allowed = await stored(sink, "JO-1")
 
     assert (held.state, held.JobOrder.parameter("RequestState")) == (
@@ -97,9 +97,9 @@ async def test_a_cancel_removes_an_order_that_has_not_started(
 ) -> None:
     first = order("JO-1")
     async with JobControlSink(jobcontrol_plant.jobcontrol_config()) as sink:
-        await sink.apply(change("m-1", "schedule.release", first))
+        await sink.apply(change("schedule.release", first))
         verdict = await sink.apply(
-            change("m-2", "order.cancel", revised(first, request_state=RequestState.CANCELLED))
+            change("order.cancel", revised(first, request_state=RequestState.CANCELLED))
         )
         job_orders = await sink.job_orders()
 
@@ -112,7 +112,7 @@ async def test_a_cancel_of_an_unknown_order_is_refused_with_the_return_status_by
 ) -> None:
     cancel = order("JO-404", revision=2, request_state=RequestState.CANCELLED)
     async with JobControlSink(jobcontrol_plant.jobcontrol_config()) as sink:
-        verdict = await sink.apply(change("m-1", "order.cancel", cancel))
+        verdict = await sink.apply(change("order.cancel", cancel))
 
     assert not verdict.applied
     assert verdict.reason == "jobcontrol: UnknownJobOrderId"
@@ -123,7 +123,7 @@ async def test_a_new_order_that_is_held_is_stored_but_not_allowed_to_start(
 ) -> None:
     held = order("JO-1", request_state=RequestState.HELD)
     async with JobControlSink(jobcontrol_plant.jobcontrol_config()) as sink:
-        await sink.apply(change("m-1", "schedule.snapshot", held))
+        await sink.apply(change("schedule.snapshot", held))
         entry = await stored(sink, "JO-1")
 
     assert entry.state is JobOrderState.NOT_ALLOWED_TO_START
@@ -136,14 +136,14 @@ async def test_a_stopped_server_makes_apply_raise_source_unavailable(
     async with JobControlSink(config) as sink:
         await jobcontrol_plant.stop()
         with pytest.raises(SourceUnavailable):
-            await sink.apply(change("m-1", "schedule.release", order("JO-1")))
+            await sink.apply(change("schedule.release", order("JO-1")))
 
 
 async def test_events_end_with_source_unavailable_when_the_server_stops(
     jobcontrol_plant: SimulatedPlant,
 ) -> None:
     async with JobControlSink(jobcontrol_plant.jobcontrol_config()) as sink:
-        await sink.apply(change("m-1", "schedule.release", order("JO-1")))
+        await sink.apply(change("schedule.release", order("JO-1")))
         events = sink.events()
         await next_event(events, OrderStatus, lambda s: s.order_id == "JO-1")
         await jobcontrol_plant.stop()

@@ -120,3 +120,25 @@ async def test_security_without_a_server_certificate_to_trust_is_misconfigured(
     with pytest.raises(LinkMisconfigured, match="server_certificate"):
         async with asyncio.timeout(WAIT), OpcUaSource(config):
             pass
+
+
+async def test_a_server_presenting_another_certificate_than_the_trusted_one_is_misconfigured(
+    identities: tuple[Identity, Identity], tmp_path: Path
+) -> None:
+    server, client = identities
+    trusted = make_identity(tmp_path / "trusted", SERVER_URI, ExtendedKeyUsageOID.SERVER_AUTH)
+    async with secure_plant(server, client.certificate) as plant:  # trusts our client
+        config = plant.server_config(
+            security_mode=SecurityMode.SIGN_AND_ENCRYPT,
+            certificate=client.certificate,
+            private_key=client.private_key,
+            server_certificate=trusted.certificate,  # not the certificate the server presents
+        )
+        # Bounded well below request_timeout: the error must come from the check, not a hang.
+        with pytest.raises(LinkMisconfigured) as caught:
+            async with asyncio.timeout(WAIT), OpcUaSource(config):
+                pass
+
+    message = str(caught.value)
+    assert "server certificate is not trusted" in message
+    assert str(trusted.certificate) in message

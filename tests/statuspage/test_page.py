@@ -115,7 +115,9 @@ async def test_a_link_that_is_up_with_work_waiting_and_no_exchange_is_stalled(
     await dead_letter(agent)  # the outbox now holds the rejection for HQ
     hub = agent.health["hub"]
     hub.transition(LinkState.UP)
-    hub.since = hub.last_activity = time.time() - 300
+    hub.touch()
+    five_minutes_later = hub.clock() + 300  # on the monotonic clock the stall is judged on
+    hub.clock = lambda: five_minutes_later
     overview = (await page.get("/status/fragment")).json()["sections"]["overview"]
     assert 'data-link="hub" data-level="stalled"' in overview
     assert "nothing flows" in overview
