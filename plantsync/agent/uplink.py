@@ -1,31 +1,41 @@
 """Outbox → hub: QoS 1 publishing that deletes a row only after the broker's PUBACK.
 
-    outbox.begin(free slots) ──publish──▶ broker
-          ▲                                  │ PUBACK
-          │ nack (link dropped)              ▼
-          └──────────────────── confirmed ──▶ outbox.ack (batched)
+    outbox.begin ──▶ connection.send ──▶ network thread: publishes within the window ──▶ broker
+          ▲          (a batch; three windows                                           │ PUBACK
+          │           queued at most)                                                   ▼
+          │ nack (link dropped: all sent, unacknowledged)     connection.acknowledged() (keys)
+          └───────────────────────────────── confirmed ──▶ outbox.ack (batched)
 
-The window of unacknowledged publishes is bounded here (``max_inflight``), not in paho, whose
-window rescans on every PUBACK (MEASURED.md). When the link drops, every row still in flight is
-returned to ready and re-sent in its original order on the next connection; a message whose
-PUBACK was lost is therefore sent twice, with the same id, which is what consumers de-duplicate.
+The window of unacknowledged publishes (``max_inflight``) is kept by the connection's network
+thread, not by paho, whose window rescans on every PUBACK (MEASURED.md), and not here: the
+thread refills it as PUBACKs arrive, so no message waits for this event loop, and messages
+cross between the threads in batches only (docs/performance.md). Rows are claimed up to three
+windows beyond it, two windows at a time, and deleted in batches of four windows: each claim
+or delete costs a few aiosqlite awaits (≈ 0.1 ms each), whatever its size.
+
+When the link drops, every row sent and not acknowledged is returned to ready and re-sent in
+its original order on the next connection; a message whose PUBACK was lost is therefore sent
+twice, with the same id, which is what consumers de-duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from plantsync.agent.supervisor import LinkHealth
 from plantsync.buffer.base import Claimed, Outbox
 from plantsync.drivers.mqtt import HubConnection
-from plantsync.errors import HubUnavailable, LinkError
+from plantsync.errors import HubUnavailable, LinkError, PlantsyncError
 
 log = logging.getLogger(__name__)
+
+_DELETE_DELAY = 0.05
+"""Longest a confirmed row waits for its batch delete; a lost delete only means a duplicate."""
 
 
 @dataclass
@@ -39,10 +49,13 @@ class UplinkCounters:
 class _Flight:
     """Rows handed to one connection and not yet settled."""
 
-    inflight: set[int] = field(default_factory=set)
+    sent: set[int] = field(default_factory=set)
+    """Given to ``connection.send``, not acknowledged yet: in flight or queued in its thread."""
     confirmed: list[int] = field(default_factory=list)
-    failure: BaseException | None = None
-    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    confirmed_since: float = 0.0
+    """When the oldest of ``confirmed`` was acknowledged: deletes wait for a batch, not long."""
+    exhausted: bool = False
+    """The last claim found nothing; claim again on a wakeup or after a wait."""
     last_progress: float = field(default_factory=time.monotonic)
 
 
@@ -59,13 +72,25 @@ class Uplink:
         stall_timeout: float,
     ) -> None:
         self._outbox, self._health, self._wakeup = outbox, health, wakeup
-        self._max_inflight, self._stall_timeout = max_inflight, stall_timeout
+        self._stall_timeout = stall_timeout
+        self._capacity = 4 * max_inflight
+        """Rows sent and not acknowledged: the window in flight and three windows queued."""
+        self._claim_at = 2 * max_inflight
+        """Claim once this much room is free: large batches, not a row at a time."""
+        self._delete_at = 4 * max_inflight
+        """Delete once this many rows are confirmed (or ``_DELETE_DELAY`` passed, or nothing
+        else is in flight): a delete is a transaction of several awaits, ≈ 0.1 ms each."""
         self.counters = UplinkCounters()
+        self._unsettled = _Flight()
+        """The rows of the last session, kept when it could not settle them (disk full): the
+        next session settles them first, so they neither stay claimed until a restart nor
+        lose the PUBACKs already received."""
 
     async def serve(self, connection: HubConnection, stopping: asyncio.Event) -> None:
         """Publish until the link drops (raises a LinkError) or, after ``stopping``, until
         nothing is left to send and every publish is acknowledged."""
-        flight = _Flight()
+        await self._settle(self._unsettled)
+        flight = self._unsettled = _Flight()
         closed = asyncio.create_task(connection.wait_closed(), name="uplink-wait-closed")
         try:
             await self._pump(connection, flight, stopping, closed)
@@ -73,6 +98,8 @@ class Uplink:
             closed.cancel()
             with contextlib.suppress(asyncio.CancelledError, LinkError):
                 await closed
+            with contextlib.suppress(LinkError):
+                self._collect(connection, flight)  # PUBACKs that came before the end count
             await asyncio.shield(self._settle(flight))
 
     async def _pump(
@@ -82,70 +109,90 @@ class Uplink:
         stopping: asyncio.Event,
         closed: asyncio.Task[None],
     ) -> None:
+        # Each turn does at most one database call: a claim while the connection has room for
+        # two windows, otherwise the batched delete of what the broker confirmed, once due.
         while True:
-            flight.progress.clear()
-            await self._persist_confirmed(flight)
-            if flight.failure is not None:
-                raise flight.failure
-            self._wakeup.clear()
-            free = self._max_inflight - len(flight.inflight)
-            claimed = await self._outbox.begin(free) if free > 0 else []
-            if claimed:
-                self._publish(connection, flight, claimed)
+            self._collect(connection, flight)
+            hungry = self._capacity - len(flight.sent) >= self._claim_at
+            if hungry and (not flight.exhausted or self._wakeup.is_set()):
+                self._wakeup.clear()
+                claimed = await self._outbox.begin(self._capacity - len(flight.sent))
+                flight.exhausted = not claimed
+                if claimed:
+                    self._send(connection, flight, claimed)
+                    continue
+            delay = self._delete_delay(flight, stopping)
+            if delay <= 0:
+                await self._persist_confirmed(flight)
                 continue
-            if stopping.is_set() and not flight.inflight:
+            if stopping.is_set() and not flight.sent:
                 return
             self._check_stall(flight)
-            await _first_of(self._wakeup, flight.progress, stopping, closed, within=1.0)
+            # The wakeup (new rows) matters only when there is room to claim them.
+            waitables = (connection.acknowledgement_ready, stopping, closed)
+            await _first_of(*((*waitables, self._wakeup) if hungry else waitables), within=delay)
+            flight.exhausted = False
             if closed.done():
                 closed.result()  # raises HubUnavailable: the link dropped while idle
 
-    def _publish(self, connection: HubConnection, flight: _Flight, claimed: list[Claimed]) -> None:
-        if not flight.inflight:
+    def _delete_delay(self, flight: _Flight, stopping: asyncio.Event) -> float:
+        """Seconds until the confirmed rows are due for deletion (≤ 0: now; 1: none)."""
+        if not flight.confirmed:
+            return 1.0
+        if len(flight.confirmed) >= self._delete_at or not flight.sent or stopping.is_set():
+            return 0.0
+        return flight.confirmed_since + _DELETE_DELAY - time.monotonic()
+
+    def _send(self, connection: HubConnection, flight: _Flight, claimed: Sequence[Claimed]) -> None:
+        """Hand claimed rows to the connection, in claim order, as one batch."""
+        if not flight.sent:
             flight.last_progress = time.monotonic()
-        for row in claimed:
-            flight.inflight.add(row.row_id)
-            future = connection.publish(row.record.topic, row.record.payload, qos=1)
-            future.add_done_callback(functools.partial(_settled, flight, row.row_id))
+        flight.sent.update(row.row_id for row in claimed)
+        connection.send([(row.row_id, row.record.topic, row.record.payload) for row in claimed])
         self.counters.published += len(claimed)
+
+    def _collect(self, connection: HubConnection, flight: _Flight) -> None:
+        """Take the keys the broker acknowledged since the last turn."""
+        try:
+            acknowledged = connection.acknowledged()
+        except PlantsyncError as exc:
+            raise HubUnavailable(f"publish not acknowledged: {exc}") from exc
+        if acknowledged:
+            flight.sent.difference_update(acknowledged)
+            flight.last_progress = time.monotonic()
+            if not flight.confirmed:
+                flight.confirmed_since = flight.last_progress
+            flight.confirmed += acknowledged
 
     async def _persist_confirmed(self, flight: _Flight) -> None:
         if not flight.confirmed:
             return
         confirmed, flight.confirmed = flight.confirmed, []
-        await self._outbox.ack(confirmed)
+        try:
+            await self._outbox.ack(confirmed)
+        except BaseException:
+            flight.confirmed[:0] = confirmed  # still to delete: the next try deletes them
+            raise
         self.counters.acked += len(confirmed)
         self._health.touch()
 
     def _check_stall(self, flight: _Flight) -> None:
         waited = time.monotonic() - flight.last_progress
-        if flight.inflight and waited > self._stall_timeout:
+        if flight.sent and waited > self._stall_timeout:
             raise HubUnavailable(f"connected, but no PUBACK for {waited:.0f} s: reconnecting")
 
     async def _settle(self, flight: _Flight) -> None:
         """Persist what the broker confirmed; return everything else to ready, in order."""
         await self._persist_confirmed(flight)
-        unconfirmed = sorted(flight.inflight)
-        flight.inflight.clear()
+        unconfirmed = sorted(flight.sent)
+        flight.sent.clear()
         if unconfirmed:
-            await self._outbox.nack(unconfirmed)
+            try:
+                await self._outbox.nack(unconfirmed)
+            except BaseException:
+                flight.sent.update(unconfirmed)  # still claimed: the next session retries
+                raise
             self.counters.requeued += len(unconfirmed)
-
-
-def _settled(flight: _Flight, row_id: int, future: asyncio.Future[None]) -> None:
-    """PUBACK (or failure) callback: runs on the event loop, never blocks."""
-    if row_id not in flight.inflight:
-        return  # settled already, by a failure that ended the connection
-    if future.cancelled() or future.exception() is not None:
-        if flight.failure is None:
-            error = None if future.cancelled() else future.exception()
-            flight.failure = HubUnavailable(f"publish not acknowledged: {error}")
-            flight.failure.__cause__ = error
-    else:
-        flight.inflight.discard(row_id)
-        flight.confirmed.append(row_id)
-        flight.last_progress = time.monotonic()
-    flight.progress.set()
 
 
 async def _first_of(*waitables: asyncio.Event | asyncio.Task[None], within: float) -> None:

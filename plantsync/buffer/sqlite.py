@@ -1,8 +1,8 @@
 """The durable outbox: SQLite, in the store's one database (``database.Database``).
 
     add    BEGIN IMMEDIATE; evict oldest ready telemetry; INSERT (executemany); streams; COMMIT
-    begin  BEGIN IMMEDIATE; UPDATE … RETURNING per lane, business first; COMMIT
-    ack    DELETE … RETURNING size        nack   UPDATE status = READY
+    begin  one SELECT of both lanes after the in-memory cursors (no write, no fsync)
+    ack    DELETE … RETURNING size        nack   in memory: the rows go back in line
            (with the sent archive on: DELETE … RETURNING the rows, archived in the same
            transaction; ``archive.py``)
 
@@ -10,10 +10,18 @@
 acknowledgements of a settled message with the settlement itself. Every call costs a fixed
 handful of awaits, never one per row, because each aiosqlite await costs about 95 µs. Row id
 lists travel as one JSON parameter (``json_each``), so no SQL is ever built from values.
+
+Claimed rows are not marked in the file: each lane has an in-memory cursor, "the last id
+handed out", and ``begin`` reads the rows after it (MEASURED.md: a claim that writes costs a
+transaction and an fsync per batch). Rows handed out and not yet acknowledged are only in
+memory (``_claimed``); ``nack`` puts them back in line (``_returned``, served first, in id
+order), eviction skips them, and a restart forgets them all, so every unacknowledged row is
+sent again. ``RowStatus.INFLIGHT`` is therefore never written by this back-end.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -48,19 +56,30 @@ _ADD_EVICTED = "UPDATE meta SET value = value + ? WHERE key = 'evicted_total'"
 _OLDEST_READY = (
     "SELECT id, size FROM outbox WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?"
 )
-_DELETE_READY_UP_TO = "DELETE FROM outbox WHERE lane = ? AND status = ? AND id <= ?"
-_CLAIM = (
-    "UPDATE outbox SET status = ? WHERE id IN"
-    " (SELECT id FROM outbox WHERE lane = ? AND status = ? ORDER BY id LIMIT ?)"
-    " RETURNING id, lane, message_id, stream, seq, topic, payload, created_at"
+_DELETE_READY_BETWEEN = "DELETE FROM outbox WHERE lane = ? AND status = ? AND id > ? AND id <= ?"
+_DELETE_IDS_ONLY = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
+_SIZES_OF_IDS = (
+    "SELECT id, size FROM outbox WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
+)
+_NEXT_OF_LANE = (
+    "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
+    " WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?"
+)
+_NEXT_OF_BOTH = (  # one await for both lanes: the common case of begin()
+    "SELECT * FROM (SELECT id, lane, message_id, stream, seq, topic, payload, created_at"
+    " FROM outbox WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?)"
+    " UNION ALL"
+    " SELECT * FROM (SELECT id, lane, message_id, stream, seq, topic, payload, created_at"
+    " FROM outbox WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?)"
+)
+_ROWS_OF_IDS = (
+    "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
+    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
 )
 _DELETE_IDS = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING size"
 _DELETE_IDS_ARCHIVED = (
     "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
     " RETURNING id, lane, message_id, stream, seq, topic, payload, size, created_at"
-)
-_RELEASE_IDS = (
-    "UPDATE outbox SET status = ? WHERE status = ? AND id IN (SELECT value FROM json_each(?))"
 )
 _RELEASE_ALL = "UPDATE outbox SET status = ? WHERE status = ?"
 _TOTALS = (
@@ -92,6 +111,12 @@ class SqliteOutbox:
         self._max_size_bytes = max_size_bytes
         self._size_bytes = size_bytes
         self._evicted_total = evicted_total
+        self._cursor = dict.fromkeys(Lane, 0)
+        """Per lane, the highest id ``begin`` handed out; every row after it is unclaimed."""
+        self._claimed: dict[int, Lane] = {}
+        """Rows handed out by ``begin`` and neither acknowledged nor returned yet."""
+        self._returned: dict[Lane, list[int]] = {lane: [] for lane in Lane}
+        """Rows ``nack`` put back in line, in id order; ``begin`` serves them first."""
 
     @classmethod
     async def open(cls, path: Path, *, max_size_bytes: int) -> SqliteOutbox:
@@ -138,7 +163,9 @@ class SqliteOutbox:
         """
         connection = transaction.connection
         excess = self._size_bytes + _total_size(records) - self._max_size_bytes
-        freed, evicted = await _evict_telemetry(connection, excess)
+        freed, evicted = await _evict_telemetry(
+            connection, excess, self._cursor[Lane.TELEMETRY], self._returned[Lane.TELEMETRY]
+        )
         kept, shed = shed_incoming_telemetry(records, excess - freed)
         grown = _total_size(kept) - freed
         if self._size_bytes + grown > self._max_size_bytes:
@@ -149,18 +176,42 @@ class SqliteOutbox:
 
     async def begin(self, limit: int) -> list[Claimed]:
         """Claim up to ``limit`` ready rows, business lane first, each lane in id order."""
-        claimed: list[Claimed] = []
         if limit <= 0:
-            return claimed
-        async with self._database.write() as transaction:
-            connection = transaction.connection
-            for lane in sorted(Lane):
-                wanted = limit - len(claimed)
-                if wanted > 0:
-                    params = (RowStatus.INFLIGHT, lane, RowStatus.READY, wanted)
-                    rows = await connection.execute_fetchall(_CLAIM, params)
-                    # RETURNING has no defined order; the lane's order is the id order.
-                    claimed.extend(sorted(map(_claimed, rows), key=lambda item: item.row_id))
+            return []
+        async with self._database.read() as connection:
+            if any(self._returned.values()):
+                claimed = await self._returned_first(connection, limit)
+            else:
+                first, second = sorted(Lane)
+                params = (
+                    *(first, RowStatus.READY, self._cursor[first], limit),
+                    *(second, RowStatus.READY, self._cursor[second], limit),
+                )
+                rows = await connection.execute_fetchall(_NEXT_OF_BOTH, params)
+                claimed = sorted(map(_claimed, rows), key=_line)[:limit]
+        for item in claimed:
+            lane = item.record.lane
+            self._claimed[item.row_id] = lane
+            self._cursor[lane] = max(self._cursor[lane], item.row_id)
+        return claimed
+
+    async def _returned_first(self, connection: aiosqlite.Connection, limit: int) -> list[Claimed]:
+        """``begin`` after a nack: per lane, the returned rows, then the rows after the cursor."""
+        claimed: list[Claimed] = []
+        for lane in sorted(Lane):
+            wanted = limit - len(claimed)
+            returned = self._returned[lane]
+            if wanted <= 0:
+                break
+            if returned:
+                ids, self._returned[lane] = returned[:wanted], returned[wanted:]
+                rows = await connection.execute_fetchall(_ROWS_OF_IDS, (_id_list(ids),))
+                claimed.extend(map(_claimed, rows))  # gone meanwhile: evicted, or acked late
+            wanted = limit - len(claimed)
+            if wanted > 0 and not self._returned[lane]:
+                params = (lane, RowStatus.READY, self._cursor[lane], wanted)
+                rows = await connection.execute_fetchall(_NEXT_OF_LANE, params)
+                claimed.extend(map(_claimed, rows))
         return claimed
 
     async def ack(self, row_ids: Sequence[int]) -> None:
@@ -179,14 +230,17 @@ class SqliteOutbox:
                 await self._archive.add_in(transaction, deleted)
                 freed = sum(int(row[7]) for row in deleted)
             transaction.after_commit(lambda: self._count(-freed, 0))
+        for row_id in row_ids:
+            self._claimed.pop(row_id, None)
 
     async def nack(self, row_ids: Sequence[int]) -> None:
-        """Return claimed rows to ready; they keep their id, hence their place in line."""
-        if not row_ids:
-            return
-        params = (RowStatus.READY, RowStatus.INFLIGHT, _id_list(row_ids))
-        async with self._database.write() as transaction:
-            await transaction.connection.execute(_RELEASE_IDS, params)
+        """Return claimed rows to ready; they keep their id, hence their place in line.
+
+        Nothing is written: claims live in memory only (see the module docstring)."""
+        for row_id in row_ids:
+            lane = self._claimed.pop(row_id, None)
+            if lane is not None:
+                bisect.insort(self._returned[lane], row_id)
 
     async def stats(self) -> OutboxStats:
         """Depth and oldest ``created_at`` per lane, bytes used, evictions since creation."""
@@ -222,12 +276,25 @@ class SqliteOutbox:
         )
 
 
-async def _evict_telemetry(connection: aiosqlite.Connection, excess: int) -> tuple[int, int]:
+async def _evict_telemetry(
+    connection: aiosqlite.Connection, excess: int, cursor: int, returned: Sequence[int]
+) -> tuple[int, int]:
     """Delete the oldest ready telemetry until ``excess`` bytes are freed; return (bytes, rows).
 
-    Pages through the (lane, status, id) index so a large backlog is not scanned whole.
+    Ready means returned by a nack (``returned``, all below ``cursor``) or after ``cursor``;
+    rows in between are claimed and stay. Pages through the (lane, status, id) index so a
+    large backlog is not scanned whole.
     """
-    freed = count = last_id = 0
+    freed = count = 0
+    if returned and excess > 0:
+        victims = []
+        for row_id, size in await connection.execute_fetchall(_SIZES_OF_IDS, (_id_list(returned),)):
+            if freed >= excess:
+                break
+            freed, count = freed + size, count + 1
+            victims.append(row_id)
+        await connection.execute(_DELETE_IDS_ONLY, (_id_list(victims),))
+    last_id = cursor
     while freed < excess:
         params = (Lane.TELEMETRY, RowStatus.READY, last_id, _EVICTION_PAGE)
         page = list(await connection.execute_fetchall(_OLDEST_READY, params))
@@ -237,8 +304,9 @@ async def _evict_telemetry(connection: aiosqlite.Connection, excess: int) -> tup
             freed, count, last_id = freed + size, count + 1, row_id
         if len(page) < _EVICTION_PAGE:
             break
-    if count:
-        await connection.execute(_DELETE_READY_UP_TO, (Lane.TELEMETRY, RowStatus.READY, last_id))
+    if last_id > cursor:
+        params = (Lane.TELEMETRY, RowStatus.READY, cursor, last_id)
+        await connection.execute(_DELETE_READY_BETWEEN, params)
     return freed, count
 
 
@@ -274,6 +342,11 @@ def _claimed(row: Iterable[Any]) -> Claimed:
     row_id, lane, message_id, stream, seq, topic, payload, created_at = row
     record = Record(message_id, Lane(lane), stream, seq, topic, bytes(payload), created_at)
     return Claimed(row_id=row_id, record=record)
+
+
+def _line(item: Claimed) -> tuple[int, int]:
+    """The order of ``begin``: business lane first, then id."""
+    return item.record.lane, item.row_id
 
 
 def _highest_sequences(records: Sequence[Record]) -> dict[str, int]:
