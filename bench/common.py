@@ -16,10 +16,9 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -295,15 +294,25 @@ class AgentProcess:
 
     async def stop(self, within: float = 30.0) -> int:
         process = self._process
-        if process is None or process.returncode is not None:
-            return process.returncode if process is not None and process.returncode else 0
-        process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(within):
-                return await process.wait()
-        except TimeoutError:
-            process.kill()
+        if process is None:
+            return 0
+        return await end_process(process, process.terminate, within=within)
+
+
+async def end_process(
+    process: asyncio.subprocess.Process, ask: Callable[[], object], within: float = 10.0
+) -> int:
+    """``ask`` the process to end (SIGTERM, or closing its stdin), kill it after ``within``
+    seconds, and return its exit code; a process that has ended already is left alone."""
+    if process.returncode is not None:
+        return process.returncode
+    ask()
+    try:
+        async with asyncio.timeout(within):
             return await process.wait()
+    except TimeoutError:
+        process.kill()
+        return await process.wait()
 
 
 def to_toml(config: Mapping[str, Any]) -> str:

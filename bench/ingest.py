@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from bench.common import AgentProcess, agent_config, free_ports
+from bench.common import AgentProcess, agent_config, end_process, free_ports
 from bench.opcua_source import item_name, node_id
 from plantsync.agent.localbroker import Mosquitto
 
@@ -127,16 +127,8 @@ class LineProcess:
 
     async def stop(self) -> None:
         process = self.process
-        if process is None or process.returncode is not None:
-            return
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            async with asyncio.timeout(10):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if process is not None and process.stdin is not None:
+            await end_process(process, process.stdin.close)
 
 
 class Bridge(LineProcess):

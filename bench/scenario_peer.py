@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import free_ports
+from bench.common import end_process, free_ports
 from bench.ingest import TAGS_PER_MACHINE, Rig, RunResult, Subject, describe
 from bench.opcua_source import node_id
 from bench.report import Figure
@@ -212,16 +212,8 @@ class NodeRed:
         return "\n".join(["Node-RED's log ends:", *text.splitlines()[-lines:]])
 
     async def stop(self) -> None:
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            async with asyncio.timeout(10):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if self._process is not None:
+            await end_process(self._process, self._process.terminate)
 
 
 async def measure(quick: bool) -> list[Figure]:

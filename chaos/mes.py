@@ -86,7 +86,12 @@ class _Handler(BaseHTTPRequestHandler):
     state: MesState
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        except (ValueError, OSError):
+            # A request cut short: the agent was killed while sending it. Nothing takes effect.
+            self.close_connection = True
+            return
         key = self.headers.get("Idempotency-Key", "")
         time.sleep(self.state.stall_before)
         with self.state.lock:

@@ -14,8 +14,6 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import pytest
 
@@ -28,6 +26,7 @@ from plantsync.buffer.inbox import InboxStatus
 from plantsync.buffer.store import Store
 from plantsync.contracts import Topics
 from plantsync.drivers.base import OrderChange, PlantVerdict
+from plantsync.drivers.localschedule import LocalScheduleSink
 from plantsync.errors import SourceUnavailable
 from tests.contracts.examples import SITE, down_message
 
@@ -108,7 +107,7 @@ async def test_periodic_snapshots_keep_their_interval_while_the_wall_clock_steps
 # ---- the downlink's retries of an unreachable plant system -------------------------------------
 
 
-class FlakyPlant:
+class FlakyPlant(LocalScheduleSink):
     """A plant system that is unreachable for its first ``failures`` calls."""
 
     def __init__(self, failures: int) -> None:
@@ -118,17 +117,6 @@ class FlakyPlant:
     @property
     def name(self) -> str:
         return "flaky"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        return None
 
     async def apply(self, change: OrderChange) -> PlantVerdict:
         self.calls += 1

@@ -11,6 +11,7 @@ from typing import Any
 from plantsync.config.model import HubConfig
 from plantsync.contracts import new_message_id
 from plantsync.drivers.mqtt import HubConnection
+from tests.contracts.examples import down_message
 from tests.e2e.support import SITE, HubRecorder
 
 
@@ -48,18 +49,15 @@ class Hq:
     def message(self, message_type: str, payload: dict[str, Any]) -> dict[str, Any]:
         self.seq += 1
         message_id = new_message_id()
-        return {
-            "id": message_id,
-            "type": message_type,
-            "schema_version": 1,
-            "site": SITE,
-            "source": "hq:planning",
-            "stream": "schedule",
-            "seq": self.seq,
-            "event_time": datetime.now(UTC).isoformat(),
-            "correlation_id": f"plan-{message_id[:8]}",
-            "payload": payload,
-        }
+        return down_message(
+            message_type,
+            id=message_id,
+            site=SITE,
+            seq=self.seq,
+            event_time=datetime.now(UTC).isoformat(),
+            correlation_id=f"plan-{message_id[:8]}",
+            payload=payload,
+        )
 
     async def publish(self, message: dict[str, Any] | bytes) -> None:
         payload = message if isinstance(message, bytes) else json.dumps(message).encode()

@@ -162,8 +162,9 @@ class HubRecorder:
 
 
 @contextlib.asynccontextmanager
-async def recording(broker_url: str) -> AsyncIterator[HubRecorder]:
-    recorder = HubRecorder(broker_url)
+async def recording(broker_url: str, client_id: str = "hq-recorder") -> AsyncIterator[HubRecorder]:
+    """A ``HubRecorder`` running (subscribed) for the block."""
+    recorder = HubRecorder(broker_url, client_id=client_id)
     task = asyncio.create_task(recorder.run(), name="recorder")
     try:
         async with asyncio.timeout(10):

@@ -5,10 +5,8 @@ good schedule that follows. A handful of examples: each starts an agent."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import tempfile
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from plantsync.config.model import (
 )
 from plantsync.contracts import Topics, new_message_id
 from plantsync.drivers.mqtt import HubConnection
-from tests.e2e.support import FAST_RECONNECT, HubRecorder, eventually, running_agent
+from tests.e2e.support import FAST_RECONNECT, HubRecorder, eventually, recording, running_agent
 from tests.fuzz.inbound import (
     ANY_INPUT,
     FUZZ,
@@ -75,8 +73,8 @@ async def _through_the_agent(
     async with asyncio.timeout(EXAMPLE_DEADLINE):
         with tempfile.TemporaryDirectory() as scratch:
             config = _config(Path(scratch) / "store.db", broker_url, run)
-            recorder = HubRecorder(broker_url, client_id=f"hq-fuzz-{run}")
-            async with _recording(recorder) as hub, running_agent(config) as agent:
+            hq = recording(broker_url, client_id=f"hq-fuzz-{run}")
+            async with hq as hub, running_agent(config) as agent:
                 await eventually(lambda: agent.health["hub"].connects >= 1, within=20)
                 await _publish(broker_url, sent)
                 # One ack at least per message, and the good one's "applied" after them all.
@@ -103,19 +101,6 @@ def _config(store: Path, broker_url: str, run: int) -> AgentConfig:
         reconnect=FAST_RECONNECT,
         shutdown_timeout=timedelta(seconds=5),
     )
-
-
-@contextlib.asynccontextmanager
-async def _recording(recorder: HubRecorder) -> AsyncIterator[HubRecorder]:
-    task = asyncio.create_task(recorder.run(), name="recorder")
-    try:
-        async with asyncio.timeout(10):
-            await recorder.subscribed.wait()
-        yield recorder
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _publish(broker_url: str, sent: list[Inbound]) -> None:
