@@ -56,7 +56,7 @@ from plantsync.contracts.orders import JobOrderState, OrderStatus, ProductionCon
 from plantsync.contracts.schedule import ProductionOrder, RequestState
 from plantsync.drivers import isa95
 from plantsync.drivers.base import OrderChange, PlantVerdict
-from plantsync.drivers.jobcontrol_events import EventQueue
+from plantsync.drivers.jobcontrol_events import Entries, EventQueue
 from plantsync.drivers.opcua import map_asyncua_exceptions, new_client, quietly
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
@@ -151,6 +151,8 @@ class JobControlSink:
         self._methods: dict[str, ua.NodeId] = {}
         self._job_order_list = ua.NodeId()
         self._events = EventQueue(config.name, queue_events, config.stall_timeout.total_seconds())
+        self._read = Entries(isa95.ISA95JobOrderAndStateDataType, config.name)
+        """JobOrderList as last read: each apply reads the whole list, and parses what is new."""
         self._subscription_id: int | None = None
 
     @property
@@ -204,12 +206,12 @@ class JobControlSink:
             yield await self._events.next()
 
     async def job_orders(self) -> dict[str, isa95.ISA95JobOrderAndStateDataType]:
-        """The server's JobOrderList now, by job order id."""
+        """The server's JobOrderList now, by job order id; an entry that does not parse is left
+        out, as the events leave it out."""
         client = self._connected()
         with map_asyncua_exceptions(self.name, "reading JobOrderList"):
             value = await self._bounded(client.get_node(self._job_order_list).read_value())
-        entries = (isa95.ISA95JobOrderAndStateDataType.model_validate_json(v) for v in value or [])
-        return {entry.JobOrder.JobOrderID: entry for entry in entries}
+        return {entry.JobOrder.JobOrderID: entry for entry in self._read.parse(value or [])}
 
     # -- applying ----------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
@@ -88,6 +88,9 @@ class _Job:
     steps: int = 0
     started: datetime | None = None
     ended: datetime | None = None
+    _texts: tuple[tuple[object, ...], str, str | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def equipment(self) -> str:
@@ -109,6 +112,16 @@ class _Job:
         else:
             self.good += min(Decimal(1), target - self.good)
         return self.good >= target
+
+    def texts(self) -> tuple[str, str | None]:
+        """Its JobOrderList entry and, once started, its response, as JSON: made again only
+        after the job changed, so publishing the lists costs per change, not per job held."""
+        key = (self.order, self.state, self.good, self.scrap, self.started, self.ended)
+        if self._texts is None or self._texts[0] != key:
+            entry = self.and_state().model_dump_json(exclude_none=True)
+            response = self.response().model_dump_json(exclude_none=True) if self.started else None
+            self._texts = (key, entry, response)
+        return self._texts[1], self._texts[2]
 
     def and_state(self) -> ISA95JobOrderAndStateDataType:
         return ISA95JobOrderAndStateDataType(
@@ -306,14 +319,11 @@ class SimulatedJobControl:
 
     async def _publish(self) -> None:
         """Write both lists, where they changed."""
-        jobs = list(self._jobs.values())
+        texts = [job.texts() for job in self._jobs.values()]
         await self._write(
-            "JobOrderResponseList",
-            [job.response().model_dump_json(exclude_none=True) for job in jobs if job.started],
+            "JobOrderResponseList", [response for _, response in texts if response is not None]
         )
-        await self._write(
-            "JobOrderList", [job.and_state().model_dump_json(exclude_none=True) for job in jobs]
-        )
+        await self._write("JobOrderList", [entry for entry, _ in texts])
 
     async def _write(self, name: str, value: list[str]) -> None:
         if self._server is None or self._written.get(name) == value:
