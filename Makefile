@@ -35,35 +35,28 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Mosquitto is the broker the tests and the demo run; Chromium runs the status page's browser
-# test. Installed when we can (root + apt-get), otherwise we say exactly what to install.
+# Installs Debian packages $(1) when we can (root + apt-get); otherwise names them and fails.
+# $(2) says what they are for.
+define apt_install
+if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+  echo "installing $(1) (Debian packages) ..."; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+else \
+  echo "$(1) is needed ($(2)). Install it with: sudo apt-get install $(1)"; exit 1; \
+fi
+endef
+
+# Mosquitto is the broker the tests and the demo run; Chromium (the distribution's, never
+# `playwright install`) runs the status page's browser test; libfaketime steps the agent's wall
+# clock in the chaos run (its clock-jump fault).
 system-deps:
 	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing mosquitto (Debian package) ..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
-	  else \
-	    echo "Mosquitto is needed. Install it with: sudo apt-get install mosquitto"; exit 1; \
-	  fi; }
-	@# Chromium (the distribution's, never `playwright install`) for the status page's browser test.
+	  $(call apt_install,mosquitto,the MQTT broker of the tests and the demo); }
 	@[ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/liberation ] || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium and fonts-liberation (Debian packages) ..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      chromium fonts-liberation >/dev/null; \
-	  else \
-	    echo "Chromium is needed. Install it with: sudo apt-get install chromium fonts-liberation"; \
-	    exit 1; \
-	  fi; }
-	@# libfaketime steps the agent's wall clock in the chaos run (its clock-jump fault).
+	  $(call apt_install,chromium fonts-liberation,the status page's browser test); }
 	@[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || \
 	  [ -e /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 ] || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing faketime (Debian package) ..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
-	  else \
-	    echo "libfaketime is needed. Install it with: sudo apt-get install faketime"; exit 1; \
-	  fi; }
+	  $(call apt_install,faketime,the chaos run's clock jumps); }
 
 # Figures, not pass/fail: each prints the agent's number next to a ceiling measured in the same run.
 bench: $(STAMP) system-deps
