@@ -125,7 +125,6 @@ class StoreHealth:
     """Unix time of the first write that found the disk full; None while writes succeed."""
     writes_refused: int = 0
     """Write transactions refused for a full disk since start (none of them committed)."""
-    last_disk_error: str | None = None
 
     @property
     def disk_full(self) -> bool:
@@ -133,7 +132,6 @@ class StoreHealth:
 
     def write_refused(self, error: StoreDiskFull) -> None:
         self.writes_refused += 1
-        self.last_disk_error = str(error)
         if self.disk_full_since is None:
             self.disk_full_since = time.time()
             log.error(
