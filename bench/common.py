@@ -1,6 +1,6 @@
 """Pieces every bench scenario shares: one of each, so every figure is measured the same way.
 
-    Broker (Mosquitto)      plantsync.agent.localbroker.Mosquitto(..., max_queued_messages=0)
+    Broker (Mosquitto)      plantsync.tools.localbroker.Mosquitto(..., max_queued_messages=0)
     hub-side consumer       Consumer            a separate process (bench/consumer.py)
     the MQTT ceiling        raw_paho_qos1()     a separate process (bench/raw_paho.py)
     the agent               AgentProcess        ``plantsync run --config`` as a child process
@@ -27,10 +27,10 @@ from typing import Any
 import httpx
 
 from bench.raw_paho import MARKER as CEILING_MARKER
-from plantsync.agent.localbroker import free_port
 from plantsync.buffer.base import Lane, Record
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.contracts import Topics, machine_stream
+from plantsync.tools.localbroker import free_port
 
 __all__ = [
     "API_TOKEN",

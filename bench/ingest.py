@@ -26,7 +26,7 @@ import httpx
 
 from bench.common import AgentProcess, agent_config, end_process, free_ports
 from bench.opcua_source import item_name, node_id
-from plantsync.agent.localbroker import Mosquitto
+from plantsync.tools.localbroker import Mosquitto
 
 _PYTHON = sys.executable
 _ROOT = Path(__file__).resolve().parent.parent

@@ -42,9 +42,9 @@ from bench.common import (
     raw_paho_qos1,
 )
 from bench.report import Figure
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.contracts import Topics
-from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.sim.plant import SimulatedPlant
+from plantsync.tools.localbroker import Mosquitto
 
 SCENARIO = "drain"
 SITE = "bench-drain"

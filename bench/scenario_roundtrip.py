@@ -24,12 +24,12 @@ from pydantic import ValidationError
 
 from bench.common import AgentProcess, agent_config, free_ports
 from bench.report import Figure
-from plantsync.agent.hubtools import is_final, prepare_down_message
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.config.model import HubConfig
 from plantsync.contracts import AckOutcome, ScheduleAckMessage, Topics
 from plantsync.drivers.mqtt import HubConnection
-from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.sim.plant import SimulatedPlant
+from plantsync.tools.hubtools import is_final, prepare_down_message
+from plantsync.tools.localbroker import Mosquitto
 
 SCENARIO = "roundtrip"
 SITE = "bench-roundtrip"

@@ -28,7 +28,8 @@ from datetime import timedelta
 from typing import Any
 
 from plantsync.config.model import HubConfig
-from plantsync.drivers.mqtt import HubConnection, InboundMessage
+from plantsync.drivers.hub import InboundMessage
+from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable, LinkMisconfigured
 
 TELEMETRY, CONFIRMATION, BUSINESS = "telemetry", "confirmation", "business"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from plantsync.agent.localbroker import free_port
+from plantsync.tools.localbroker import free_port
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.sim.plant import SimulatedPlant
 
 START_TIMEOUT = 30.0
 

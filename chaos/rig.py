@@ -21,7 +21,7 @@ from chaos.hq import Hq
 from chaos.mes import MesServer
 from chaos.plant import PlantProcess
 from chaos.proxy import Proxy
-from plantsync.agent.localbroker import Mosquitto
+from plantsync.tools.localbroker import Mosquitto
 
 
 @dataclass

@@ -45,8 +45,8 @@ from chaos.plant import PlantProcess
 from chaos.proxy import Proxy
 from chaos.report import ChaosReport, account
 from chaos.rig import Rig, read_store
-from plantsync.agent.localbroker import Mosquitto, free_port
-from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.sim.plant import SimulatedPlant
+from plantsync.tools.localbroker import Mosquitto, free_port
 
 TMPFS_SIZE = "64m"
 MAX_EPISODES = 100_000

@@ -2,6 +2,6 @@
 
 import sys
 
-from plantsync.agent.cli import main
+from plantsync.tools.cli import main
 
 sys.exit(main())

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 
 from plantsync.agent.business import BusinessWriter
-from plantsync.agent.metrics import AgentMetrics
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 from plantsync.drivers.base import PlantEvents
+from plantsync.web.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 

@@ -28,16 +28,12 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from plantsync import __version__
-from plantsync.agent.api import create_app
-from plantsync.agent.apiserver import ApiServer
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.downlink import Downlink
-from plantsync.agent.metrics import AgentMetrics
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
-from plantsync.agent.statuspage import DepthHistory
 from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState, Session, supervise
 from plantsync.agent.uplink import Uplink
 from plantsync.buffer.archive import ArchivePolicy
@@ -47,11 +43,16 @@ from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
 from plantsync.drivers import SOURCES
 from plantsync.drivers.base import PlantEvents, ScheduleSink
+from plantsync.drivers.hub import Hub, InboundMessage, Will
 from plantsync.drivers.jobcontrol import JobControlSink
 from plantsync.drivers.localschedule import LocalScheduleSink
 from plantsync.drivers.mes_http import MesHttpSink
-from plantsync.drivers.mqtt import HubConnection, InboundMessage, Will
+from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable
+from plantsync.web.api import create_app
+from plantsync.web.apiserver import ApiServer
+from plantsync.web.metrics import AgentMetrics
+from plantsync.web.statuspage import DepthHistory
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ class Agent:
             return MesHttpSink(self.config.mes)
         return LocalScheduleSink()
 
-    async def _acknowledged(self, link: HubConnection, status: bytes) -> None:
+    async def _acknowledged(self, link: Hub, status: bytes) -> None:
         timeout = self.config.hub.connect_timeout.total_seconds()
         try:
             async with asyncio.timeout(timeout):
@@ -329,7 +330,7 @@ def archive_policy(config: AgentConfig) -> ArchivePolicy:
     return ArchivePolicy(config.store.archive_max_age.total_seconds(), config.store.archive_bytes)
 
 
-async def _receive(link: HubConnection, downlink: Downlink) -> None:
+async def _receive(link: Hub, downlink: Downlink) -> None:
     """Every down message is committed (inbox or dead letters) before its MQTT ack.
 
     When the commit fails (``StoreDiskFull``: the disk under the store is full) the message is

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from plantsync.agent.supervisor import LinkHealth
 from plantsync.buffer.base import Claimed, Outbox
-from plantsync.drivers.mqtt import HubConnection
+from plantsync.drivers.hub import Hub
 from plantsync.errors import HubUnavailable, LinkError, PlantsyncError
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Uplink:
         next session settles them first, so they neither stay claimed until a restart nor
         lose the PUBACKs already received."""
 
-    async def serve(self, connection: HubConnection, stopping: asyncio.Event) -> None:
+    async def serve(self, connection: Hub, stopping: asyncio.Event) -> None:
         """Publish until the link drops (raises a LinkError) or, after ``stopping``, until
         nothing is left to send and every publish is acknowledged."""
         await self._settle(self._unsettled)
@@ -104,7 +104,7 @@ class Uplink:
 
     async def _pump(
         self,
-        connection: HubConnection,
+        connection: Hub,
         flight: _Flight,
         stopping: asyncio.Event,
         closed: asyncio.Task[None],
@@ -143,7 +143,7 @@ class Uplink:
             return 0.0
         return flight.confirmed_since + _DELETE_DELAY - time.monotonic()
 
-    def _send(self, connection: HubConnection, flight: _Flight, claimed: Sequence[Claimed]) -> None:
+    def _send(self, connection: Hub, flight: _Flight, claimed: Sequence[Claimed]) -> None:
         """Hand claimed rows to the connection, in claim order, as one batch."""
         if not flight.sent:
             flight.last_progress = time.monotonic()
@@ -151,7 +151,7 @@ class Uplink:
         connection.send([(row.row_id, row.record.topic, row.record.payload) for row in claimed])
         self.counters.published += len(claimed)
 
-    def _collect(self, connection: HubConnection, flight: _Flight) -> None:
+    def _collect(self, connection: Hub, flight: _Flight) -> None:
         """Take the keys the broker acknowledged since the last turn."""
         try:
             acknowledged = connection.acknowledged()

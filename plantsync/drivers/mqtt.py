@@ -37,7 +37,6 @@ import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -48,6 +47,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from plantsync.config.model import HubConfig, MqttProtocol, Tls
+from plantsync.drivers.hub import InboundMessage, Outgoing, Will
 from plantsync.errors import HubUnavailable, LinkMisconfigured, PlantsyncError
 
 logger = logging.getLogger(__name__)
@@ -87,31 +87,6 @@ _CERTIFICATE_REFUSED = frozenset(
     }
 )
 """OpenSSL reasons (``SSLError.reason``) for a hub that refused our client certificate."""
-
-
-Outgoing = tuple[int, str, bytes]
-"""A message for ``HubConnection.send``: (the caller's key for it, topic, payload)."""
-
-
-@dataclass(frozen=True)
-class Will:
-    """The last will: published by the broker when the connection ends without DISCONNECT."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    """A message the hub delivered on one of our subscriptions."""
-
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    mid: int
 
 
 def _refusal(reason: ReasonCode, what: str) -> PlantsyncError:

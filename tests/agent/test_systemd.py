@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from plantsync.agent.localbroker import Mosquitto
-from plantsync.agent.systemd import Notifier
+from plantsync.tools.localbroker import Mosquitto
+from plantsync.tools.systemd import Notifier
 
 
 class NotifySocket:
@@ -131,7 +131,7 @@ def test_a_socket_that_is_gone_is_logged_once_and_never_raises(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     notifier = Notifier.from_environment({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")})
-    with caplog.at_level(logging.WARNING, logger="plantsync.agent.systemd"):
+    with caplog.at_level(logging.WARNING, logger="plantsync.tools.systemd"):
         for _ in range(3):
             notifier.ping()
     assert len(caplog.records) == 1
@@ -141,7 +141,7 @@ def test_a_socket_that_is_gone_is_logged_once_and_never_raises(
 def test_a_notify_socket_that_is_not_a_unix_path_disables_notification(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="plantsync.agent.systemd"):
+    with caplog.at_level(logging.WARNING, logger="plantsync.tools.systemd"):
         notifier = Notifier.from_environment({"NOTIFY_SOCKET": "vsock:2:1234"})
     assert not notifier.enabled
     assert "not a unix socket" in caplog.text

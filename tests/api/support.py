@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 from pydantic import ByteSize, SecretStr
 
-from plantsync.agent.api import create_app
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkHealth
 from plantsync.buffer.base import Claimed
@@ -22,6 +21,7 @@ from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, ApiConfig, HubConfig, SiteConfig, StoreConfig
 from plantsync.contracts import new_message_id
 from plantsync.drivers.localschedule import LocalScheduleSink
+from plantsync.web.api import create_app
 
 SITE = "plant-01"
 TOKEN = "api-t0ken-for-the-tests-4711"  # noqa: S105 - a test value that must never be echoed

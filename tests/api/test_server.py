@@ -10,14 +10,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from plantsync.agent.api import create_app
-from plantsync.agent.apiserver import ApiServer
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkState
 from plantsync.config.model import ApiConfig
-from plantsync.drivers.simulator import SimulatedPlant
 from plantsync.errors import ConfigError
+from plantsync.sim.plant import SimulatedPlant
+from plantsync.tools.localbroker import Mosquitto
+from plantsync.web.api import create_app
+from plantsync.web.apiserver import ApiServer
 from tests.api.support import AUTH, TOKEN, attached, config, confirmation, down, order
 from tests.e2e.support import SITE, agent_config, eventually, running_agent
 

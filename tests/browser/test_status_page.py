@@ -19,10 +19,10 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from pydantic import SecretStr
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
 from plantsync.config.model import AgentConfig, ApiConfig, MesConfig, ScheduleConfig
-from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.sim.plant import SimulatedPlant
+from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.hq import Hq, order, outcomes
 from tests.e2e.support import HubRecorder, agent_config, eventually, recording, running_agent
 from tests.fixtures.mes import MesServer

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from plantsync.agent.cli import main
 from plantsync.agent.service import Agent
 from plantsync.config.model import AgentConfig, HubConfig
 from plantsync.contracts.orders import ProductionConfirmation
+from plantsync.tools.cli import main
 from tests.api.support import DOWN_TOPIC, SITE, TOKEN, config, confirmation
 from tests.e2e.support import FAST_RECONNECT, eventually, running_agent
 from tests.fixtures.opcua import free_port

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from plantsync.agent.cli import main
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
 from plantsync.contracts.orders import ProductionConfirmation
+from plantsync.tools.cli import main
+from plantsync.tools.localbroker import Mosquitto
 from tests.api.support import confirmation
 from tests.e2e.support import eventually, recording, running_agent
 from tests.metrics.test_metrics_links import link_config

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
 from plantsync.config.model import (
     AgentConfig,
@@ -25,6 +24,7 @@ from plantsync.config.model import (
 )
 from plantsync.contracts.orders import ProductionConfirmation
 from plantsync.contracts.schedule import Quantity
+from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.hq import Hq, acks, order, outcomes
 from tests.e2e.support import (
     HubRecorder,

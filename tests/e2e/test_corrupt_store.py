@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
+from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.hq import Hq, order, outcomes
 from tests.e2e.support import HubRecorder, eventually, recording, running_agent
 from tests.e2e.test_business_loop import business_config

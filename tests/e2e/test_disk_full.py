@@ -23,11 +23,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
 from plantsync.config.model import AgentConfig, ApiConfig
 from plantsync.contracts.machine import Quality
 from plantsync.drivers.base import Reading
+from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.hq import Hq, order, outcomes
 from tests.e2e.support import HubRecorder, eventually, gapless, recording, running_agent
 from tests.e2e.test_business_loop import business_config

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.buffer.sqlite import SqliteOutbox
-from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.sim.plant import SimulatedPlant
+from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.support import (
     HubRecorder,
     agent_config,

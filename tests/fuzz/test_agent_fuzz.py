@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ByteSize
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.config.model import (
     AgentConfig,
     ApiConfig,
@@ -27,6 +26,7 @@ from plantsync.config.model import (
 )
 from plantsync.contracts import Topics, new_message_id
 from plantsync.drivers.mqtt import HubConnection
+from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.support import FAST_RECONNECT, HubRecorder, eventually, recording, running_agent
 from tests.fuzz.inbound import (
     ANY_INPUT,

@@ -24,9 +24,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from plantsync.agent.api import create_app
-from plantsync.agent.apiserver import ApiServer
 from plantsync.agent.service import Agent
+from plantsync.web.api import create_app
+from plantsync.web.apiserver import ApiServer
 from tests.api.support import AUTH, DOWN_TOPIC, apply_pending, attached, config, down, order
 
 ApiCase = Case[APIOperation[Any, Any, Any, Any]]

@@ -13,9 +13,6 @@ from typing import Any
 
 import pytest
 
-from plantsync.agent.cli import main
-from plantsync.agent.hubtools import SeqState, is_final, prepare_down_message, read_message_file
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.config.model import HubConfig
 from plantsync.contracts import (
     AckOutcome,
@@ -29,6 +26,9 @@ from plantsync.contracts import (
 )
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import MessageRejected
+from plantsync.tools.cli import main
+from plantsync.tools.hubtools import SeqState, is_final, prepare_down_message, read_message_file
+from plantsync.tools.localbroker import Mosquitto
 from tests.contracts.examples import PAYLOADS, SITE, down_message
 
 TOPICS = Topics("plantsync/v1", SITE)

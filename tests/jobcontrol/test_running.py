@@ -11,7 +11,7 @@ import pytest
 from plantsync.contracts.orders import JobOrderState, OrderStatus, ProductionConfirmation
 from plantsync.contracts.schedule import Quantity, RequestState
 from plantsync.drivers.jobcontrol import JobControlSink
-from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.sim.plant import SimulatedPlant
 from tests.fixtures.opcua import free_port
 from tests.jobcontrol.support import change, next_event, order, revised
 

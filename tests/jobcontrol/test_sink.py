@@ -12,8 +12,8 @@ from plantsync.contracts.schedule import Quantity, RequestState
 from plantsync.drivers.base import PlantEvents
 from plantsync.drivers.isa95 import ISA95JobOrderAndStateDataType
 from plantsync.drivers.jobcontrol import JobControlSink
-from plantsync.drivers.simulator import SimulatedPlant
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
+from plantsync.sim.plant import SimulatedPlant
 from tests.fixtures.opcua import free_port
 from tests.jobcontrol.support import change, drain, next_event, order, revised
 

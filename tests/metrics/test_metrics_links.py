@@ -11,10 +11,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.agent.service import Agent
 from plantsync.config.model import AgentConfig, ApiConfig, OpcUaServerConfig
 from plantsync.contracts import new_message_id
+from plantsync.tools.localbroker import Mosquitto
 from tests.api.support import confirmation
 from tests.e2e.hq import Hq, order, outcomes
 from tests.e2e.support import agent_config, eventually, recording, running_agent

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from plantsync.agent.localbroker import Mosquitto, free_port
 from plantsync.config.model import HubConfig, MqttProtocol
-from plantsync.drivers.mqtt import HubConnection, InboundMessage, Will
+from plantsync.drivers.hub import InboundMessage, Will
+from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable, LinkMisconfigured
+from plantsync.tools.localbroker import Mosquitto, free_port
 
 BOTH_PROTOCOLS = pytest.mark.parametrize("protocol", [MqttProtocol.V5, MqttProtocol.V311])
 

@@ -8,10 +8,10 @@ import json
 import re
 from typing import Any
 
-from plantsync.agent.hubtools import describe, format_message, tail
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.config.model import HubConfig
 from plantsync.drivers.mqtt import HubConnection
+from plantsync.tools.hubtools import describe, format_message, tail
+from plantsync.tools.localbroker import Mosquitto
 
 STATE: dict[str, Any] = {
     "id": "0193a1c2-0000-7000-8000-000000000000",

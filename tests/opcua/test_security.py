@@ -15,8 +15,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from plantsync.config.model import SecurityMode, SecurityPolicy
 from plantsync.drivers.opcua import OpcUaSource
-from plantsync.drivers.simulator import PlantSecurity, SimulatedPlant
 from plantsync.errors import LinkMisconfigured
+from plantsync.sim.plant import PlantSecurity, SimulatedPlant
 from tests.fixtures.opcua import free_port
 from tests.opcua.support import WAIT, next_reading
 

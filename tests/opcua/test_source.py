@@ -11,8 +11,8 @@ import pytest
 from plantsync.config.model import Deadband, MachineConfig, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import ItemState, Quality
 from plantsync.drivers.opcua import OpcUaSource
-from plantsync.drivers.simulator import TAGS, SimulatedPlant
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
+from plantsync.sim.plant import TAGS, SimulatedPlant
 from tests.fixtures.opcua import free_port
 from tests.opcua.support import WAIT, collect_until_complete, drain, next_reading
 

@@ -34,10 +34,10 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from plantsync.agent.localbroker import Mosquitto, free_port
 from plantsync.config.model import HubConfig
 from plantsync.drivers.mqtt import HubConnection
-from plantsync.drivers.simulator import SimulatedPlant
+from plantsync.sim.plant import SimulatedPlant
+from plantsync.tools.localbroker import Mosquitto, free_port
 from tests.e2e.support import SITE, HubRecorder, recording
 
 ROOT = Path(__file__).resolve().parents[2]

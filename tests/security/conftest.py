@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from plantsync.agent.localbroker import Mosquitto, find_mosquitto
+from plantsync.tools.localbroker import Mosquitto, find_mosquitto
 from tests.fixtures.broker import MOSQUITTO_NEEDED
 from tests.security.support import (
     PASSWORDS,

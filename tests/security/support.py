@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from plantsync.agent.localbroker import Mosquitto
+from plantsync.tools.localbroker import Mosquitto
 
 SHIPPED_ACL = Path(__file__).resolve().parents[2] / "packaging" / "mosquitto-acl.conf"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"  # noqa: S105 - a path, not a password

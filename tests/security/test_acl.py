@@ -10,10 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.config.model import HubConfig, MqttProtocol, Tls
-from plantsync.drivers.mqtt import HubConnection, InboundMessage
+from plantsync.drivers.hub import InboundMessage
+from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import LinkMisconfigured
+from plantsync.tools.localbroker import Mosquitto
 from tests.security.support import Authority, mqtts_url
 
 QUIET = 0.5

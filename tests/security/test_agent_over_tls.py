@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.config.model import HubConfig, OpcUaServerConfig, Tls
 from plantsync.contracts.orders import ProductionConfirmation
 from plantsync.contracts.schedule import Quantity
 from plantsync.drivers.mqtt import HubConnection
+from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.support import SITE, agent_config, eventually, running_agent
 from tests.fixtures.opcua import free_port
 from tests.security.support import Authority, mqtts_url

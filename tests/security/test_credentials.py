@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.config.model import HubConfig, MqttProtocol, Tls
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import LinkMisconfigured
+from plantsync.tools.localbroker import Mosquitto
 from tests.security.support import PASSWORDS, Authority, mqtts_url
 
 BOTH_PROTOCOLS = pytest.mark.parametrize("protocol", [MqttProtocol.V5, MqttProtocol.V311])

@@ -22,7 +22,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.server import Server
 from asyncua.server.user_managers import UserManager
 
-from plantsync.agent.localbroker import Mosquitto
+from plantsync.tools.localbroker import Mosquitto
 from tests.fixtures.opcua import free_port
 from tests.security.support import PASSWORDS, Authority, mqtts_url
 

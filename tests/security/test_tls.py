@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from plantsync.agent.localbroker import Mosquitto
 from plantsync.config.model import HubConfig, Tls
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable, LinkMisconfigured
+from plantsync.tools.localbroker import Mosquitto
 from tests.security.support import Authority, Identity, mqtts_url
 
 

@@ -12,16 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from plantsync.agent.apiviews import LinkView
 from plantsync.agent.service import Agent
-from plantsync.agent.statuspage import (
+from plantsync.agent.supervisor import LinkState
+from plantsync.web.apiviews import LinkView
+from plantsync.web.statuspage import (
     CSRF_HEADER,
     SESSION_COOKIE,
     DepthHistory,
     DepthSample,
     depth_chart,
 )
-from plantsync.agent.supervisor import LinkState
 from tests.api.support import (
     AUTH,
     DOWN_TOPIC,

@@ -56,6 +56,7 @@ from plantsync.contracts import (
     parse_down_message,
     utc_isoformat,
 )
+from plantsync.drivers.hub import Hub
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable
 
@@ -418,7 +419,7 @@ async def publish(
     return None
 
 
-async def _published(hub: HubConnection, topic: str, payload: bytes, config: HubConfig) -> None:
+async def _published(hub: Hub, topic: str, payload: bytes, config: HubConfig) -> None:
     try:
         async with asyncio.timeout(config.connect_timeout.total_seconds()):
             await hub.publish(topic, payload, qos=1)

@@ -36,8 +36,18 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
 
 from plantsync import __version__
-from plantsync.agent import statuspage
-from plantsync.agent.apiviews import (
+from plantsync.agent.business import BusinessWriter
+from plantsync.agent.downlink import Downlink
+from plantsync.agent.logs import correlation
+from plantsync.agent.supervisor import LinkState
+from plantsync.buffer.inbox import DeadLetter
+from plantsync.buffer.store import Store
+from plantsync.config.model import AgentConfig, is_loopback
+from plantsync.contracts.inbound import parse_down_message
+from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
+from plantsync.errors import MessageRejected, StoreDiskFull, StoreError, StoreFull
+from plantsync.web import statuspage
+from plantsync.web.apiviews import (
     Accepted,
     DeadLetterView,
     Decided,
@@ -52,17 +62,7 @@ from plantsync.agent.apiviews import (
     status_view,
     waiting_view,
 )
-from plantsync.agent.business import BusinessWriter
-from plantsync.agent.downlink import Downlink
-from plantsync.agent.logs import correlation
-from plantsync.agent.metrics import router as metrics_router
-from plantsync.agent.supervisor import LinkState
-from plantsync.buffer.inbox import DeadLetter
-from plantsync.buffer.store import Store
-from plantsync.config.model import AgentConfig, is_loopback
-from plantsync.contracts.inbound import parse_down_message
-from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
-from plantsync.errors import MessageRejected, StoreDiskFull, StoreError, StoreFull
+from plantsync.web.metrics import router as metrics_router
 
 if TYPE_CHECKING:
     from plantsync.agent.service import Agent

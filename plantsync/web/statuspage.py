@@ -10,7 +10,7 @@
 Air-gapped by construction: no URL in the page names a host; the chart is inline SVG; a
 Content-Security-Policy limits scripts, styles and connections to the agent itself.
 
-Access, as for the API (``plantsync.agent.api``): with the API bound to loopback the page and
+Access, as for the API (``plantsync.web.api``): with the API bound to loopback the page and
 its fragment are open, and the Host header must name loopback (no DNS rebinding); bound to any
 other address they need the session cookie or ``Authorization: Bearer <api.token>``.
 
@@ -50,8 +50,11 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from plantsync.agent import api as local_api
-from plantsync.agent.apiviews import (
+from plantsync.agent.supervisor import LinkState
+from plantsync.config.model import is_loopback
+from plantsync.errors import StoreError
+from plantsync.web import api as local_api
+from plantsync.web.apiviews import (
     DeadLetterView,
     LinkView,
     Schedule,
@@ -62,9 +65,6 @@ from plantsync.agent.apiviews import (
     status_view,
     waiting_view,
 )
-from plantsync.agent.supervisor import LinkState
-from plantsync.config.model import is_loopback
-from plantsync.errors import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -199,8 +199,7 @@ def router(agent: Agent) -> APIRouter:
     """The page's routes over ``agent``; ``create_app`` includes it."""
     guard = _Guard(agent)
     assets = {
-        name: (resources.files("plantsync.agent") / "static" / name).read_bytes()
-        for name in _ASSETS
+        name: (resources.files("plantsync.web") / "static" / name).read_bytes() for name in _ASSETS
     }
     routes = APIRouter(include_in_schema=False)
 

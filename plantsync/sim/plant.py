@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from plantsync.config.model import JobControlConfig, MachineConfig, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import ItemState
-from plantsync.drivers.simulator_jobcontrol import SimulatedJobControl
+from plantsync.sim.jobcontrol import SimulatedJobControl
 
 NAMESPACE = "urn:plantsync:simulated-plant"
 DEFAULT_MACHINES = ("press-1", "press-2", "lathe-1")

@@ -18,8 +18,6 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from plantsync.agent.hubtools import prepare_down_message, publish, tail
-from plantsync.agent.localbroker import Mosquitto, find_mosquitto, free_port
 from plantsync.agent.logs import setup_logging
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkState
@@ -33,8 +31,10 @@ from plantsync.config.model import (
     SiteConfig,
     StoreConfig,
 )
-from plantsync.drivers.simulator import SimulatedPlant
 from plantsync.errors import PlantsyncError
+from plantsync.sim.plant import SimulatedPlant
+from plantsync.tools.hubtools import prepare_down_message, publish, tail
+from plantsync.tools.localbroker import Mosquitto, find_mosquitto, free_port
 
 DEMO_SITE = "demo-plant"
 DEMO_MACHINES = ("press-1", "press-2", "lathe-1")

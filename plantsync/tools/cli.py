@@ -144,7 +144,7 @@ def run_agent(config: AgentConfig, hash_: str) -> int:
 
     from plantsync.agent.logs import setup_logging
     from plantsync.agent.service import Agent
-    from plantsync.agent.systemd import Notifier
+    from plantsync.tools.systemd import Notifier
 
     setup_logging(config.log.level, config.log.format, config=config)
     log = logging.getLogger("plantsync.agent")
@@ -195,13 +195,13 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from plantsync.agent.demo import run_demo
+    from plantsync.tools.demo import run_demo
 
     return run_demo(workdir=args.workdir, duration=args.duration, quiet=args.quiet)
 
 
 def _hub_tail(args: argparse.Namespace) -> int:
-    from plantsync.agent.hubtools import tail
+    from plantsync.tools.hubtools import tail
 
     try:
         hub = HubConfig(url=args.broker, topic_prefix=args.prefix)
@@ -214,8 +214,8 @@ def _hub_tail(args: argparse.Namespace) -> int:
 
 
 def _hub_publish(args: argparse.Namespace) -> int:
-    from plantsync.agent import hubtools
     from plantsync.errors import MessageRejected, PlantsyncError
+    from plantsync.tools import hubtools
 
     try:
         hub = HubConfig(url=args.broker, topic_prefix=args.prefix)
@@ -256,7 +256,7 @@ def _hub_publish(args: argparse.Namespace) -> int:
 
 
 def _operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from plantsync.agent.operator import DEFAULT_TOKEN_ENV, DEFAULT_URL
+    from plantsync.tools.operator import DEFAULT_TOKEN_ENV, DEFAULT_URL
 
     def api_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--url", default=DEFAULT_URL, help=f"the agent's API; {DEFAULT_URL}")
@@ -302,7 +302,7 @@ def _operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _status(args: argparse.Namespace) -> int:
-    from plantsync.agent import operator
+    from plantsync.tools import operator
 
     return _with_agent(
         args, lambda api: operator.print_status(api.get("/api/v1/status"), sys.stdout)
@@ -310,7 +310,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _deadletter_list(args: argparse.Namespace) -> int:
-    from plantsync.agent import operator
+    from plantsync.tools import operator
 
     path = f"/api/v1/dead-letters?limit={int(args.limit)}"
     return _with_agent(args, lambda api: operator.print_dead_letters(api.get(path), sys.stdout))
@@ -330,7 +330,7 @@ def _deadletter_action(args: argparse.Namespace) -> int:
 
 
 def _with_agent(args: argparse.Namespace, command: Callable[[Any], None]) -> int:
-    from plantsync.agent.operator import AgentApi, AgentUnreachable
+    from plantsync.tools.operator import AgentApi, AgentUnreachable
 
     try:
         command(AgentApi(args.url, args.token_env))
@@ -341,7 +341,7 @@ def _with_agent(args: argparse.Namespace, command: Callable[[Any], None]) -> int
 
 
 def _buffer_inspect(args: argparse.Namespace) -> int:
-    from plantsync.agent.operator import inspect_store
+    from plantsync.tools.operator import inspect_store
 
     config = load_config(args.config)
     try:
@@ -353,7 +353,7 @@ def _buffer_inspect(args: argparse.Namespace) -> int:
 
 
 def _buffer_replay(args: argparse.Namespace) -> int:
-    from plantsync.agent.operator import ProgressBar, parse_since, replay_archive
+    from plantsync.tools.operator import ProgressBar, parse_since, replay_archive
 
     config = load_config(args.config)
     try:

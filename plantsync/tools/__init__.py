@@ -1,0 +1,1 @@
+"""Tools around the agent: the CLI, operator commands, HQ-side hub tools, the demo."""
