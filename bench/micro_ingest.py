@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import timeit
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
 
 from bench.opcua_source import item_name, node_id
 from plantsync.agent.pipeline import Pipeline, _Batch
+from plantsync.agent.sequencer import Sequencer
 from plantsync.buffer.memory import MemoryOutbox
 from plantsync.config.model import OpcUaServerConfig
 from plantsync.contracts import Topics
@@ -99,8 +101,13 @@ def main() -> None:
     readings = per_change(functools.partial(opcua._on_publish, response.Parameters), changes)
     print(f"readings (_on_publish)           {readings:6.2f} µs/change")
     batch: list[Reading] = opcua._queue.get_nowait()
-    pipeline = Pipeline(MemoryOutbox(max_size_bytes=1 << 30), Topics("plantsync/v1", "bench"))
-    records = per_change(lambda: pipeline._records([_Batch("src", batch)]), changes)
+    pipeline = Pipeline(
+        MemoryOutbox(max_size_bytes=1 << 30), Topics("plantsync/v1", "bench"), Sequencer({})
+    )
+    numbers = itertools.count(1)
+    records = per_change(
+        lambda: pipeline._records([_Batch("src", batch)], lambda _: next(numbers)), changes
+    )
     print(f"messages (Pipeline._records)     {records:6.2f} µs/change")
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from plantsync.agent.changes import Decision, plan_changes
 from plantsync.agent.logs import correlation
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.sequencer import Sequencer
-from plantsync.agent.supervisor import LinkHealth, LinkState
+from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState
 from plantsync.buffer.base import Record
 from plantsync.buffer.inbox import InboxRow, InboxStatus
 from plantsync.buffer.store import Store
@@ -116,7 +115,7 @@ class Downlink:
     ) -> None:
         self._store, self._topics, self._sequencer = store, topics, sequencer
         self._policy, self._outbox_changed = policy, outbox_changed
-        self._retry_delays, self._max_bytes = retry_delays, max_message_bytes
+        self._retry_backoff, self._max_bytes = Backoff(*retry_delays), max_message_bytes
         self._on_applied = on_applied
         self._clock = clock
         """Unix time, for what is stored (arrival, retry times): it must outlive the process."""
@@ -217,7 +216,7 @@ class Downlink:
     def _due_by(self, due: float | None, now: float) -> float:
         """``now``, or ``due`` when it lies beyond the longest retry delay: no retry is ever
         scheduled that far ahead, so the wall clock stepped back since it was."""
-        if due is not None and due - now > self._retry_delays[1]:
+        if due is not None and due - now > self._retry_backoff.maximum:
             return due
         return now
 
@@ -282,8 +281,7 @@ class Downlink:
         )
 
     async def _retry_later(self, row: InboxRow, correlation_id: str | None, error: str) -> None:
-        initial, maximum = self._retry_delays
-        delay = random.uniform(0, min(maximum, initial * 2 ** min(row.attempts, 16)))  # noqa: S311
+        delay = self._retry_backoff.delay(row.attempts)
         acks = []
         async with self._sequencer.assigning() as next_seq:
             if row.status is InboxStatus.RECEIVED or (row.reason == APPROVED and row.attempts <= 1):

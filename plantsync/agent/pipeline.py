@@ -8,9 +8,10 @@ Group commit: the pipeline takes one item, then everything already queued up to
 ``commit_batch`` rows, and commits them in one transaction. Under load many batches share one
 fsync; when idle a single change is committed at once, so durability never waits on a timer.
 
-The pipeline is the only producer of sequence numbers. It starts from the outbox's
-``last_sequences()`` and advances a stream's counter only after its rows are committed, so
-the per-stream sequence has no gaps except where telemetry was evicted (and that is counted).
+Sequence numbers come from the agent's one ``Sequencer`` (started from the outbox's
+``last_sequences()``), which adopts a stream's numbers only once the rows that carry them are
+committed, so the per-stream sequence has no gaps except where telemetry was evicted (and that
+is counted). The pipeline is the only writer of the ``machine/<id>`` streams.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from plantsync.agent.sequencer import Sequencer
 from plantsync.buffer.base import Lane, Outbox, Record
 from plantsync.contracts import (
     MACHINE_STATE_VERSION,
@@ -37,6 +39,8 @@ from plantsync.drivers.base import Reading
 from plantsync.errors import StoreError
 
 log = logging.getLogger(__name__)
+
+NextSeq = Callable[[str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +71,16 @@ class Pipeline:
         self,
         outbox: Outbox,
         topics: Topics,
+        sequencer: Sequencer,
         *,
         commit_batch: int = 500,
         queue_size: int = 1000,
     ) -> None:
-        self._outbox, self._topics = outbox, topics
+        self._outbox, self._topics, self._sequencer = outbox, topics, sequencer
         self._commit_batch = commit_batch
         # Bounded: when the store falls behind, submit() waits, and the pressure reaches the
         # sources' own bounded queues, which count what they drop.
         self._queue: asyncio.Queue[_Batch | _Snapshot | None] = asyncio.Queue(queue_size)
-        self._next_seq: dict[str, int] = {}
         self._latest: dict[str, dict[str, TagValue]] = defaultdict(dict)
         self._sources: dict[str, str] = {}
         self.committed = asyncio.Event()
@@ -86,12 +90,6 @@ class Pipeline:
     def latest(self) -> dict[str, dict[str, TagValue]]:
         """The latest value of each tag per machine, as received since start (a copy)."""
         return {machine: dict(tags) for machine, tags in self._latest.items()}
-
-    async def start(self) -> None:
-        """Load the sequence numbers committed before the last stop (or crash)."""
-        self._next_seq = {
-            stream: last + 1 for stream, last in (await self._outbox.last_sequences()).items()
-        }
 
     async def submit(self, source: str, readings: Sequence[Reading]) -> None:
         """Queue one notification batch from ``source``; waits while the queue is full."""
@@ -112,15 +110,18 @@ class Pipeline:
             while len(items) < self._commit_batch and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             closing = items[-1] is None
-            records = self._records([item for item in items if item is not None])
-            if records:
-                await self._commit(records)
+            await self._commit([item for item in items if item is not None])
             if closing:
                 return
 
-    async def _commit(self, records: list[Record]) -> None:
+    async def _commit(self, items: list[_Batch | _Snapshot]) -> None:
         try:
-            self.counters.dropped += await self._outbox.add(records)
+            # The numbers are adopted only if the block ends without error: after the commit.
+            async with self._sequencer.assigning() as next_seq:
+                records = self._records(items, next_seq)
+                if not records:
+                    return
+                dropped = await self._outbox.add(records)
         except StoreError as exc:
             # Telemetry only: the outbox refuses it only when it cannot write at all.
             self.counters.store_errors += 1
@@ -128,24 +129,21 @@ class Pipeline:
             if self.counters.store_errors == 1 or self.counters.store_errors % 1000 == 0:
                 log.error("outbox refused %d messages: %s", len(records), exc)
             return
-        for record in records:
-            self._next_seq[record.stream] = record.seq + 1
+        self.counters.dropped += dropped
         self.counters.messages += len(records)
         self.counters.commits += 1
         self.committed.set()
 
-    def _records(self, items: Iterable[_Batch | _Snapshot]) -> list[Record]:
-        # Sequence numbers are assigned on a copy and adopted only after the commit.
-        sequences = dict(self._next_seq)
+    def _records(self, items: Iterable[_Batch | _Snapshot], next_seq: NextSeq) -> list[Record]:
         records: list[Record] = []
         for item in items:
             if isinstance(item, _Snapshot):
-                records.extend(self._snapshot_records(sequences))
+                records.extend(self._snapshot_records(next_seq))
             else:
-                records.extend(self._change_records(item, sequences))
+                records.extend(self._change_records(item, next_seq))
         return records
 
-    def _change_records(self, batch: _Batch, sequences: dict[str, int]) -> list[Record]:
+    def _change_records(self, batch: _Batch, next_seq: NextSeq) -> list[Record]:
         self.counters.readings += len(batch.readings)
         by_machine: dict[str, list[TagValue]] = defaultdict(list)
         for reading in batch.readings:
@@ -154,15 +152,13 @@ class Pipeline:
             self._latest[reading.machine_id][reading.tag] = value
             self._sources[reading.machine_id] = batch.source
         return [
-            self._record(batch.source, machine, values, "change", sequences)
+            self._record(batch.source, machine, values, "change", next_seq)
             for machine, values in by_machine.items()
         ]
 
-    def _snapshot_records(self, sequences: dict[str, int]) -> list[Record]:
+    def _snapshot_records(self, next_seq: NextSeq) -> list[Record]:
         return [
-            self._record(
-                self._sources[machine], machine, list(tags.values()), "snapshot", sequences
-            )
+            self._record(self._sources[machine], machine, list(tags.values()), "snapshot", next_seq)
             for machine, tags in self._latest.items()
         ]
 
@@ -172,11 +168,10 @@ class Pipeline:
         machine_id: str,
         values: list[TagValue],
         kind: str,
-        sequences: dict[str, int],
+        next_seq: NextSeq,
     ) -> Record:
         stream = machine_stream(machine_id)
-        seq = sequences.get(stream, 1)
-        sequences[stream] = seq + 1
+        seq = next_seq(stream)
         times = [value.source_time for value in values if value.source_time is not None]
         message = MachineStateMessage(
             id=new_message_id(),

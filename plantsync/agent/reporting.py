@@ -12,11 +12,17 @@ confirmation keeps its ``confirmation_id``, which HQ de-duplicates by.)
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from plantsync.agent.business import BusinessWriter
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 from plantsync.drivers.base import PlantEvents
-from plantsync.web.metrics import AgentMetrics
+
+
+class _Observations(Protocol):  # interim: the correlation moves into the store
+    def correlation_of(self, order_id: str) -> str | None: ...
+    def confirmed(self, *, final: bool) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +30,7 @@ log = logging.getLogger(__name__)
 class PlantEventReporter:
     """Writes each new plant event once; remembers the last one per order."""
 
-    def __init__(self, business: BusinessWriter, metrics: AgentMetrics) -> None:
+    def __init__(self, business: BusinessWriter, metrics: _Observations) -> None:
         self._business, self._metrics = business, metrics
         self._last: dict[tuple[str, str], object] = {}
 

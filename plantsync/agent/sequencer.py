@@ -1,9 +1,10 @@
-"""Sequence numbers for the business streams (``acks``, ``order/<id>``, ``resync``).
+"""Per-stream sequence numbers for every message the agent writes up, from one place.
 
-Several producers write business messages (the downlink, and confirmations from plant systems),
-so numbers are assigned under one lock and adopted only once the transaction that carries them
-has committed: a failed commit leaves no gap. Telemetry streams (``machine/<id>``) are numbered
-by the pipeline, their only writer, and never pass through here.
+Several producers write to the outbox (the pipeline's ``machine/<id>`` streams; the downlink's
+and the plant reporter's ``acks``, ``order/<id>`` and ``resync`` streams), so numbers are
+assigned under one lock and adopted only once the transaction that carries them has committed:
+a failed commit leaves no gap. The agent builds one Sequencer from the outbox's
+``last_sequences()`` at start and hands it to every producer.
 """
 
 from __future__ import annotations

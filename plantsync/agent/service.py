@@ -1,4 +1,4 @@
-"""The agent: wires the links, the pipeline and the store, and stops them in order.
+"""The agent: runs its core over the parts the composition root gives it, and stops in order.
 
     OPC UA server ─▶ source link (supervised) ─submit─▶ Pipeline ─add─▶ outbox ┐
     OPC UA server ─▶ source link (supervised) ─┘                               │ (SQLite store:
@@ -6,15 +6,20 @@
     MQTT hub ◀──── hub link (supervised, persistent session) ◀── Uplink ◀──────┤  connection)
              ────▶ down topic (manual ack) ──▶ Downlink.receive ──▶ inbox ─────┤
     MES / plant ◀─ plant link (supervised) ◀── Downlink.run ◀───── inbox ──────┤
-    MES, planners, plant IT ─▶ local API (HTTP) ─▶ BusinessWriter, Downlink ───┘
+    MES, planners, plant IT ─▶ local web surface ─▶ BusinessWriter, Downlink ──┘
+
+``plantsync.app`` builds the ``Parts`` (the store opener, the hub transport, the sources and
+the schedule sink from the drivers registry, the local web surface, the observer of service
+levels); the agent builds its running core over the open store (pipeline, uplink, downlink,
+business writer, one sequencer) and never names a concrete driver.
 
 Start: the store (a corrupt file is moved aside and a fresh store opened: ``quarantine.py``),
-then the hub link (the sink), the pipeline, the plant link, the local API, the sources, the
-periodic snapshot. Stop (SIGTERM): the local API (open requests finish), the
-periodic jobs and the sources, then the pipeline (it commits what is queued) and the plant
-link, then the hub link, which keeps draining the outbox for at most ``shutdown_timeout``,
-publishes ``offline`` and disconnects. Whatever is not delivered by then stays in the store for
-the next start: nothing committed is lost.
+then the hub link (the sink), the pipeline, the plant link, the local web surface, the sources,
+the periodic jobs. Stop (SIGTERM): the web surface (open requests finish), the periodic jobs
+and the sources, then the pipeline (it commits what is queued) and the plant link, then the
+hub link, which keeps draining the outbox for at most ``shutdown_timeout``, publishes
+``offline`` and disconnects. Whatever is not delivered by then stays in the store for the next
+start: nothing committed is lost.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from plantsync import __version__
 from plantsync.agent.business import BusinessWriter
@@ -34,25 +40,22 @@ from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
-from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState, Session, supervise
+from plantsync.agent.supervisor import (
+    Backoff,
+    LinkHealth,
+    LinkState,
+    Session,
+    first_completed,
+    supervise,
+)
 from plantsync.agent.uplink import Uplink
-from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.store import Store
-from plantsync.config.model import AgentConfig, OpcUaServerConfig
+from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
-from plantsync.drivers import SOURCES
-from plantsync.drivers.base import PlantEvents, ScheduleSink
-from plantsync.drivers.hub import Hub, InboundMessage, Will
-from plantsync.drivers.jobcontrol import JobControlSink
-from plantsync.drivers.localschedule import LocalScheduleSink
-from plantsync.drivers.mes_http import MesHttpSink
-from plantsync.drivers.mqtt import HubConnection
+from plantsync.drivers.base import PlantEvents, ScheduleSink, Source
+from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.errors import HubUnavailable
-from plantsync.web.api import create_app
-from plantsync.web.apiserver import ApiServer
-from plantsync.web.metrics import AgentMetrics
-from plantsync.web.statuspage import DepthHistory
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +63,67 @@ HUB = "hub"
 PLANT = "plant"
 
 
+class Observer(Protocol):
+    """Receives the service-level events as they happen (the metrics endpoint implements it)."""
+
+    def schedule_applied(
+        self, latency_seconds: float, correlation_id: str, order_ids: Sequence[str]
+    ) -> None:
+        """One down message settled APPLIED, ``latency_seconds`` after HQ's event time."""
+        ...
+
+    def confirmed(self, *, final: bool) -> None:
+        """One production confirmation committed for HQ."""
+        ...
+
+
+class LocalServer(Protocol):
+    """The local web surface as the agent runs it: serve until stopped, bounded stop."""
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the one the OS chose when the config said 0)."""
+        ...
+
+    async def serve(self) -> None:
+        """Answer requests until ``stop``."""
+        ...
+
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        """Stop accepting, let open requests finish within a bound, then cancel ``task``."""
+        ...
+
+    def close(self) -> None:
+        """Release the listening socket; for a server whose ``serve`` never ran."""
+        ...
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the composition root gives the agent: everything that is not its running core."""
+
+    open_store: Callable[[], Awaitable[Store]]
+    """Opens the store (moving a corrupt file aside); the agent closes it when it stops."""
+    hub: HubFactory
+    """A new, unconnected hub session per connect, given the last will."""
+    sources: Mapping[str, Callable[[], Source]]
+    """Link name (``opcua:<name>``) → a new, unconnected source per connect."""
+    schedule_sink: Callable[[], ScheduleSink]
+    """A new, unconnected connection to the plant system that takes the schedule."""
+    web: Callable[[Agent], LocalServer]
+    """The local web surface over the running agent, bound to its socket, not yet serving."""
+    observer: Observer
+
+
 class Agent:
     """One plant's agent. ``run`` returns after a clean stop."""
 
-    def __init__(self, config: AgentConfig, *, config_hash: str) -> None:
-        self.config, self.config_hash = config, config_hash
+    def __init__(self, config: AgentConfig, *, config_hash: str, parts: Parts) -> None:
+        self.config, self.config_hash, self.parts = config, config_hash, parts
         self.topics = Topics(config.hub.topic_prefix, config.site.id)
         self.health: dict[str, LinkHealth] = {HUB: LinkHealth(HUB), PLANT: LinkHealth(PLANT)}
-        for server in config.opcua:
-            self.health[f"opcua:{server.name}"] = LinkHealth(f"opcua:{server.name}")
+        for name in parts.sources:
+            self.health[name] = LinkHealth(name)
         self._stopping = asyncio.Event()
         self._started = datetime.now(UTC)
         self._started_tick = time.monotonic()
@@ -77,12 +132,9 @@ class Agent:
         self.business: BusinessWriter | None = None
         """Set while running: the local API reads the schedule, approves changes and takes
         confirmations through these."""
-        self.api: ApiServer | None = None
+        self.web: LocalServer | None = None
         self.pipeline: Pipeline | None = None
         self.uplink: Uplink | None = None
-        self.metrics = AgentMetrics(self)
-        self.depth_history = DepthHistory()
-        """The outbox depth over the last hour, for the status page's chart."""
 
     @property
     def started_at(self) -> datetime:
@@ -96,21 +148,16 @@ class Agent:
     @property
     def api_port(self) -> int | None:
         """The local API's port once it listens (the one chosen when the config says 0)."""
-        return self.api.port if self.api is not None else None
+        return self.web.port if self.web is not None else None
 
     async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Run until ``stop`` is set, then stop in order within the configured bounds."""
-        store = await Store.open(
-            self.config.store.path,
-            max_size_bytes=int(self.config.store.max_size),
-            archive=archive_policy(self.config),
-            on_corrupt="quarantine",
-        )
+        store = await self.parts.open_store()
         try:
+            sequencer = Sequencer(await store.outbox.last_sequences())
             pipeline = Pipeline(
-                store.outbox, self.topics, commit_batch=self.config.store.commit_batch
+                store.outbox, self.topics, sequencer, commit_batch=self.config.store.commit_batch
             )
-            await pipeline.start()
             uplink = Uplink(
                 store.outbox,
                 self.health[HUB],
@@ -119,20 +166,25 @@ class Agent:
                 stall_timeout=self.config.hub.stall_timeout.total_seconds(),
             )
             self.pipeline, self.uplink = pipeline, uplink
-            downlink = await self.attach(store, pipeline.committed)
+            downlink = await self.attach(store, pipeline.committed, sequencer)
             if store.health.quarantine is not None:
                 # The fresh store knows no schedule and no down seq: ask HQ for all of it.
                 await downlink.request_resync(ResyncReason.STARTUP)
-            self.api = ApiServer.bind(create_app(self), self.config.api)
-            with contextlib.closing(self.api):
-                await self._run_links(pipeline, uplink, downlink, self.api, stop, on_ready)
+            self.web = self.parts.web(self)
+            with contextlib.closing(self.web):
+                await self._run_links(pipeline, uplink, downlink, self.web, stop, on_ready)
         finally:
             await store.close()
 
-    async def attach(self, store: Store, outbox_changed: asyncio.Event) -> Downlink:
+    async def attach(
+        self, store: Store, outbox_changed: asyncio.Event, sequencer: Sequencer | None = None
+    ) -> Downlink:
         """Build what works on the open ``store`` alone (the business writer, the downlink),
-        as ``run`` does; tests call it to serve the local API without any link."""
-        sequencer = Sequencer(await store.outbox.last_sequences())
+        as ``run`` does; tests call it to serve the local API without any link.
+
+        ``outbox_changed`` is set after every commit to the outbox (it wakes the uplink);
+        ``sequencer`` numbers every stream (one is made from the outbox when not given)."""
+        sequencer = sequencer or Sequencer(await store.outbox.last_sequences())
         self.store = store
         self.business = BusinessWriter(store.outbox, self.topics, sequencer, outbox_changed)
         self.downlink = self._downlink(store, sequencer, outbox_changed)
@@ -153,7 +205,7 @@ class Agent:
                 schedule.retry_max_delay.total_seconds(),
             ),
             max_message_bytes=int(schedule.max_message_size),
-            on_applied=self.metrics.schedule_applied,
+            on_applied=self.parts.observer.schedule_applied,
         )
 
     async def _run_links(
@@ -161,7 +213,7 @@ class Agent:
         pipeline: Pipeline,
         uplink: Uplink,
         downlink: Downlink,
-        api: ApiServer,
+        web: LocalServer,
         stop: asyncio.Event,
         on_ready: Callable[[], None] | None,
     ) -> None:
@@ -175,19 +227,15 @@ class Agent:
                 supervise(self.health[PLANT], self._plant_session(downlink), self._backoff()),
                 name="link:plant",
             )
-            served = tasks.create_task(api.serve(), name="api")
-            assert self.store is not None
-            sampler = tasks.create_task(self.depth_history.run(self.store), name="depth-history")
+            served = tasks.create_task(web.serve(), name="web")
             sources = [
                 tasks.create_task(
                     supervise(
-                        self.health[name],
-                        self._source_session(name, server, pipeline),
-                        self._backoff(),
+                        self.health[name], self._source_session(name, pipeline), self._backoff()
                     ),
                     name=f"link:{name}",
                 )
-                for name, server in ((f"opcua:{s.name}", s) for s in self.config.opcua)
+                for name in self.parts.sources
             ]
             snapshots = tasks.create_task(self._snapshots(pipeline), name="snapshots")
             if on_ready is not None:
@@ -195,8 +243,8 @@ class Agent:
             log.info("agent running: site %s, %d source link(s)", self.config.site.id, len(sources))
             await stop.wait()
             log.info("stopping: the local API and the sources, then the final flush to the hub")
-            await api.stop(served)
-            for source in [*sources, plant, sampler, snapshots]:
+            await web.stop(served)
+            for source in [*sources, plant, snapshots]:
                 source.cancel()
             await pipeline.close()
             await writer
@@ -220,20 +268,17 @@ class Agent:
             hub.cancel()
 
     def _hub_session(self, uplink: Uplink, downlink: Downlink) -> Session:
-        hub = self.config.hub
         will = Will(self.topics.status, self._status("offline", "connection-lost"), 1, True)
 
         async def session(up: Callable[[], None]) -> None:
-            async with HubConnection(
-                hub, client_id=self.config.client_id, will=will, manual_ack=True
-            ) as link:
+            async with self.parts.hub(will) as link:
                 await link.subscribe([(self.topics.down_schedule, 1)])
                 if not link.session_present:
                     # The broker kept nothing for us: schedules sent meanwhile may be lost.
                     await downlink.request_resync(ResyncReason.NO_SESSION)
                 await self._acknowledged(link, self._status("online", "connected"))
                 up()
-                await _serve_both(uplink.serve(link, self._stopping), _receive(link, downlink))
+                await first_completed(uplink.serve(link, self._stopping), _receive(link, downlink))
                 await self._acknowledged(link, self._status("offline", "shutdown"))
 
         return session
@@ -242,26 +287,19 @@ class Agent:
         health = self.health[PLANT]
 
         async def session(up: Callable[[], None]) -> None:
-            async with self._schedule_sink() as sink:
+            async with self.parts.schedule_sink() as sink:
                 up()
                 if not isinstance(sink, PlantEvents):
                     await downlink.run(sink, health)
                     return
                 assert self.business is not None
-                reporter = PlantEventReporter(self.business, self.metrics)
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(downlink.run(sink, health), name="downlink")
-                    tasks.create_task(reporter.report(sink.name, sink), name="plant-events")
+                reporter = PlantEventReporter(self.business, self.parts.observer)  # type: ignore[arg-type]
+                # Either ending ends both, and a lost link reaches the supervisor as itself
+                # (SourceUnavailable), so it reconnects: a TaskGroup would wrap it in an
+                # ExceptionGroup that no supervisor catches, and the agent would exit.
+                await first_completed(downlink.run(sink, health), reporter.report(sink.name, sink))
 
         return session
-
-    def _schedule_sink(self) -> ScheduleSink:
-        # One plant system takes the schedule: Job Control (machines) ahead of the MES.
-        if self.config.jobcontrol is not None:
-            return JobControlSink(self.config.jobcontrol)
-        if self.config.mes is not None:
-            return MesHttpSink(self.config.mes)
-        return LocalScheduleSink()
 
     async def _acknowledged(self, link: Hub, status: bytes) -> None:
         timeout = self.config.hub.connect_timeout.total_seconds()
@@ -271,11 +309,11 @@ class Agent:
         except TimeoutError as exc:
             raise HubUnavailable(f"status not acknowledged within {timeout:.0f} s") from exc
 
-    def _source_session(self, name: str, server: OpcUaServerConfig, pipeline: Pipeline) -> Session:
-        health = self.health[name]
+    def _source_session(self, name: str, pipeline: Pipeline) -> Session:
+        health, connect = self.health[name], self.parts.sources[name]
 
         async def session(up: Callable[[], None]) -> None:
-            async with SOURCES["opcua"](server) as source:
+            async with connect() as source:
                 up()
                 async for batch in source.readings():
                     health.touch()
@@ -325,11 +363,6 @@ async def every(
         await action()
 
 
-def archive_policy(config: AgentConfig) -> ArchivePolicy:
-    """The sent archive's bounds from ``[store]``."""
-    return ArchivePolicy(config.store.archive_max_age.total_seconds(), config.store.archive_bytes)
-
-
 async def _receive(link: Hub, downlink: Downlink) -> None:
     """Every down message is committed (inbox or dead letters) before its MQTT ack.
 
@@ -338,26 +371,6 @@ async def _receive(link: Hub, downlink: Downlink) -> None:
     and the broker, which kept the persistent session, delivers it again. Going on with the
     next message instead would acknowledge later messages before this one is stored.
     """
-    message: InboundMessage
     async for message in link.messages():
         await downlink.receive(message.topic, message.payload)
         link.ack(message)
-
-
-async def _serve_both(
-    uplink: Coroutine[None, None, None], receiver: Coroutine[None, None, None]
-) -> None:
-    """Run the uplink and the receiver on one connection. The uplink returning (a clean stop)
-    ends both; an error in either ends both and reaches the supervisor as itself."""
-    sending = asyncio.create_task(uplink, name="hub-send")
-    receiving = asyncio.create_task(receiver, name="hub-receive")
-    try:
-        done, _ = await asyncio.wait({sending, receiving}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
-        await sending
-    finally:
-        for task in (receiving, sending):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, HubUnavailable):
-                await task

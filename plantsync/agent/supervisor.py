@@ -23,10 +23,11 @@ monotonic clock, so a step of the wall clock neither raises a false stall nor hi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -139,9 +140,15 @@ class Backoff:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
     def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * 2**self._attempt)
+        """The delay before the next try of a link that keeps failing."""
+        delay = self.delay(self._attempt)
         self._attempt = min(self._attempt + 1, 32)
-        return self._rng.uniform(0, ceiling)
+        return delay
+
+    def delay(self, attempt: int) -> float:
+        """The delay before try ``attempt + 1`` (0: the first retry), for callers that count
+        attempts themselves (the downlink keeps a message's attempts in the inbox)."""
+        return self._rng.uniform(0, min(self.maximum, self.initial * 2 ** min(attempt, 32)))
 
     def reset(self) -> None:
         self._attempt = 0
@@ -183,3 +190,26 @@ async def supervise(health: LinkHealth, session: Session, backoff: Backoff) -> N
             health.transition(LinkState.STOPPED)
             return
         await asyncio.sleep(delay)
+
+
+async def first_completed(
+    main: Coroutine[None, None, None], beside: Coroutine[None, None, None]
+) -> None:
+    """Run two halves of one session; the first to end ends both.
+
+    ``main`` returning is a clean end (the uplink after a stop) and ends ``beside``. An error
+    in either cancels the other and reaches the supervisor as itself, not wrapped in an
+    ExceptionGroup (as a TaskGroup would), so a ``LinkError`` is retried.
+    """
+    first = asyncio.create_task(main, name=getattr(main, "__qualname__", "main"))
+    second = asyncio.create_task(beside, name=getattr(beside, "__qualname__", "beside"))
+    try:
+        done, _ = await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+        await first
+    finally:
+        for task in (second, first):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LinkError):
+                await task

@@ -1,6 +1,8 @@
-"""One module per plant-side or hub-side protocol, and the registry of source kinds.
+"""One module per plant-side or hub-side protocol, and the registry of driver kinds.
 
-The registry is an explicit dict, not import side effects: adding a driver is one line here.
+The registry is an explicit dict, not import side effects: adding a driver is writing its
+module and one line here, keyed by its config section's name; ``plantsync.app`` builds each
+configured section's driver from it, and nothing in ``plantsync.agent`` names a driver.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from plantsync.drivers.base import Reading, Source
+from plantsync.drivers.base import Reading, ScheduleSink, Source
+from plantsync.drivers.jobcontrol import JobControlSink
+from plantsync.drivers.mes_http import MesHttpSink
 from plantsync.drivers.opcua import OpcUaSource
 
 SOURCES: dict[str, Callable[[Any], Source]] = {
@@ -16,4 +20,12 @@ SOURCES: dict[str, Callable[[Any], Source]] = {
 }
 """Source kind (the config section's name) → constructor taking that section's config."""
 
-__all__ = ["SOURCES", "Reading", "Source"]
+SCHEDULE_SINKS: dict[str, Callable[[Any], ScheduleSink]] = {
+    "jobcontrol": JobControlSink,
+    "mes": MesHttpSink,
+}
+"""Plant systems that take the schedule, in order of preference when several are configured
+(machines through Job Control ahead of the MES) → constructor taking that section's config.
+With none configured the agent keeps the schedule itself (``localschedule``)."""
+
+__all__ = ["SCHEDULE_SINKS", "SOURCES", "Reading", "ScheduleSink", "Source"]

@@ -143,12 +143,12 @@ def run_agent(config: AgentConfig, hash_: str) -> int:
     import logging
 
     from plantsync.agent.logs import setup_logging
-    from plantsync.agent.service import Agent
+    from plantsync.app import build_agent
     from plantsync.tools.systemd import Notifier
 
     setup_logging(config.log.level, config.log.format, config=config)
     log = logging.getLogger("plantsync.agent")
-    agent = Agent(config, config_hash=hash_)
+    agent = build_agent(config, config_hash=hash_)
     notifier = Notifier.from_environment()
 
     def links() -> str:

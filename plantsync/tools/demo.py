@@ -21,6 +21,7 @@ from pathlib import Path
 from plantsync.agent.logs import setup_logging
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkState
+from plantsync.app import build_agent
 from plantsync.config import config_hash
 from plantsync.config.model import (
     AgentConfig,
@@ -87,7 +88,7 @@ async def _run(config: AgentConfig, broker_url: str, duration: float | None, qui
         loop.add_signal_handler(signum, stop.set)
     if duration is not None:
         loop.call_later(duration, stop.set)
-    agent = Agent(config, config_hash=config_hash(config))
+    agent = build_agent(config, config_hash=config_hash(config))
     hub = HubConfig(url=broker_url, topic_prefix=config.hub.topic_prefix)
     async with asyncio.TaskGroup() as tasks:
         helpers: list[asyncio.Task[object]] = [

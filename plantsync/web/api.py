@@ -62,6 +62,7 @@ from plantsync.web.apiviews import (
     status_view,
     waiting_view,
 )
+from plantsync.web.metrics import AgentMetrics
 from plantsync.web.metrics import router as metrics_router
 
 if TYPE_CHECKING:
@@ -84,8 +85,9 @@ _BEARER = HTTPBearer(auto_error=False, description="api.token from the agent's c
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
-def create_app(agent: Agent) -> FastAPI:
-    """The API over ``agent``'s store, downlink and business writer (set while it runs)."""
+def create_app(agent: Agent, metrics: AgentMetrics | None = None) -> FastAPI:
+    """The API over ``agent``'s store, downlink and business writer (set while it runs);
+    ``metrics`` is the registry the agent reports its service levels to."""
     app = FastAPI(
         title="plantsync agent",
         version=__version__,
@@ -94,6 +96,11 @@ def create_app(agent: Agent) -> FastAPI:
         openapi_url=None,  # served below, behind the read access rule
     )
     app.state.agent = agent
+    observer = agent.parts.observer
+    app.state.metrics = metrics or (
+        observer if isinstance(observer, AgentMetrics) else AgentMetrics()
+    )
+    app.state.metrics.watch(agent)
     app.state.access = _Access(agent.config)
     app.include_router(_probes)
     app.include_router(_reads, dependencies=[Depends(_read_access)])
@@ -194,17 +201,17 @@ def _access(request: Request) -> _Access:
 
 
 class _Parts:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, metrics: AgentMetrics) -> None:
         if agent.store is None or agent.downlink is None or agent.business is None:
             raise HTTPException(503, "the agent is starting: its store is not open yet")
-        self.agent, self.config = agent, agent.config
+        self.agent, self.config, self.metrics = agent, agent.config, metrics
         self.store: Store = agent.store
         self.downlink: Downlink = agent.downlink
         self.business: BusinessWriter = agent.business
 
 
 def _parts(request: Request) -> _Parts:
-    return _Parts(request.app.state.agent)
+    return _Parts(request.app.state.agent, request.app.state.metrics)
 
 
 def _scrubber(request: Request) -> _Scrubber:
@@ -350,7 +357,7 @@ async def confirmation(
 ) -> Accepted:
     """A production confirmation from the MES; 202 once it is committed to the outbox. It
     carries the correlation id of the schedule that applied its order (else X-Correlation-Id)."""
-    metrics = parts.agent.metrics
+    metrics = parts.metrics
     correlation_id = metrics.correlation_of(body.order_id) or correlation_id
     with correlation(correlation_id):
         try:

@@ -70,7 +70,7 @@ CORRELATIONS_KEPT = 10_000
 class AgentMetrics:
     """The agent's registry, what is observed as it happens, and the order → correlation map."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "plantsync_schedule_update_latency_seconds",
@@ -91,9 +91,15 @@ class AgentMetrics:
         )
         for final in ("true", "false"):
             self.confirmations.labels(final=final)
+        self._collector: AgentCollector | None = None
+        self._correlations: OrderedDict[str, str] = OrderedDict()
+
+    def watch(self, agent: Agent) -> None:
+        """Read ``agent``'s live counters at every scrape (replaces the agent watched before)."""
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
         self._collector = AgentCollector(agent)
         self.registry.register(self._collector)
-        self._correlations: OrderedDict[str, str] = OrderedDict()
 
     def schedule_applied(
         self, latency_seconds: float, correlation_id: str, order_ids: Sequence[str]
@@ -116,7 +122,8 @@ class AgentMetrics:
 
     async def exposition(self) -> bytes:
         """Read the store's stats, then render every metric in the text format."""
-        await self._collector.refresh()
+        if self._collector is not None:
+            await self._collector.refresh()
         return generate_latest(self.registry)
 
 
@@ -291,5 +298,5 @@ router = APIRouter(tags=["metrics"])
 @router.get("/metrics", response_class=Response, include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """Prometheus text format: every metric of this agent."""
-    agent: Agent = request.app.state.agent
-    return Response(await agent.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    metrics: AgentMetrics = request.app.state.metrics
+    return Response(await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -276,25 +276,25 @@ def router(agent: Agent) -> APIRouter:
     @routes.post("/status/approvals/{row_id}/approve")
     async def approve(request: Request, row_id: RowId) -> Any:
         guard.write(request)
-        return await local_api.approve(local_api._Parts(agent), row_id)
+        return await local_api.approve(local_api._parts(request), row_id)
 
     @routes.post("/status/approvals/{row_id}/reject")
     async def reject(request: Request, row_id: RowId, body: Reason) -> Any:
         guard.write(request)
         rejection = local_api.Rejection(reason=body.reason)
-        return await local_api.reject(local_api._Parts(agent), row_id, rejection)
+        return await local_api.reject(local_api._parts(request), row_id, rejection)
 
     @routes.post("/status/dead-letters/{letter_id}/retry")
     async def retry(request: Request, letter_id: RowId) -> Any:
         guard.write(request)
         return await local_api.retry(
-            local_api._Parts(agent), letter_id, request.app.state.access.scrub
+            local_api._parts(request), letter_id, request.app.state.access.scrub
         )
 
     @routes.post("/status/dead-letters/{letter_id}/discard")
     async def discard(request: Request, letter_id: RowId) -> Any:
         guard.write(request)
-        return await local_api.discard(local_api._Parts(agent), letter_id)
+        return await local_api.discard(local_api._parts(request), letter_id)
 
     return routes
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plantsync.agent.pipeline import Pipeline
-from plantsync.buffer.base import Lane
+from plantsync.agent.sequencer import Sequencer
+from plantsync.buffer.base import Lane, Outbox
 from plantsync.buffer.memory import MemoryOutbox, MemoryStorage
 from plantsync.contracts import MachineStateMessage, Quality, Topics
 from plantsync.drivers.base import Reading
@@ -18,6 +19,11 @@ TOPICS = Topics("plantsync/v1", "plant-01")
 
 def reading(machine: str, tag: str, value: float | str) -> Reading:
     return Reading(machine, tag, value, Quality.GOOD, 0, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def started(outbox: Outbox) -> Pipeline:
+    """A pipeline numbering on from what the outbox committed, as the agent builds it."""
+    return Pipeline(outbox, TOPICS, Sequencer(await outbox.last_sequences()))
 
 
 async def run_until_idle(pipeline: Pipeline) -> None:
@@ -35,8 +41,7 @@ async def drain(outbox: MemoryOutbox) -> list[dict[str, Any]]:
 
 async def test_one_batch_becomes_one_message_per_machine() -> None:
     outbox = MemoryOutbox(max_size_bytes=1 << 20)
-    pipeline = Pipeline(outbox, TOPICS)
-    await pipeline.start()
+    pipeline = await started(outbox)
     await pipeline.submit(
         "opcua:line-1",
         [
@@ -62,15 +67,13 @@ async def test_one_batch_becomes_one_message_per_machine() -> None:
 async def test_sequences_are_gapless_per_stream_and_continue_after_a_restart() -> None:
     storage = MemoryStorage()
     outbox = MemoryOutbox(storage, max_size_bytes=1 << 20)
-    pipeline = Pipeline(outbox, TOPICS)
-    await pipeline.start()
+    pipeline = await started(outbox)
     for step in range(5):
         await pipeline.submit("opcua:a", [reading("press-1", "speed", step)])
     await run_until_idle(pipeline)
     first = [m["seq"] for m in await drain(outbox)]
 
-    restarted = Pipeline(MemoryOutbox(storage, max_size_bytes=1 << 20), TOPICS)
-    await restarted.start()
+    restarted = await started(MemoryOutbox(storage, max_size_bytes=1 << 20))
     await restarted.submit("opcua:a", [reading("press-1", "speed", 99)])
     await run_until_idle(restarted)
     records = await MemoryOutbox(storage, max_size_bytes=1 << 20).begin(10)
@@ -80,8 +83,7 @@ async def test_sequences_are_gapless_per_stream_and_continue_after_a_restart() -
 
 async def test_a_snapshot_carries_every_tags_last_value_in_sequence_with_changes() -> None:
     outbox = MemoryOutbox(max_size_bytes=1 << 20)
-    pipeline = Pipeline(outbox, TOPICS)
-    await pipeline.start()
+    pipeline = await started(outbox)
     await pipeline.submit("opcua:a", [reading("press-1", "speed", 1.0)])
     await pipeline.submit("opcua:a", [reading("press-1", "state", "Executing")])
     await pipeline.request_snapshot()
@@ -98,8 +100,7 @@ async def test_a_snapshot_carries_every_tags_last_value_in_sequence_with_changes
 
 async def test_machine_state_is_telemetry_on_the_machines_topic() -> None:
     outbox = MemoryOutbox(max_size_bytes=1 << 20)
-    pipeline = Pipeline(outbox, TOPICS)
-    await pipeline.start()
+    pipeline = await started(outbox)
     await pipeline.submit("opcua:a", [reading("press-1", "speed", 1.0)])
     await run_until_idle(pipeline)
     (row,) = await outbox.begin(10)
@@ -109,8 +110,7 @@ async def test_machine_state_is_telemetry_on_the_machines_topic() -> None:
 
 async def test_telemetry_the_full_outbox_sheds_is_counted() -> None:
     outbox = MemoryOutbox(max_size_bytes=2_000)
-    pipeline = Pipeline(outbox, TOPICS)
-    await pipeline.start()
+    pipeline = await started(outbox)
     for step in range(50):
         await pipeline.submit("opcua:a", [reading("press-1", "speed", step)])
     await run_until_idle(pipeline)

@@ -16,6 +16,7 @@ from pydantic import ByteSize, SecretStr
 
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkHealth
+from plantsync.app import build_agent
 from plantsync.buffer.base import Claimed
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, ApiConfig, HubConfig, SiteConfig, StoreConfig
@@ -47,7 +48,7 @@ def config(
 async def attached(config: AgentConfig) -> AsyncIterator[Agent]:
     """An Agent whose store is open and whose downlink and business writer exist, as while
     it runs, but with no link: what the local API needs."""
-    agent = Agent(config, config_hash="cafe12345678")
+    agent = build_agent(config, config_hash="cafe12345678")
     async with await Store.open(
         config.store.path, max_size_bytes=int(config.store.max_size)
     ) as store:

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkState
+from plantsync.app import build_agent
 from plantsync.config.model import ApiConfig
 from plantsync.errors import ConfigError
 from plantsync.sim.plant import SimulatedPlant
@@ -84,7 +85,7 @@ async def test_a_port_in_use_stops_the_start_with_a_config_error(tmp_path: Path)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         busy = config(tmp_path / "store.db").model_copy(update={"api": ApiConfig(port=port)})
-        agent = Agent(busy, config_hash="test")
+        agent = build_agent(busy, config_hash="test")
 
         with pytest.raises(ConfigError) as caught:
             async with asyncio.timeout(10):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from plantsync.agent.service import Agent
+from plantsync.app import build_agent
 from plantsync.config.model import (
     AgentConfig,
     ApiConfig,
@@ -73,7 +74,7 @@ def config_toml(store: Path, broker_url: str, server: OpcUaServerConfig) -> str:
 @contextlib.asynccontextmanager
 async def running_agent(config: AgentConfig) -> AsyncIterator[Agent]:
     """The agent in this process; stopped (cleanly, bounded) when the block ends."""
-    agent = Agent(config, config_hash="e2e")
+    agent = build_agent(config, config_hash="e2e")
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop), name="agent")
     try:

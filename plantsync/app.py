@@ -1,0 +1,90 @@
+"""The composition root: config in, an agent with all its parts out. The only module that
+knows every room.
+
+    AgentConfig ─▶ build_agent ─▶ Agent(config, parts)
+                    ├─ open_store      buffer.Store.open (a corrupt file is moved aside)
+                    ├─ hub             drivers.mqtt.HubConnection, bound to [hub] and client id
+                    ├─ sources         drivers.SOURCES[kind](section), one per configured server
+                    ├─ schedule_sink   drivers.SCHEDULE_SINKS (Job Control, MES) or the agent's own
+                    ├─ web             web.create_app + web.ApiServer over the running agent
+                    └─ observer        web.AgentMetrics: the service levels, as they happen
+
+Everything else receives its collaborators: the agent runs its core (pipeline, uplink,
+downlink, business writer) over the parts, and a test swaps any part, e.g. a fake ``Hub``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from plantsync.agent.service import Agent, Parts
+from plantsync.buffer.archive import ArchivePolicy
+from plantsync.buffer.store import Store
+from plantsync.config.model import AgentConfig
+from plantsync.drivers import SCHEDULE_SINKS, SOURCES
+from plantsync.drivers.base import ScheduleSink, Source
+from plantsync.drivers.hub import Hub, HubFactory, Will
+from plantsync.drivers.localschedule import LocalScheduleSink
+from plantsync.drivers.mqtt import HubConnection
+from plantsync.web.api import create_app
+from plantsync.web.apiserver import ApiServer
+from plantsync.web.metrics import AgentMetrics
+
+
+def build_agent(config: AgentConfig, *, config_hash: str, hub: HubFactory | None = None) -> Agent:
+    """The agent for ``config``; ``hub`` replaces the MQTT transport (tests, other transports)."""
+    metrics = AgentMetrics()
+    parts = Parts(
+        open_store=functools.partial(open_store, config),
+        hub=hub or mqtt_hub(config),
+        sources=sources(config),
+        schedule_sink=schedule_sink(config),
+        web=lambda agent: ApiServer.bind(create_app(agent, metrics), config.api),
+        observer=metrics,
+    )
+    return Agent(config, config_hash=config_hash, parts=parts)
+
+
+async def open_store(config: AgentConfig) -> Store:
+    """The agent's store from ``[store]``; a corrupt file is quarantined, never fatal."""
+    return await Store.open(
+        config.store.path,
+        max_size_bytes=int(config.store.max_size),
+        archive=archive_policy(config),
+        on_corrupt="quarantine",
+    )
+
+
+def archive_policy(config: AgentConfig) -> ArchivePolicy:
+    """The sent archive's bounds from ``[store]``."""
+    return ArchivePolicy(config.store.archive_max_age.total_seconds(), config.store.archive_bytes)
+
+
+def mqtt_hub(config: AgentConfig) -> HubFactory:
+    """Hub sessions over MQTT: persistent, down messages acknowledged once durable."""
+
+    def connect(will: Will) -> Hub:
+        return HubConnection(config.hub, client_id=config.client_id, will=will, manual_ack=True)
+
+    return connect
+
+
+def sources(config: AgentConfig) -> dict[str, Callable[[], Source]]:
+    """One source per configured server, by link name (``<kind>:<name>``)."""
+    sections = {"opcua": config.opcua}
+    return {
+        f"{kind}:{server.name}": functools.partial(SOURCES[kind], server)
+        for kind, servers in sections.items()
+        for server in servers
+    }
+
+
+def schedule_sink(config: AgentConfig) -> Callable[[], ScheduleSink]:
+    """The one plant system that takes the schedule: the first configured in registry order,
+    else the agent's own last-known-good schedule (served by the local API)."""
+    for kind, build in SCHEDULE_SINKS.items():
+        section = getattr(config, kind, None)
+        if section is not None:
+            return functools.partial(build, section)
+    return LocalScheduleSink

@@ -1,0 +1,238 @@
+"""The agent built by the composition root with a fake ``Hub``: proof that the hub seam is real
+(nothing in the core names MQTT), and that a plant system going away never ends the agent.
+
+The fake stands at the seam only; the OPC UA server and the Job Control server are real
+(asyncua, the simulated plant), and so is the SQLite store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from plantsync.agent.service import Agent
+from plantsync.agent.supervisor import LinkState
+from plantsync.app import build_agent
+from plantsync.config.model import (
+    AgentConfig,
+    ApiConfig,
+    HubConfig,
+    JobControlConfig,
+    OpcUaServerConfig,
+    PolicyConfig,
+    SiteConfig,
+    StoreConfig,
+)
+from plantsync.contracts import new_message_id
+from plantsync.drivers.hub import Hub, InboundMessage, Outgoing, Will
+from plantsync.errors import HubUnavailable
+from plantsync.sim.plant import SimulatedPlant
+from tests.e2e.support import FAST_RECONNECT, eventually
+
+SITE = "plant-fake"
+
+
+class FakeHub:
+    """An in-memory hub session: acknowledges every message at once, delivers what the test
+    puts in ``inbound``, and records what the agent publishes and acknowledges."""
+
+    def __init__(self, broker: FakeBroker, will: Will) -> None:
+        self._broker, self.will = broker, will
+        self._acknowledged: list[int] = []
+        self._ready = asyncio.Event()
+        self._closed = asyncio.Event()
+
+    @property
+    def session_present(self) -> bool:
+        return True  # the fake broker keeps the session: no resync request
+
+    async def __aenter__(self) -> Self:
+        self._broker.sessions += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._closed.set()
+        self._ready.set()
+
+    async def subscribe(self, filters: Sequence[tuple[str, int]]) -> None:
+        self._broker.subscriptions.extend(topic for topic, _ in filters)
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> asyncio.Future[None]:
+        self._broker.published.append((topic, payload))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def send(self, messages: Iterable[Outgoing]) -> None:
+        for key, topic, payload in messages:
+            self._broker.published.append((topic, payload))
+            self._acknowledged.append(key)
+        self._ready.set()
+
+    def acknowledged(self) -> list[int]:
+        keys, self._acknowledged = self._acknowledged, []
+        self._ready.clear()
+        return keys
+
+    @property
+    def acknowledgement_ready(self) -> asyncio.Event:
+        return self._ready
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def messages(self) -> AsyncIterator[InboundMessage]:
+        while not self._closed.is_set():
+            yield await self._broker.inbound.get()
+        raise HubUnavailable("fake hub closed")
+
+    def ack(self, message: InboundMessage) -> None:
+        self._broker.acked.append(message.mid)
+
+
+class FakeBroker:
+    """What the fake hub sessions share, as a broker would across reconnects."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+        self.subscriptions: list[str] = []
+        self.inbound: asyncio.Queue[InboundMessage] = asyncio.Queue()
+        self.acked: list[int] = []
+        self.sessions = 0
+
+    def connect(self, will: Will) -> Hub:
+        return FakeHub(self, will)
+
+    def messages(self, topic_suffix: str) -> list[dict[str, Any]]:
+        return [
+            json.loads(payload) for topic, payload in self.published if topic.endswith(topic_suffix)
+        ]
+
+
+def _config(
+    store: Path,
+    opcua: list[OpcUaServerConfig] | None = None,
+    jobcontrol: JobControlConfig | None = None,
+) -> AgentConfig:
+    return AgentConfig(
+        site=SiteConfig(id=SITE),
+        # Never dialled: the fake hub replaces the transport.
+        hub=HubConfig(url="mqtt://127.0.0.1:9"),
+        store=StoreConfig(path=store),
+        opcua=opcua or [],
+        jobcontrol=jobcontrol,
+        api=ApiConfig(port=0),
+        policy=PolicyConfig(snapshot_interval=timedelta(0)),
+        reconnect=FAST_RECONNECT,
+        shutdown_timeout=timedelta(seconds=5),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _running(config: AgentConfig, broker: FakeBroker) -> AsyncIterator[Agent]:
+    agent = build_agent(config, config_hash="fake", hub=broker.connect)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop), name="agent")
+    try:
+        yield agent
+        assert not task.done(), "the agent ended on its own"
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await task
+
+
+def _release(order_id: str, seq: int) -> bytes:
+    start = datetime.now(UTC) + timedelta(days=2)
+    order = {
+        "order_id": order_id,
+        "revision": 1,
+        "product_id": "PRD-1",
+        "quantity": {"value": "10", "unit": "pcs"},
+        "work_center": "line-1",
+        "planned_start": start.isoformat(),
+        "planned_end": (start + timedelta(hours=1)).isoformat(),
+        "priority": 5,
+        "request_state": "Released",
+    }
+    message = {
+        "id": new_message_id(),
+        "type": "schedule.release",
+        "schema_version": 1,
+        "site": SITE,
+        "source": "hq:test",
+        "stream": "schedule",
+        "seq": seq,
+        "event_time": datetime.now(UTC).isoformat(),
+        "correlation_id": f"plan-{seq}",
+        "payload": {"orders": [order]},
+    }
+    return json.dumps(message).encode()
+
+
+async def test_readings_reach_a_fake_hub_through_the_pipeline_and_the_store(
+    tmp_path: Path, opcua_plant: SimulatedPlant
+) -> None:
+    broker = FakeBroker()
+    config = _config(tmp_path / "store.db", opcua=[opcua_plant.server_config("line-1")])
+    async with _running(config, broker) as agent:
+        await eventually(lambda: bool(broker.messages("/state")), within=20)
+        assert agent.health["hub"].state is LinkState.UP
+        assert broker.subscriptions == [f"plantsync/v1/{SITE}/down/schedule"]
+        [first, *_] = broker.messages("/state")
+        assert first["type"] == "machine.state"
+        assert first["source"] == "opcua:line-1"
+        assert first["seq"] == 1
+        assert agent.store is not None
+        # Acknowledged by the fake hub, so the outbox lets the rows go.
+        await eventually(lambda: agent.uplink is not None and agent.uplink.counters.acked >= 1, 10)
+    online = [
+        json.loads(payload) for topic, payload in broker.published if topic.endswith("/status")
+    ]
+    assert [status["state"] for status in online] == ["online", "offline"]
+
+
+async def test_a_schedule_from_a_fake_hub_is_applied_acknowledged_and_acked_to_the_broker(
+    tmp_path: Path,
+) -> None:
+    broker = FakeBroker()
+    topic = f"plantsync/v1/{SITE}/down/schedule"
+    await broker.inbound.put(InboundMessage(topic, _release("JO-1", 1), 1, False, mid=7))
+    async with _running(_config(tmp_path / "store.db"), broker) as agent:
+        await eventually(
+            lambda: any(ack["payload"]["outcome"] == "applied" for ack in broker.messages("/ack")),
+            within=20,
+        )
+        assert broker.acked == [7]  # the MQTT ack came after the inbox commit
+        assert agent.store is not None
+        assert [order.order_id for order in await agent.store.inbox.schedule(None)] == ["JO-1"]
+
+
+async def test_a_job_control_server_that_goes_away_is_reconnected_and_never_ends_the_agent(
+    tmp_path: Path, jobcontrol_plant: SimulatedPlant
+) -> None:
+    broker = FakeBroker()
+    jobcontrol = jobcontrol_plant.jobcontrol_config(publishing_interval="50ms")
+    config = _config(tmp_path / "store.db", jobcontrol=jobcontrol)
+    async with _running(config, broker) as agent:
+        plant = agent.health["plant"]
+        await eventually(lambda: plant.state is LinkState.UP, within=20)
+        for restart in range(1, 3):
+            await jobcontrol_plant.stop()
+            await eventually(lambda: plant.state is LinkState.BACKOFF, within=20)
+            await jobcontrol_plant.start()
+            await eventually(lambda n=restart: plant.connects > n, within=30)
+        assert plant.state is LinkState.UP
