@@ -10,7 +10,8 @@ from typing import Any
 
 from plantsync.config.model import HubConfig
 from plantsync.drivers.mqtt import HubConnection
-from plantsync.tools.hubtools import describe, format_message, tail
+from plantsync.tools.hublines import describe, format_message
+from plantsync.tools.hubtools import tail
 from plantsync.tools.localbroker import Mosquitto
 
 STATE: dict[str, Any] = {
