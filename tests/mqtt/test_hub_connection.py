@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from plantsync.config.model import HubConfig, MqttProtocol
-from plantsync.drivers.hub import InboundMessage, Will
+from plantsync.drivers.hub import Hub, InboundMessage, Will
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable, LinkMisconfigured
 from plantsync.tools.localbroker import Mosquitto, free_port
@@ -28,6 +28,11 @@ def hub(url: str, protocol: MqttProtocol = MqttProtocol.V5, **overrides: object)
         **overrides,
     }
     return HubConfig.model_validate(settings)
+
+
+def as_hub(connection: HubConnection) -> Hub:
+    """Type-checked by mypy: HubConnection drifting from the Hub Protocol is an error here."""
+    return connection
 
 
 async def next_message(connection: HubConnection) -> InboundMessage:
@@ -90,6 +95,27 @@ async def test_a_thousand_publishes_through_a_bounded_window_are_all_acknowledge
                 futures.append(future)
             await asyncio.gather(*futures)
     assert acknowledged == 1000
+
+
+async def test_sent_messages_come_back_acknowledged_in_order_through_the_hub_protocol(
+    broker: Mosquitto,
+) -> None:
+    config = hub(broker.url, max_inflight=8)  # a window much smaller than the batch
+    batch = [(key, "plantsync/v1/plant-01/n", f"m-{key}".encode()) for key in range(100)]
+    keys: list[int] = []
+    async with (
+        HubConnection(config, client_id="sub", clean_start=True) as subscriber,
+        as_hub(HubConnection(config, client_id="uplink", clean_start=True)) as uplink,
+    ):
+        await subscriber.subscribe([("plantsync/v1/#", 1)])
+        uplink.send(batch)
+        async with asyncio.timeout(10):
+            while len(keys) < len(batch):
+                await uplink.acknowledgement_ready.wait()
+                keys += uplink.acknowledged()
+        received = [await next_message(subscriber) for _ in batch]
+    assert keys == [key for key, _, _ in batch]
+    assert [message.payload for message in received] == [payload for _, _, payload in batch]
 
 
 async def test_publish_after_the_broker_stops_fails_with_hub_unavailable(

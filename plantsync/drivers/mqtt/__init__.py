@@ -1,0 +1,19 @@
+"""The hub over MQTT: one paho-mqtt connection per session, shaped for asyncio.
+
+    connection.py  HubConnection, the Hub: connect (CONNACK), publish, subscribe, ack, close;
+                   the event loop's side of the thread diagram drawn there
+    network.py     the network thread: connect, then paho's loop parts around our select()
+    window.py      publishes on their way to a PUBACK: send()'s window, publish()'s futures
+    inbound.py     the bounded queue behind messages()
+    client.py      the paho client as the config asks for it, paho's own machinery switched off
+    tls.py         the SSL context, and where paho, OS and ssl failures become plantsync errors
+
+HubConnection is the one public name; the modules below it never import connection.py, and
+each can be read on its own.
+"""
+
+from __future__ import annotations
+
+from plantsync.drivers.mqtt.connection import HubConnection
+
+__all__ = ["HubConnection"]
