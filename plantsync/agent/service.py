@@ -293,7 +293,13 @@ class Agent:
                     await downlink.run(sink, health)
                     return
                 assert self.business is not None
-                reporter = PlantEventReporter(self.business, self.parts.observer)  # type: ignore[arg-type]
+                assert self.store is not None
+                observer = self.parts.observer
+                reporter = PlantEventReporter(
+                    self.business,
+                    self.store.inbox,
+                    on_confirmed=lambda final: observer.confirmed(final=final),
+                )
                 # Either ending ends both, and a lost link reaches the supervisor as itself
                 # (SourceUnavailable), so it reconnects: a TaskGroup would wrap it in an
                 # ExceptionGroup that no supervisor catches, and the agent would exit.

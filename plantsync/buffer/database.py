@@ -97,6 +97,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRAGMA user_version = 3",
         ),
     ),
+    (
+        4,  # which down message last applied each order, and its correlation id (``OrderState``)
+        (
+            "ALTER TABLE orders ADD COLUMN correlation_id TEXT",
+            "ALTER TABLE orders ADD COLUMN message_id TEXT",
+            "PRAGMA user_version = 4",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

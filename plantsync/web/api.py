@@ -357,8 +357,7 @@ async def confirmation(
 ) -> Accepted:
     """A production confirmation from the MES; 202 once it is committed to the outbox. It
     carries the correlation id of the schedule that applied its order (else X-Correlation-Id)."""
-    metrics = parts.metrics
-    correlation_id = metrics.correlation_of(body.order_id) or correlation_id
+    correlation_id = await parts.store.inbox.correlation_of(body.order_id) or correlation_id
     with correlation(correlation_id):
         try:
             message_id = await parts.business.confirmation(
@@ -366,7 +365,7 @@ async def confirmation(
             )
         except ValueError as exc:  # e.g. an order id that cannot be a topic level
             raise HTTPException(422, str(exc)[:300]) from exc
-        metrics.confirmed(final=body.final)
+        parts.metrics.confirmed(final=body.final)
         log.info("confirmation %s for order %s committed", message_id, body.order_id)
     return Accepted(message_id=message_id)
 
