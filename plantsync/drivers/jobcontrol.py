@@ -56,8 +56,8 @@ from plantsync.contracts.orders import JobOrderState, OrderStatus, ProductionCon
 from plantsync.contracts.schedule import ProductionOrder, RequestState
 from plantsync.drivers import isa95
 from plantsync.drivers.base import OrderChange, PlantVerdict
+from plantsync.drivers.common.opcua import close_session, map_asyncua_exceptions, new_client
 from plantsync.drivers.jobcontrol_events import Entries, EventQueue
-from plantsync.drivers.opcua import map_asyncua_exceptions, new_client, quietly
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
 _logger = logging.getLogger(__name__)
@@ -348,12 +348,7 @@ class JobControlSink:
         if client is None:
             return
         subscription_id, self._subscription_id = self._subscription_id, None
-        try:
-            if subscription_id is not None:
-                await quietly(client.uaclient.session.delete_subscriptions([subscription_id]))
-            await quietly(client.disconnect())
-        finally:
-            client.disconnect_socket()
+        await close_session(client, subscription_id)
         self._events.lost(SourceUnavailable(f"opcua {self.name}: closed"))
 
     def _connected(self) -> Client:
