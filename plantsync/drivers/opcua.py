@@ -10,8 +10,8 @@ The driver reconnects nothing. asyncua's auto-reconnect stays off, and the subsc
 created at the session level rather than through ``Client.create_subscription`` so that the
 client's stale-subscription watchdog, which silently re-creates subscriptions, never sees it:
 a lost link or a silent server becomes SourceUnavailable, and the agent's supervisor decides.
-Setting up the client and translating asyncua's errors are shared with the Job Control sink,
-in ``drivers.common.opcua``.
+Setting up the client, translating asyncua's errors and the queue that notices silence are
+shared with the Job Control sink, in ``drivers.common.opcua``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,8 +33,13 @@ from asyncua.ua.object_ids import ObjectIds
 from plantsync.config.model import Deadband, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import Quality, TagScalar
 from plantsync.drivers.base import Reading
-from plantsync.drivers.common.opcua import close_session, map_asyncua_exceptions, new_client
-from plantsync.errors import LinkMisconfigured, SourceUnavailable
+from plantsync.drivers.common.opcua import (
+    LiveQueue,
+    close_session,
+    map_asyncua_exceptions,
+    new_client,
+)
+from plantsync.errors import LinkMisconfigured
 
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -78,17 +82,23 @@ class OpcUaSource:
         self._items = [
             _Item(machine.id, tag) for machine in config.machines for tag in machine.tags
         ]
-        self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=queue_batches)
-        self._wakeup = asyncio.Event()
-        self._lost: SourceUnavailable | None = None
-        self._last_heard = time.monotonic()
+        self._queue: LiveQueue[list[Reading]] = LiveQueue(
+            config.name,
+            size=queue_batches,
+            stall_timeout=config.stall_timeout.total_seconds(),
+            silence="data change",
+            weight=len,
+        )
         self._client: Client | None = None
         self._subscription_id: int | None = None
-        self.dropped = 0
 
     @property
     def name(self) -> str:
         return self._config.name
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
 
     async def __aenter__(self) -> Self:
         try:
@@ -117,13 +127,13 @@ class OpcUaSource:
         Raises SourceUnavailable when the link drops or goes silent for ``stall_timeout``.
         """
         while True:
-            yield await self._next_batch()
+            yield await self._queue.next()
 
     # -- connecting --------------------------------------------------------------------------
 
     async def _connect(self) -> Client:
         client = await new_client(self._config)
-        client.connection_lost_callback = self._on_connection_lost
+        client.connection_lost_callback = self._queue.connection_lost
         self._client = client  # so _close can tear down a half-open connection
         await self._bounded(client.connect())
         return client
@@ -172,7 +182,7 @@ class OpcUaSource:
             result.RevisedMaxKeepAliveCount,
             result.RevisedLifetimeCount,
         )
-        self._last_heard = time.monotonic()
+        self._queue.heard()  # the stall timeout counts from a working subscription
         return int(result.SubscriptionId)
 
     async def _monitor(self, client: Client) -> None:
@@ -221,15 +231,15 @@ class OpcUaSource:
 
     def _on_publish(self, result: ua.PublishResult) -> None:
         """Called by asyncua's publish loop for every response, keep-alives included."""
-        self._last_heard = time.monotonic()
+        self._queue.heard()
         batch: list[Reading] = []
         for notification in result.NotificationMessage.NotificationData or []:
             if isinstance(notification, ua.DataChangeNotification):
                 batch.extend(self._readings(notification))
             elif isinstance(notification, ua.StatusChangeNotification):
-                self._on_status_change(notification.Status)
+                self._queue.status_changed(notification.Status)
         if batch:
-            self._enqueue(batch)
+            self._queue.put(batch)
 
     def _readings(self, notification: ua.DataChangeNotification) -> Iterator[Reading]:
         for monitored in notification.MonitoredItems:
@@ -237,51 +247,6 @@ class OpcUaSource:
                 continue
             item = self._items[monitored.ClientHandle]
             yield _reading(item.machine_id, item.tag.name, monitored.Value)
-
-    def _enqueue(self, batch: list[Reading]) -> None:
-        if self._queue.full():
-            self.dropped += len(self._queue.get_nowait())
-        self._queue.put_nowait(batch)
-        self._wakeup.set()
-
-    def _on_status_change(self, status: ua.StatusCode) -> None:
-        # BadTimeout: the server let the subscription expire; BadShutdown: the client lost it.
-        if not status.is_good():
-            self._mark_lost(SourceUnavailable(f"opcua {self.name}: subscription {status.name}"))
-
-    async def _on_connection_lost(self, exc: Exception) -> None:
-        lost = SourceUnavailable(f"opcua {self.name}: connection lost: {exc!r}")
-        lost.__cause__ = exc
-        self._mark_lost(lost)
-
-    def _mark_lost(self, error: SourceUnavailable) -> None:
-        if self._lost is None:
-            _logger.info("%s", error)
-            self._lost = error
-        self._wakeup.set()
-
-    async def _next_batch(self) -> list[Reading]:
-        """The next batch; readings already received are delivered before a loss is raised."""
-        stall = self._config.stall_timeout.total_seconds()
-        while True:
-            if not self._queue.empty():
-                return self._queue.get_nowait()
-            if self._lost is not None:
-                raise self._lost
-            remaining = self._last_heard + stall - time.monotonic()
-            if remaining <= 0:
-                self._mark_lost(
-                    SourceUnavailable(
-                        f"opcua {self.name}: no data change or keep-alive for {stall:g} s"
-                    )
-                )
-                continue
-            self._wakeup.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._wakeup.wait()
-            except TimeoutError:
-                continue  # a keep-alive may have moved _last_heard; the loop re-checks
 
     # -- closing -----------------------------------------------------------------------------
 

@@ -3,20 +3,28 @@
     new_client(config) ─▶ Client: timeouts, identity, security (the server's certificate
                           checked against the trusted one first, over unsecured discovery)
     map_asyncua_exceptions: asyncua, OS, timeout errors ─▶ LinkMisconfigured | SourceUnavailable
+
+    asyncua publish loop ─▶ LiveQueue.put / heard ─▶ bounded, drop oldest ─▶ LiveQueue.next()
+    connection lost / subscription BadTimeout, BadShutdown ─▶ LiveQueue.lost ─▶ next() raises
+    no notification and no keep-alive for stall_timeout ──────────────────────▶ next() raises
+
     close_session: DeleteSubscriptions ─▶ CloseSession, each bounded, then the socket
 
 Both drivers subscribe at the session level, never through ``Client.create_subscription``, so
 asyncua's watchdog does not silently re-create a subscription: a lost or silent link surfaces
-as SourceUnavailable, and the agent's supervisor decides what follows.
+as SourceUnavailable from ``LiveQueue.next()``, and the agent's supervisor decides what follows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterator
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -30,6 +38,7 @@ from plantsync.config.model import OpcUaClientConfig, SecurityMode, SecurityPoli
 from plantsync.errors import LinkMisconfigured, PlantsyncError, SourceUnavailable
 
 _logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SESSION_TIMEOUT_MS = 120_000
 """How long a server keeps our session after the connection drops. Keeping it only helps
@@ -90,6 +99,104 @@ def map_asyncua_exceptions(link: str, doing: str) -> Iterator[None]:
         raise LinkMisconfigured(f"opcua {link}: {doing}: {exc}") from exc
     except (OSError, EOFError, UaError) as exc:  # OSError covers TimeoutError, ConnectionError
         raise SourceUnavailable(f"opcua {link}: {doing}: {exc!r}") from exc
+
+
+def _one(_item: object) -> int:
+    return 1
+
+
+class LiveQueue(Generic[_T]):
+    """What one subscription delivers, bounded, and whether its link is still alive.
+
+    asyncua's publish loop calls ``heard()`` for every publish response (a keep-alive carries
+    nothing but proves the server alive) and ``put()`` for what a response carries; a lost
+    connection or a subscription the server gave up calls ``lost()``. ``next()`` hands out what
+    was received, oldest first, and only then raises the loss; when nothing at all is heard for
+    ``stall_timeout`` seconds it raises SourceUnavailable ("no <silence> or keep-alive"): a link
+    that is connected but silent is as good as lost.
+
+    Overflow policy: drop oldest. ``dropped`` counts what was discarded, each item weighing
+    ``weight(item)`` (one by default; a batch of readings weighs its length).
+    """
+
+    def __init__(
+        self,
+        link: str,
+        *,
+        size: int,
+        stall_timeout: float,
+        silence: str = "notification",
+        weight: Callable[[_T], int] = _one,
+    ) -> None:
+        self._link, self._size, self._stall_timeout = link, size, stall_timeout
+        self._silence, self._weight = silence, weight
+        self._items: deque[_T] = deque()
+        self._wakeup = asyncio.Event()
+        self._lost: SourceUnavailable | None = None
+        self._last_heard = time.monotonic()
+        self.dropped = 0
+
+    def heard(self) -> None:
+        """A publish response (data or keep-alive) arrived: the server is alive."""
+        self._last_heard = time.monotonic()
+
+    def put(self, item: _T) -> None:
+        """Queue ``item`` for ``next()``; when the queue is full the oldest item makes room."""
+        if len(self._items) >= self._size:
+            self.dropped += self._weight(self._items.popleft())
+        self._items.append(item)
+        self._wakeup.set()
+
+    def get_nowait(self) -> _T:
+        """The oldest item received, without waiting; asyncio.QueueEmpty when there is none."""
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    def lost(self, error: SourceUnavailable) -> None:
+        """The link is gone: ``next()`` raises ``error`` once the queued items are taken.
+
+        The first loss wins and is logged; later ones (the close after a drop) are no news.
+        """
+        if self._lost is None:
+            _logger.info("%s", error)
+            self._lost = error
+        self._wakeup.set()
+
+    async def connection_lost(self, exc: Exception) -> None:
+        """For ``Client.connection_lost_callback``: the socket closed or the watchdog gave up."""
+        lost = SourceUnavailable(f"opcua {self._link}: connection lost: {exc!r}")
+        lost.__cause__ = exc
+        self.lost(lost)
+
+    def status_changed(self, status: ua.StatusCode) -> None:
+        """A StatusChangeNotification: BadTimeout (the server let the subscription expire) or
+        BadShutdown (the client lost it) ends the link."""
+        if not status.is_good():
+            self.lost(SourceUnavailable(f"opcua {self._link}: subscription {status.name}"))
+
+    async def next(self) -> _T:
+        """The next item; items already received are delivered before a loss is raised."""
+        while True:
+            if self._items:
+                return self._items.popleft()
+            if self._lost is not None:
+                raise self._lost
+            remaining = self._last_heard + self._stall_timeout - time.monotonic()
+            if remaining <= 0:
+                self.lost(
+                    SourceUnavailable(
+                        f"opcua {self._link}: no {self._silence} or keep-alive for "
+                        f"{self._stall_timeout:g} s"
+                    )
+                )
+                continue
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                continue  # a keep-alive may have moved _last_heard; the loop re-checks
 
 
 async def new_client(config: OpcUaClientConfig) -> Client:
