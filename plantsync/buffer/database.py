@@ -240,7 +240,7 @@ class Database:
         """One write transaction; anything raised inside rolls it back and commits nothing."""
         try:
             async with self.read() as connection:
-                await connection.execute("BEGIN IMMEDIATE")
+                await _begin(connection)
                 changes = connection.total_changes
                 transaction = Transaction(connection)
                 try:
@@ -267,6 +267,21 @@ class Database:
             self._closed = True
             with store_errors(self.path):
                 await self.connection.close()
+
+
+async def _begin(connection: aiosqlite.Connection) -> None:
+    """BEGIN IMMEDIATE, and no transaction left open if the caller is cancelled meanwhile.
+
+    aiosqlite runs the statement in its own thread: a task cancelled while it waits still has
+    its BEGIN run there, and the next writer would meet "cannot start a transaction within a
+    transaction". The rollback is queued behind the BEGIN on that thread, so it runs after it
+    (a rollback without a transaction does nothing).
+    """
+    try:
+        await connection.execute("BEGIN IMMEDIATE")
+    except asyncio.CancelledError:
+        await connection.rollback()
+        raise
 
 
 @contextmanager
