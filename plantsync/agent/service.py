@@ -52,7 +52,6 @@ from plantsync.errors import HubUnavailable
 from plantsync.web.api import create_app
 from plantsync.web.apiserver import ApiServer
 from plantsync.web.metrics import AgentMetrics
-from plantsync.web.statuspage import DepthHistory
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +80,6 @@ class Agent:
         self.pipeline: Pipeline | None = None
         self.uplink: Uplink | None = None
         self.metrics = AgentMetrics(self)
-        self.depth_history = DepthHistory()
-        """The outbox depth over the last hour, for the status page's chart."""
 
     @property
     def started_at(self) -> datetime:
@@ -92,6 +89,10 @@ class Agent:
     def uptime_seconds(self) -> float:
         """Seconds since start on the monotonic clock: a wall-clock step does not change it."""
         return time.monotonic() - self._started_tick
+
+    async def correlation_of(self, order_id: str) -> str | None:
+        """The correlation id of the schedule that last applied ``order_id``, if known."""
+        return self.metrics.correlation_of(order_id)
 
     @property
     def api_port(self) -> int | None:
@@ -176,8 +177,6 @@ class Agent:
                 name="link:plant",
             )
             served = tasks.create_task(api.serve(), name="api")
-            assert self.store is not None
-            sampler = tasks.create_task(self.depth_history.run(self.store), name="depth-history")
             sources = [
                 tasks.create_task(
                     supervise(
@@ -196,7 +195,7 @@ class Agent:
             await stop.wait()
             log.info("stopping: the local API and the sources, then the final flush to the hub")
             await api.stop(served)
-            for source in [*sources, plant, sampler, snapshots]:
+            for source in [*sources, plant, snapshots]:
                 source.cancel()
             await pipeline.close()
             await writer
