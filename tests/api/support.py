@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,14 @@ from pydantic import ByteSize, SecretStr
 
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkHealth
+from plantsync.agent.uplink import Uplink
 from plantsync.buffer.base import Claimed
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, ApiConfig, HubConfig, SiteConfig, StoreConfig
 from plantsync.contracts import new_message_id
 from plantsync.drivers.localschedule import LocalScheduleSink
 from plantsync.web.api import create_app
+from plantsync.web.view import AgentView, DownlinkCommands, MetricsView, PipelineView, PlantMessages
 
 SITE = "plant-01"
 TOKEN = "api-t0ken-for-the-tests-4711"  # noqa: S105 - a test value that must never be echoed
@@ -55,7 +58,64 @@ async def attached(config: AgentConfig) -> AsyncIterator[Agent]:
         yield agent
 
 
-def client(agent: Agent, host: str = "127.0.0.1") -> httpx.AsyncClient:
+@dataclass
+class ViewOf:
+    """An ``AgentView`` that is not the Agent: the Agent's attributes of today, and a
+    ``correlation_of`` that answers from ``correlations`` (as a store would), not from the
+    metrics. What the web needs of an agent, and nothing of the Agent class."""
+
+    agent: Agent
+    correlations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> AgentConfig:
+        return self.agent.config
+
+    @property
+    def config_hash(self) -> str:
+        return self.agent.config_hash
+
+    @property
+    def started_at(self) -> datetime:
+        return self.agent.started_at
+
+    @property
+    def uptime_seconds(self) -> float:
+        return self.agent.uptime_seconds
+
+    @property
+    def health(self) -> Mapping[str, LinkHealth]:
+        return self.agent.health
+
+    @property
+    def store(self) -> Store | None:
+        return self.agent.store
+
+    @property
+    def downlink(self) -> DownlinkCommands | None:
+        return self.agent.downlink
+
+    @property
+    def business(self) -> PlantMessages | None:
+        return self.agent.business
+
+    @property
+    def pipeline(self) -> PipelineView | None:
+        return self.agent.pipeline
+
+    @property
+    def uplink(self) -> Uplink | None:
+        return self.agent.uplink
+
+    @property
+    def metrics(self) -> MetricsView:
+        return self.agent.metrics
+
+    async def correlation_of(self, order_id: str) -> str | None:
+        return self.correlations.get(order_id)
+
+
+def client(agent: AgentView, host: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=create_app(agent))
     return httpx.AsyncClient(transport=transport, base_url=f"http://{host}", timeout=10)
 
