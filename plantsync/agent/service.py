@@ -145,6 +145,13 @@ class Agent:
         """Seconds since start on the monotonic clock: a wall-clock step does not change it."""
         return time.monotonic() - self._started_tick
 
+    async def correlation_of(self, order_id: str) -> str | None:
+        """The correlation id of the schedule message that last applied ``order_id``, from the
+        store (it survives restarts); None before the store is open or for an unknown order."""
+        if self.store is None:
+            return None
+        return await self.store.inbox.correlation_of(order_id)
+
     @property
     def api_port(self) -> int | None:
         """The local API's port once it listens (the one chosen when the config says 0)."""
