@@ -15,9 +15,10 @@ business writer, one sequencer) and never names a concrete driver.
 
 Start: the store (a corrupt file is moved aside and a fresh store opened: ``quarantine.py``),
 then the hub link (the sink), the pipeline, the plant link, the local web surface, the sources,
-the periodic jobs. Stop (SIGTERM): the web surface (open requests finish), the periodic jobs
-and the sources, then the pipeline (it commits what is queued) and the plant link, then the
-hub link, which keeps draining the outbox for at most ``shutdown_timeout``, publishes
+the periodic jobs (snapshots on a monotonic interval, the store's retention on a wall-clock cron
+schedule through APScheduler). Stop (SIGTERM): the web surface (open requests finish), the
+periodic jobs and the sources, then the pipeline (it commits what is queued) and the plant link,
+then the hub link, which keeps draining the outbox for at most ``shutdown_timeout``, publishes
 ``offline`` and disconnects. Whatever is not delivered by then stays in the store for the next
 start: nothing committed is lost.
 """
@@ -36,6 +37,7 @@ from typing import Literal, Protocol
 from plantsync import __version__
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.downlink import Downlink
+from plantsync.agent.housekeeping import Housekeeping, retention_policy
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.reporting import PlantEventReporter
@@ -135,6 +137,8 @@ class Agent:
         self.web: LocalServer | None = None
         self.pipeline: Pipeline | None = None
         self.uplink: Uplink | None = None
+        self.housekeeping: Housekeeping | None = None
+        """The store's nightly retention (``[store].retention_schedule``), while running."""
 
     @property
     def started_at(self) -> datetime:
@@ -245,13 +249,19 @@ class Agent:
                 for name in self.parts.sources
             ]
             snapshots = tasks.create_task(self._snapshots(pipeline), name="snapshots")
+            assert self.store is not None
+            store = self.config.store
+            self.housekeeping = Housekeeping(
+                self.store, retention_policy(store), store.retention_schedule
+            )
+            retention = tasks.create_task(self.housekeeping.run(), name="retention")
             if on_ready is not None:
                 on_ready()
             log.info("agent running: site %s, %d source link(s)", self.config.site.id, len(sources))
             await stop.wait()
             log.info("stopping: the local API and the sources, then the final flush to the hub")
             await web.stop(served)
-            for source in [*sources, plant, snapshots]:
+            for source in [*sources, plant, snapshots, retention]:
                 source.cancel()
             await pipeline.close()
             await writer

@@ -17,9 +17,10 @@ keeps running on it while the hub is unreachable.
 
 Dedupe horizon: a message id is remembered in ``seen_ids`` from ``receive`` on. ``prune`` deletes
 settled rows but not their ids; ``prune_seen`` forgets ids older than the horizon, never one
-whose row is still in the inbox. With the defaults below a redelivery is recognised for at least
-``DEDUPE_HORIZON_SECONDS`` (30 days) after the message was first received, far longer than a
-broker keeps a queued message.
+whose row is still in the inbox. With the defaults below a redelivery is recognised for at
+least ``DEDUPE_HORIZON_SECONDS`` (30 days) after the message was first received, far longer than
+a broker keeps a queued message. The agent prunes on a schedule through ``retention.py``: the
+same rules, with the configured windows, in short batches.
 """
 
 from __future__ import annotations

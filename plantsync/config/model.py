@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -23,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -393,6 +395,22 @@ class StoreConfig(Section):
     archive_max_size: ByteSize | None = Field(
         default=None, description="cap on the sent archive; default a tenth of max_size"
     )
+    keep_processed: Duration = Field(
+        default=timedelta(days=7),
+        description="settled inbox rows (applied, rejected, failed) are kept this long",
+    )
+    keep_seen_ids: Duration = Field(
+        default=timedelta(days=30),
+        description="message ids remembered to drop redeliveries; at least hub.session_expiry",
+    )
+    keep_dead_letters: Duration = Field(default=timedelta(days=30))
+    max_dead_letters: int = Field(
+        default=10_000, ge=1, description="row cap on dead letters; the oldest go first"
+    )
+    retention_schedule: str = Field(
+        default="30 3 * * *",
+        description="when pruning runs: cron 'minute hour day month weekday', local time",
+    )
 
     @property
     def archive_bytes(self) -> int:
@@ -400,6 +418,28 @@ class StoreConfig(Section):
         if self.archive_max_size is not None:
             return int(self.archive_max_size)
         return int(self.max_size) // 10
+
+    @field_validator("retention_schedule")
+    @classmethod
+    def _schedule_is_crontab(cls, schedule: str) -> str:
+        # APScheduler 3 numbers weekdays from Monday = 0, crontab from Sunday = 0 (its issue
+        # 286): a number would silently run on the wrong day, so only names are accepted.
+        fields = schedule.split()
+        if len(fields) == 5 and any(char.isdigit() for char in fields[4]):
+            raise ValueError(
+                f"{schedule!r}: write weekdays by name (sun, mon-fri), not by number:"
+                " crontab counts 0 as Sunday, the scheduler as Monday"
+            )
+        try:
+            trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
+        except ValueError as exc:
+            raise ValueError(
+                f"{schedule!r} is not a cron expression 'minute hour day month weekday'"
+                f" such as '30 3 * * *': {exc}"
+            ) from exc
+        if trigger.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is None:
+            raise ValueError(f"{schedule!r} never fires (no such date)")
+        return schedule
 
 
 class PolicyConfig(Section):
@@ -433,7 +473,7 @@ class AgentConfig(Section):
 
     site: SiteConfig
     hub: HubConfig
-    store: StoreConfig = StoreConfig()
+    store: StoreConfig = Field(default=StoreConfig(), validate_default=True)
     opcua: list[OpcUaServerConfig] = Field(default_factory=list)
     mes: MesConfig | None = None
     jobcontrol: JobControlConfig | None = None
@@ -457,6 +497,21 @@ class AgentConfig(Section):
             if duplicates:
                 raise ValueError(f"{what} must be unique: {duplicates}")
         return opcua
+
+    @field_validator("store")
+    @classmethod
+    def _seen_ids_outlive_the_session(cls, store: StoreConfig, info: ValidationInfo) -> StoreConfig:
+        # A field validator on `store` (hub is validated before it), so the key is named; it
+        # runs on the default section too (validate_default), as the default may be too short.
+        hub = info.data.get("hub")
+        if isinstance(hub, HubConfig) and store.keep_seen_ids < hub.session_expiry:
+            raise ValueError(
+                f"keep_seen_ids ({store.keep_seen_ids}) is shorter than hub.session_expiry"
+                f" ({hub.session_expiry}): the broker may redeliver a message as long as it"
+                " keeps the session, and an id forgotten sooner is applied twice;"
+                " make store.keep_seen_ids at least hub.session_expiry"
+            )
+        return store
 
     @property
     def client_id(self) -> str:
