@@ -51,7 +51,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStringParsingError
 from pydantic import ValidationError
 
-from plantsync.config.model import JobControlConfig
+from plantsync.config.plant import JobControlConfig
 from plantsync.contracts.orders import JobOrderState, OrderStatus, ProductionConfirmation
 from plantsync.contracts.schedule import ProductionOrder, RequestState
 from plantsync.drivers import isa95

@@ -30,7 +30,7 @@ from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
-from plantsync.config.model import Deadband, OpcUaServerConfig, TagConfig
+from plantsync.config.plant import Deadband, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import Quality, TagScalar
 from plantsync.drivers.base import Reading
 from plantsync.drivers.common.opcua import (

@@ -27,7 +27,8 @@ from pydantic import TypeAdapter, ValidationError
 from plantsync.buffer import inspect as inspection
 from plantsync.buffer.archive import replay
 from plantsync.buffer.database import Database
-from plantsync.config.model import AgentConfig, Duration
+from plantsync.config.model import AgentConfig
+from plantsync.config.types import Duration
 
 DEFAULT_URL = "http://127.0.0.1:8470"
 DEFAULT_TOKEN_ENV = "PLANTSYNC_API__TOKEN"  # noqa: S105 - the variable's name, not a token

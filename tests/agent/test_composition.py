@@ -24,12 +24,11 @@ from plantsync.config.model import (
     AgentConfig,
     ApiConfig,
     HubConfig,
-    JobControlConfig,
-    OpcUaServerConfig,
     PolicyConfig,
     SiteConfig,
     StoreConfig,
 )
+from plantsync.config.plant import JobControlConfig, OpcUaServerConfig
 from plantsync.contracts import new_message_id
 from plantsync.drivers.hub import Hub, InboundMessage, Outgoing, Will
 from plantsync.errors import HubUnavailable

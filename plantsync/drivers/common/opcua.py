@@ -34,7 +34,7 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError, UaStringParsingError
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from plantsync.config.model import OpcUaClientConfig, SecurityMode, SecurityPolicy
+from plantsync.config.plant import OpcUaClientConfig, SecurityMode, SecurityPolicy
 from plantsync.errors import LinkMisconfigured, PlantsyncError, SourceUnavailable
 
 _logger = logging.getLogger(__name__)
