@@ -16,7 +16,7 @@ fresh one (``quarantine.py``); ``Database.health`` keeps that, and whether the d
 store was full at the last write, for the status page and metrics.
 
 WAL with ``synchronous=FULL``: a message the producer was told is accepted survives a power cut
-(NORMAL can lose the last commits; MEASURED.md). ``auto_vacuum = INCREMENTAL``, so that what
+(NORMAL can lose the last commits; docs/measured.md). ``auto_vacuum = INCREMENTAL``, so that what
 retention prunes (``retention.py``) can be given back to the disk: asked for before the first
 table of a new file, and set on a store made before retention by one VACUUM at its first open
 (``_use_incremental_vacuum`` says what that costs). The schema is versioned with

@@ -49,7 +49,7 @@ QUEUE_BATCHES = 100
 
 MAX_NOTIFICATIONS_PER_PUBLISH = 10_000
 """Far above a realistic publishing interval's changes; a small cap (Node-RED's 10) starves
-the link, see MEASURED.md. It bounds one batch for servers that honour it."""
+the link, see docs/measured.md. It bounds one batch for servers that honour it."""
 
 _DEADBANDS = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 
