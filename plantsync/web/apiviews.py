@@ -45,6 +45,11 @@ class ScheduledOrder(BaseModel):
     status: str
     planned_start: datetime | None
     updated_at: datetime
+    correlation_id: str | None = None
+    """Of the schedule message that last applied the order (its acks and the order's
+    confirmations carry the same); None for orders applied before the agent kept it."""
+    applied_by: str | None = None
+    """The id of that schedule message."""
     order: ProductionOrder
 
 
@@ -193,6 +198,8 @@ def order_view(order: OrderState) -> ScheduledOrder:
         status=order.status,
         planned_start=datetime.fromisoformat(order.planned_start) if order.planned_start else None,
         updated_at=_utc(order.updated_at),
+        correlation_id=order.correlation_id,
+        applied_by=order.message_id,
         order=ProductionOrder.model_validate_json(order.order_json),
     )
 

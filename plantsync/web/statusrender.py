@@ -251,12 +251,14 @@ def _schedule(schedule: Schedule) -> str:
             f'<tr data-order="{_e(o.order_id)}"><td>{_e(o.order_id)}</td><td>{o.revision}</td>'
             f"<td>{_e(o.order.product_id)}</td>"
             f"<td>{_e(o.planned_start.isoformat(timespec='minutes') if o.planned_start else '-')}"
-            f'</td><td class="order-status">{_e(o.status)}</td></tr>'
+            f'</td><td class="order-status">{_e(o.status)}</td>'
+            f'<td class="correlation">{_e(o.correlation_id or "-")}</td></tr>'
             for o in center.orders
         )
         parts.append(
             f"<h3>{_e(center.work_center)}</h3><table><thead><tr><th>Order</th><th>Rev</th>"
-            "<th>Product</th><th>Planned start</th><th>Status</th></tr></thead>"
+            "<th>Product</th><th>Planned start</th><th>Status</th>"
+            '<th title="of the schedule message that applied it">Correlation</th></tr></thead>'
             f"<tbody>{rows}</tbody></table>"
         )
     return "".join(parts)

@@ -74,6 +74,18 @@ async def test_the_schedule_is_grouped_by_work_center_in_planned_order(
     assert first["order"]["order_id"] == "JO-1"
 
 
+async def test_an_order_names_the_schedule_message_that_applied_it(
+    agent: Agent, api: httpx.AsyncClient
+) -> None:
+    """From the store: it outlives restarts (tests/buffer/test_correlation.py)."""
+    message_id = await _release(agent, 7, order("JO-1"))
+
+    found = (await api.get("/api/v1/orders/JO-1")).json()
+
+    assert found["correlation_id"] == "plan-7"
+    assert found["applied_by"] == message_id
+
+
 async def test_the_schedule_of_one_work_center(agent: Agent, api: httpx.AsyncClient) -> None:
     await _release(agent, 1, order("JO-1"), order("JO-3", work_center="line-2"))
 

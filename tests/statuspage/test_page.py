@@ -89,6 +89,7 @@ async def test_the_page_renders_every_section_with_its_data(
     assert f'action="/status/approvals/{row_id}/approve"' in answer.text
     assert f'action="/status/dead-letters/{letter_id}/retry"' in answer.text
     assert 'data-order="JO-1"' in answer.text
+    assert '<td class="correlation">plan-1</td>' in answer.text  # from the store
     assert "<svg" in answer.text
     assert "cafe12345678" in answer.text  # the config hash
 
