@@ -135,6 +135,13 @@ class OpcUaServerConfig(OpcUaClientConfig):
         default=timedelta(seconds=30),
         description="no notification or keep-alive for this long: re-create the session",
     )
+    max_publish_requests: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Publish requests kept in flight at most; more are added only while the"
+        " server caps its notifications per message and holds more (MoreNotifications)",
+    )
     machines: list[MachineConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

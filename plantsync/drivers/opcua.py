@@ -39,6 +39,7 @@ from plantsync.drivers.common.opcua import (
     map_asyncua_exceptions,
     new_client,
 )
+from plantsync.drivers.common.publish import PublishCounters, PublishRequests
 from plantsync.errors import LinkMisconfigured
 
 _logger = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ QUEUE_BATCHES = 100
 MAX_NOTIFICATIONS_PER_PUBLISH = 10_000
 """Far above a realistic publishing interval's changes; a small cap (Node-RED's 10) starves
 the link, see docs/measured.md. It bounds one batch for servers that honour it."""
+
+INITIAL_PUBLISH_REQUESTS = 2
+"""Publish requests kept in flight from the start: one answered while the next waits, so a
+response never waits for our round trip. More are added while the server says it holds more
+(``MoreNotifications``), up to ``max_publish_requests``; see ``drivers/common/publish.py``."""
 
 _DEADBANDS = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 
@@ -91,6 +97,7 @@ class OpcUaSource:
         )
         self._client: Client | None = None
         self._subscription_id: int | None = None
+        self._publisher: PublishRequests | None = None
 
     @property
     def name(self) -> str:
@@ -99,6 +106,11 @@ class OpcUaSource:
     @property
     def dropped(self) -> int:
         return self._queue.dropped
+
+    @property
+    def publishing(self) -> PublishCounters:
+        """Publish requests in flight and how often the server held more than it sent."""
+        return self._publisher.counters if self._publisher else PublishCounters()
 
     async def __aenter__(self) -> Self:
         try:
@@ -171,9 +183,18 @@ class OpcUaSource:
             MaxNotificationsPerPublish=MAX_NOTIFICATIONS_PER_PUBLISH,
             PublishingEnabled=True,
         )
-        result = await self._bounded(
-            client.uaclient.session.create_subscription(params, callback=self._on_publish)
+        session = client.uaclient.session
+        self._publisher = PublishRequests(
+            session,
+            self._on_publish,
+            link=self.name,
+            initial=min(INITIAL_PUBLISH_REQUESTS, config.max_publish_requests),
+            maximum=config.max_publish_requests,
         )
+        result = await self._bounded(
+            session.create_subscription(params, callback=self._publisher.deliver)
+        )
+        self._publisher.start(int(result.SubscriptionId))
         _logger.debug(
             "opcua %s: subscription %s, publishing %s ms, keep-alive x%s, lifetime x%s",
             self.name,
@@ -256,6 +277,8 @@ class OpcUaSource:
         if client is None:
             return
         subscription_id, self._subscription_id = self._subscription_id, None
+        if self._publisher is not None:
+            await self._publisher.stop()
         await close_session(client, subscription_id)
 
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:

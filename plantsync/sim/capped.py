@@ -1,0 +1,72 @@
+"""asyncua servers that honour a cap on notifications per message, as node-opcua servers do.
+
+asyncua's server puts every queued notification into one NotificationMessage, whatever the
+subscription's MaxNotificationsPerPublish (opcua-asyncio issue #1931), so a client tested only
+against it never meets a capped server. Inside ``notifications_capped(limit)``, subscriptions
+that asyncua servers of this process create send at most ``limit`` data changes per message,
+set ``MoreNotifications`` while they hold more, and answer as many messages per publishing
+cycle as the client has Publish requests queued (OPC UA Part 4 §5.13.5) — no more: the rest
+waits for the next cycle.
+
+Only the server side changes; the agent's client code in the same process is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from asyncua import ua
+from asyncua.server import subscription_service
+from asyncua.server.internal_subscription import InternalSubscription
+from asyncua.server.uaprocessor import PublishRequestData
+
+
+class CappedSubscription(InternalSubscription):
+    """An InternalSubscription that sends at most ``limit`` data changes per message."""
+
+    limit = 10
+
+    def has_published_results(self) -> bool:
+        return bool(self._triggered_datachanges) or super().has_published_results()
+
+    def _pop_triggered_datachanges(self, result: ua.PublishResult) -> None:
+        queued = [item for items in self._triggered_datachanges.values() for item in items]
+        if not queued:
+            return
+        sent, held = queued[: self.limit], queued[self.limit :]
+        # Keyed by the first held item's handle: the dict only groups what waits.
+        self._triggered_datachanges = {held[0].ClientHandle: held} if held else {}
+        result.NotificationMessage.NotificationData.append(
+            ua.DataChangeNotification(MonitoredItems=sent)
+        )
+
+    def _pop_publish_result(self) -> ua.PublishResult:
+        result = super()._pop_publish_result()
+        result.MoreNotifications = bool(self._triggered_datachanges)
+        return result
+
+    async def publish_results(self, requestdata: PublishRequestData | None = None) -> bool:
+        """At each publishing cycle, one message per queued Publish request while more
+        notifications wait. A request that arrives between cycles is queued for the next one
+        (returning False leaves it to the processor's queue), as node-opcua does: a client with
+        one request in flight gets one message per cycle."""
+        if requestdata is not None:
+            return False
+        sent = await super().publish_results()
+        while sent and self._triggered_datachanges and not self._closing:
+            sent = await super().publish_results()
+        return sent
+
+
+@contextlib.contextmanager
+def notifications_capped(limit: int) -> Iterator[None]:
+    """Subscriptions created inside the block send at most ``limit`` data changes a message."""
+    names = vars(subscription_service)  # the name its create_subscription looks up
+    original = names["InternalSubscription"]
+    CappedSubscription.limit = limit
+    names["InternalSubscription"] = CappedSubscription
+    try:
+        yield
+    finally:
+        names["InternalSubscription"] = original
