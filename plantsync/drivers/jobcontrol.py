@@ -157,6 +157,10 @@ def plan(
             return []
         method = "Abort" if state in _STARTED else "Clear" if state is _ENDED else "Cancel"
         return [call(method)]
+    released = order.request_state is RequestState.RELEASED
+    one_call = release_method == "StoreAndStart" and "StoreAndStart" in offered
+    if current is None and released and one_call:
+        return [call("StoreAndStart", content)]
     before: list[Call] = []
     after: list[Call] = []
     if current is None:
@@ -164,14 +168,12 @@ def plan(
     elif current.JobOrder.revision < order.revision and (
         state in _PREPARED or change.change_type in _CONTENT_CHANGES
     ):
-        if "Update" in offered or state not in _PREPARED:
+        if "Update" in offered or state not in _PREPARED or "Cancel" not in offered:
             before.append(call("Update", content))
         else:  # the spec's other way to replace a job order that has not started
             before += [call("Cancel"), call("Store", content)]
             state = JobOrderState.NOT_ALLOWED_TO_START
-    if order.request_state is RequestState.RELEASED:
-        if current is None and release_method == "StoreAndStart" and "StoreAndStart" in offered:
-            return [Call("StoreAndStart", content, comment)]
+    if released:
         if state in _TO_RELEASED and (current is not None or "Start" in offered):
             after.append(call(_TO_RELEASED[state]))
     elif state in _TO_HELD:

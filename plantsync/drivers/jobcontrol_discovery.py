@@ -75,7 +75,7 @@ async def discover(
     )
     return JobControlNodes(
         receiver=receiver_id,
-        methods={k: v for k, v in children.items() if k != "JobOrderList"},
+        methods=await _methods(client, receiver_id),
         job_order_list=children["JobOrderList"],
         response_provider=provider_id,
         job_order_response_list=responses,
@@ -137,6 +137,13 @@ async def _subtypes(client: Client, type_id: ua.NodeId) -> set[ua.NodeId]:
                 types.add(child.nodeid)
                 pending.append(child.nodeid)
     return types
+
+
+async def _methods(client: Client, node: ua.NodeId) -> dict[str, ua.NodeId]:
+    references = await client.get_node(node).get_children_descriptions(
+        refs=ObjectIds.HasComponent, nodeclassmask=ua.NodeClass.Method
+    )
+    return {reference.BrowseName.Name: reference.NodeId for reference in references}
 
 
 async def _children(client: Client, node: ua.NodeId) -> dict[str, ua.NodeId]:
