@@ -111,7 +111,8 @@ class SimulatedJobControl:
             elif name in COMMANDS:
                 server.link_method(child, self._command(name))
             elif name == "MaxDownloadableJobOrders":
-                await child.write_value(ua.Variant(self.max_job_orders, ua.VariantType.UInt16))
+                limit = min(self.max_job_orders, 0xFFFF)  # a UInt16
+                await child.write_value(ua.Variant(limit, ua.VariantType.UInt16))
             elif name == "JobOrderList":
                 self._lists[name] = child.nodeid
         provider = await self._instance(
