@@ -175,13 +175,20 @@ class JobControlConfig(OpcUaClientConfig):
     JobOrderReceiver, its job responses come back as order status and confirmations."""
 
     name: str = Field(default="jobcontrol", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    job_order_receiver: str = Field(
-        default="ns=2;s=JobOrderReceiver",
-        description="node id of the ISA95JobOrderReceiverObjectType instance",
+    job_order_receiver: str | None = Field(
+        default=None,
+        description="node id of the ISA95JobOrderReceiverObjectType instance; "
+        "unset: found by browsing for the one instance of that type",
     )
-    job_response_provider: str = Field(
-        default="ns=2;s=JobResponseProvider",
-        description="node id of the ISA95JobResponseProviderObjectType instance",
+    job_response_provider: str | None = Field(
+        default=None,
+        description="node id of the ISA95JobResponseProviderObjectType instance; "
+        "unset: found by browsing for an instance of that type",
+    )
+    release_method: Literal["Store", "StoreAndStart"] = Field(
+        default="Store",
+        description="how a released order is delivered: Store then Start, or StoreAndStart "
+        "(Store then Start when the receiver does not offer it)",
     )
     publishing_interval: Duration = Field(
         default=timedelta(milliseconds=500),

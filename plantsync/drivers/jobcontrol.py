@@ -1,8 +1,9 @@
 """OPC UA ISA-95 Job Control (OPC 10031-4 v2): schedule changes go to a JobOrderReceiver, job
 order states and job responses come back as order status and production confirmations.
 
-    __aenter__   connect ─▶ browse the receiver and the response provider ─▶ subscribe to
-                 JobOrderList and JobOrderResponseList
+    __aenter__   connect ─▶ load the server's data type definitions (ua.ISA95JobOrderDataType…)
+                 ─▶ find the receiver and the response provider (jobcontrol_discovery) ─▶
+                 subscribe to JobOrderList and JobOrderResponseList
     apply        read JobOrderList ─▶ plan the calls that take the job order from where it is
                  to where the change wants it ─▶ call them in order, the first refusal ends it
     events       JobOrderList / JobOrderResponseList changes ─▶ diff ─▶ bounded queue (drop
@@ -11,7 +12,8 @@ order states and job responses come back as order status and production confirma
 How a change becomes method calls, given the job order's state on the server:
 
     the order's request state     the job order is ...            calls
-    Released                      absent                          Store, Start
+    Released                      absent                          Store, Start (or
+                                                                  StoreAndStart: release_method)
     Held, Forecast                absent                          Store
     any                           stored at an older revision     Update (before Start, after
                                   (NotAllowedToStart,             RevokeStart); a content change
@@ -19,9 +21,14 @@ How a change becomes method calls, given the job order's state on the server:
                                                                   the server refuses
     Released (hold-release)       NotAllowedToStart / Interrupted Start / Resume
     Held (hold)                   AllowedToStart / Running        RevokeStart / Pause
-    Cancelled                     not started / Running, Inter-   Cancel / Abort; nothing when
-                                  rupted / absent                 Aborted; Cancel when absent
-                                                                  (refused: UnknownJobOrderId)
+    Cancelled                     not started / Running, Inter-   Cancel / Abort / Clear;
+                                  rupted / Ended / absent         nothing when Aborted; Cancel
+                                                                  when absent (UnknownJobOrderId)
+
+Every receiver method is optional. One the server does not offer falls back where the spec
+allows it: StoreAndStart ─▶ Store, Start; Update of a job order not started ─▶ Cancel, Store;
+Start after a Store ─▶ left out (the job order waits in NotAllowedToStart for the plant to
+start it). Any other missing method refuses the change, naming the method, before any call.
 
 Idempotency: the job order carries its revision (a JobOrderParameter), and every call is planned
 from the job order's state as the server reports it just before: a change that already took
@@ -31,7 +38,7 @@ more from the new state.
 
 A refusal (a ReturnStatus other than NoError) is PlantVerdict(applied=False, reason="jobcontrol:
 <bits>"); a lost link or a timeout is SourceUnavailable; a refused identity or a server without
-the nodes this driver needs is LinkMisconfigured. The driver reconnects nothing.
+the Job Control model is LinkMisconfigured. The driver reconnects nothing.
 """
 
 from __future__ import annotations
@@ -42,19 +49,19 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
-from asyncua.ua.uaerrors import UaStringParsingError
 from pydantic import ValidationError
 
 from plantsync.config.plant import JobControlConfig
 from plantsync.contracts.orders import JobOrderState, OrderStatus, ProductionConfirmation
 from plantsync.contracts.schedule import ProductionOrder, RequestState
 from plantsync.drivers import isa95
+from plantsync.drivers import jobcontrol_codec as codec
 from plantsync.drivers.base import OrderChange, PlantVerdict
 from plantsync.drivers.common.opcua import (
     LiveQueue,
@@ -62,7 +69,8 @@ from plantsync.drivers.common.opcua import (
     map_asyncua_exceptions,
     new_client,
 )
-from plantsync.drivers.jobcontrol_events import Entries, Event, ListDiff
+from plantsync.drivers.jobcontrol_discovery import JobControlNodes, discover
+from plantsync.drivers.jobcontrol_events import Entries, Event, ListDiff, job_order_id
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
 _logger = logging.getLogger(__name__)
@@ -86,6 +94,7 @@ _TO_RELEASED = {
 }
 _TO_HELD = {JobOrderState.ALLOWED_TO_START: "RevokeStart", JobOrderState.RUNNING: "Pause"}
 """For an order that must not run (Held, Forecast): the call that stops it, by state."""
+_ENDED = JobOrderState.ENDED
 _INCOMPATIBLE = frozenset(
     {
         StatusCodes.BadMethodInvalid,
@@ -100,44 +109,76 @@ _INCOMPATIBLE = frozenset(
 """Call results that mean the server's Job Control is not the one this driver speaks."""
 
 
+EVERY_METHOD = frozenset(
+    {"Store", "StoreAndStart", "Update", *_TO_RELEASED.values(), *_TO_HELD.values()}
+    | {"Stop", "Abort", "Cancel", "Clear"}
+)
+
+
+class MissingMethod(Exception):
+    """The change needs a method the receiver does not offer, and nothing stands in for it."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"the job order receiver offers no {method} method")
+        self.method = method
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One JobOrderReceiver method call: its name and its input arguments."""
+    """One JobOrderReceiver method call: its name, the job order (Store, StoreAndStart,
+    Update) or its id (every other), and why it is called (the Comment)."""
 
     method: str
-    arguments: tuple[ua.Variant, ...]
+    target: isa95.ISA95JobOrderDataType | str
+    comment: str
 
 
 def plan(
-    change: OrderChange, order: ProductionOrder, current: isa95.ISA95JobOrderAndStateDataType | None
+    change: OrderChange,
+    order: ProductionOrder,
+    current: isa95.ISA95JobOrderAndStateDataType | None,
+    offered: frozenset[str] = EVERY_METHOD,
+    release_method: str = "Store",
 ) -> list[Call]:
-    """The calls that take the job order from ``current`` to what ``change`` asks for."""
-    job_order_id = ua.Variant(order.order_id, ua.VariantType.String)
-    comment = ua.Variant(_comment(change), ua.VariantType.LocalizedText, is_array=True)
-    content = ua.Variant(
-        isa95.job_order(order, change.idempotency_key).model_dump_json(exclude_none=True),
-        ua.VariantType.String,
-    )
+    """The calls that take the job order from ``current`` to what ``change`` asks for, with the
+    methods ``offered``; MissingMethod when one it needs is not."""
+    comment = _comment(change)
+    content = isa95.job_order(order, change.idempotency_key)
+
+    def call(method: str, target: isa95.ISA95JobOrderDataType | str = order.order_id) -> Call:
+        if method not in offered:
+            raise MissingMethod(method)
+        return Call(method, target, comment)
+
     # An absent job order is one Store away from NotAllowedToStart.
     state = current.state if current is not None else JobOrderState.NOT_ALLOWED_TO_START
     if order.request_state is RequestState.CANCELLED:
         if current is not None and state is JobOrderState.ABORTED:
             return []
-        return [Call("Abort" if state in _STARTED else "Cancel", (job_order_id, comment))]
+        method = "Abort" if state in _STARTED else "Clear" if state is _ENDED else "Cancel"
+        return [call(method)]
+    released = order.request_state is RequestState.RELEASED
+    one_call = release_method == "StoreAndStart" and "StoreAndStart" in offered
+    if current is None and released and one_call:
+        return [call("StoreAndStart", content)]
     before: list[Call] = []
     after: list[Call] = []
     if current is None:
-        before.append(Call("Store", (content, comment)))
+        before.append(call("Store", content))
     elif current.JobOrder.revision < order.revision and (
         state in _PREPARED or change.change_type in _CONTENT_CHANGES
     ):
-        before.append(Call("Update", (content, comment)))
-    if order.request_state is RequestState.RELEASED:
-        if state in _TO_RELEASED:
-            after.append(Call(_TO_RELEASED[state], (job_order_id, comment)))
+        if "Update" in offered or state not in _PREPARED or "Cancel" not in offered:
+            before.append(call("Update", content))
+        else:  # the spec's other way to replace a job order that has not started
+            before += [call("Cancel"), call("Store", content)]
+            state = JobOrderState.NOT_ALLOWED_TO_START
+    if released:
+        if state in _TO_RELEASED and (current is not None or "Start" in offered):
+            after.append(call(_TO_RELEASED[state]))
     elif state in _TO_HELD:
         # Stop it first: the machine may start it while the update is on its way.
-        before.insert(0, Call(_TO_HELD[state], (job_order_id, comment)))
+        before.insert(0, call(_TO_HELD[state]))
     return before + after
 
 
@@ -152,15 +193,13 @@ class JobControlSink:
         self._config = config
         self._timeout = config.request_timeout.total_seconds()
         self._client: Client | None = None
-        self._receiver = ua.NodeId()
-        self._methods: dict[str, ua.NodeId] = {}
-        self._job_order_list = ua.NodeId()
+        self._nodes: JobControlNodes | None = None
         self._events: LiveQueue[Event] = LiveQueue(
             config.name, size=queue_events, stall_timeout=config.stall_timeout.total_seconds()
         )
         self._diff = ListDiff(config.name, self._events)
-        self._read = Entries(isa95.ISA95JobOrderAndStateDataType, config.name)
-        """JobOrderList as last read: each apply reads the whole list, and parses what is new."""
+        self._read = Entries(codec.decode_job_order_and_state, job_order_id, config.name)
+        """JobOrderList as last read: each apply reads the whole list, and decodes what is new."""
         self._subscription_id: int | None = None
 
     @property
@@ -171,12 +210,20 @@ class JobControlSink:
     def dropped(self) -> int:
         return self._events.dropped
 
+    @property
+    def nodes(self) -> JobControlNodes | None:
+        """What this session found: the receiver, its methods, the lists (None before)."""
+        return self._nodes
+
     async def __aenter__(self) -> Self:
         try:
             with map_asyncua_exceptions(self.name, f"connecting to {self._config.endpoint}"):
                 self._client = await new_client(self._config)
                 self._client.connection_lost_callback = self._events.connection_lost
                 await self._bounded(self._client.connect())
+            with map_asyncua_exceptions(self.name, "loading the data type definitions"):
+                # ua.ISA95JobOrderDataType and the rest, as this server defines them.
+                await self._bounded(self._client.load_data_type_definitions())
             with map_asyncua_exceptions(self.name, "browsing the job order receiver"):
                 await self._browse(self._client)
         except BaseException:
@@ -199,7 +246,10 @@ class JobControlSink:
         except (KeyError, ValidationError) as exc:
             return PlantVerdict(applied=False, reason=f"jobcontrol: no valid order: {exc}"[:300])
         for attempt in range(2):
-            return_status = await self._reconcile(change, order)
+            try:
+                return_status = await self._reconcile(change, order)
+            except MissingMethod as exc:
+                return PlantVerdict(applied=False, reason=f"jobcontrol: {exc}")
             if return_status & isa95.ReturnStatus.INVALID_JOB_ORDER_STATUS and not attempt:
                 continue  # the job order moved on between our read and our call
             break
@@ -216,16 +266,18 @@ class JobControlSink:
     async def job_orders(self) -> dict[str, isa95.ISA95JobOrderAndStateDataType]:
         """The server's JobOrderList now, by job order id; an entry that does not parse is left
         out, as the events leave it out."""
-        client = self._connected()
+        client, nodes = self._connected()
         with map_asyncua_exceptions(self.name, "reading JobOrderList"):
-            value = await self._bounded(client.get_node(self._job_order_list).read_value())
+            value = await self._bounded(client.get_node(nodes.job_order_list).read_value())
         return {entry.JobOrder.JobOrderID: entry for entry in self._read.parse(value or [])}
 
     # -- applying ----------------------------------------------------------------------------
 
     async def _reconcile(self, change: OrderChange, order: ProductionOrder) -> int:
         current = (await self.job_orders()).get(order.order_id)
-        for call in plan(change, order, current):
+        _, nodes = self._connected()
+        offered = frozenset(nodes.methods)
+        for call in plan(change, order, current, offered, self._config.release_method):
             return_status = await self._call(call)
             if return_status != isa95.ReturnStatus.NO_ERROR:
                 _logger.info(
@@ -233,21 +285,18 @@ class JobControlSink:
                     self.name,
                     call.method,
                     order.order_id,
-                    isa95.describe(return_status),
+                    isa95.explain(return_status),
                 )
                 return return_status
         return isa95.ReturnStatus.NO_ERROR
 
     async def _call(self, call: Call) -> int:
         """One method call; its ReturnStatus. A Bad result never carries one (B.2): mapped."""
-        client = self._connected()
-        method_id = self._methods.get(call.method)
-        if method_id is None:
-            raise LinkMisconfigured(
-                f"opcua {self.name}: the job order receiver has no {call.method} method"
-            )
+        client, nodes = self._connected()
         request = ua.CallMethodRequest(
-            ObjectId=self._receiver, MethodId=method_id, InputArguments=list(call.arguments)
+            ObjectId=nodes.receiver,
+            MethodId=nodes.methods[call.method],
+            InputArguments=_arguments(call),
         )
         with map_asyncua_exceptions(self.name, f"calling {call.method}"):
             [result] = await self._bounded(client.uaclient.call([request]))
@@ -259,31 +308,29 @@ class JobControlSink:
             if result.StatusCode.is_bad():  # Uncertain carries a refusal's ReturnStatus
                 result.StatusCode.check()
         outputs = result.OutputArguments or []
-        return int(outputs[0].Value) if outputs else isa95.ReturnStatus.NO_ERROR
+        # Int64 in the nodeset, UInt64 in the spec's text: the same 64 bits either way.
+        return int(outputs[-1].Value) & (1 << 64) - 1 if outputs else isa95.ReturnStatus.NO_ERROR
 
     # -- connecting --------------------------------------------------------------------------
 
     async def _browse(self, client: Client) -> None:
-        """The receiver's methods and JobOrderList, then subscribe to both lists."""
-        self._receiver = _node_id(self.name, self._config.job_order_receiver)
-        children = await self._children(client, self._receiver)
-        self._methods = children
-        if "JobOrderList" not in children:
-            raise LinkMisconfigured(
-                f"opcua {self.name}: {self._config.job_order_receiver} has no JobOrderList: "
-                "is it an ISA95JobOrderReceiverObjectType?"
+        """Find the receiver and the provider, then subscribe to both lists."""
+        self._nodes = nodes = await self._bounded(
+            discover(
+                client,
+                self.name,
+                self._config.job_order_receiver,
+                self._config.job_response_provider,
             )
-        self._job_order_list = children["JobOrderList"]
-        provider = _node_id(self.name, self._config.job_response_provider)
-        responses = (await self._children(client, provider)).get("JobOrderResponseList")
+        )
+        responses = nodes.job_order_response_list
         if responses is None:
             _logger.warning("jobcontrol %s: no JobOrderResponseList: no confirmations", self.name)
-        watched = [self._job_order_list] + ([responses] if responses is not None else [])
+        missing = sorted(EVERY_METHOD - set(nodes.methods))
+        if missing:
+            _logger.info("jobcontrol %s: the receiver does not offer %s", self.name, missing)
+        watched = [nodes.job_order_list] + ([responses] if responses is not None else [])
         await self._subscribe(client, watched)
-
-    async def _children(self, client: Client, node_id: ua.NodeId) -> dict[str, ua.NodeId]:
-        references = await self._bounded(client.get_node(node_id).get_children_descriptions())
-        return {reference.BrowseName.Name: reference.NodeId for reference in references}
 
     async def _subscribe(self, client: Client, nodes: list[ua.NodeId]) -> None:
         session = client.uaclient.session
@@ -327,7 +374,7 @@ class JobControlSink:
 
     def _on_publish(self, result: ua.PublishResult) -> None:
         self._events.heard()
-        changes: list[tuple[datetime, int, list[str]]] = []
+        changes: list[tuple[datetime, int, list[Any]]] = []
         for notification in result.NotificationMessage.NotificationData or []:
             if isinstance(notification, ua.DataChangeNotification):
                 changes += [_change(item) for item in notification.MonitoredItems]
@@ -351,31 +398,34 @@ class JobControlSink:
         await close_session(client, subscription_id)
         self._events.lost(SourceUnavailable(f"opcua {self.name}: closed"))
 
-    def _connected(self) -> Client:
-        if self._client is None:
+    def _connected(self) -> tuple[Client, JobControlNodes]:
+        if self._client is None or self._nodes is None:
             raise SourceUnavailable(f"opcua {self.name}: not connected")
-        return self._client
+        return self._client, self._nodes
 
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
         async with asyncio.timeout(self._timeout):
             return await awaitable
 
 
-def _comment(change: OrderChange) -> list[ua.LocalizedText]:
+def _comment(change: OrderChange) -> str:
     """Why the method is called: the hold's or cancellation's reason, else the change type."""
     detail = change.body.get("detail")
     reason = detail.get("reason") if isinstance(detail, dict) else None
-    return [ua.LocalizedText(str(reason or change.change_type)[:500])]
+    return str(reason or change.change_type)[:500]
 
 
-def _node_id(link: str, text: str) -> ua.NodeId:
-    try:
-        return ua.NodeId.from_string(text)
-    except (ValueError, UaStringParsingError) as exc:
-        raise LinkMisconfigured(f"opcua {link}: {text!r} is not a node id") from exc
+def _arguments(call: Call) -> list[ua.Variant]:
+    """(JobOrder: ISA95JobOrderDataType | JobOrderID: String, Comment: LocalizedText[])."""
+    if isinstance(call.target, str):
+        target = ua.Variant(call.target, ua.VariantType.String)
+    else:
+        target = ua.Variant(codec.encode_job_order(call.target), ua.VariantType.ExtensionObject)
+    comment = ua.Variant([ua.LocalizedText(call.comment)], ua.VariantType.LocalizedText)
+    return [target, comment]
 
 
-def _change(item: ua.MonitoredItemNotification) -> tuple[datetime, int, list[str]]:
+def _change(item: ua.MonitoredItemNotification) -> tuple[datetime, int, list[Any]]:
     data = item.Value
     value = data.Value.Value if data.Value is not None else None
     at = _utc(data.SourceTimestamp or data.ServerTimestamp)

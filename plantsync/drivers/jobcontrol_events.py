@@ -9,20 +9,22 @@
 The server sends whole lists; the first value of each after subscribing yields every job order's
 state and every started order's confirmation, so a session that starts after an outage reports
 where each order is, whatever happened meanwhile. A list repeats every entry that did not change,
-word for word, so ``Entries`` parses only the texts it has not seen in the value before: a change
-costs one parse, not one per job order the server holds (docs/performance.md, roundtrip).
+so ``Entries`` decodes only the entries that differ from the value before: a change costs one
+decode, not one per job order the server holds (docs/performance.md, roundtrip). asyncua's
+structure classes are unhashable dataclasses, so the cache is keyed by the entry's id and an
+entry is reused when it compares equal, field by field, to the one it replaces.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Generic, TypeVar
-
-from pydantic import ValidationError
+from typing import Any, Generic, TypeVar
 
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 from plantsync.drivers import isa95
+from plantsync.drivers import jobcontrol_codec as codec
 from plantsync.drivers.common.opcua import LiveQueue
 
 _logger = logging.getLogger(__name__)
@@ -39,10 +41,10 @@ class ListDiff:
         self._events = events
         self._states: dict[str, tuple[str, int]] = {}
         self._responses: dict[str, tuple[str, str, bool]] = {}
-        self._job_orders = Entries(isa95.ISA95JobOrderAndStateDataType, link)
-        self._job_responses = Entries(isa95.ISA95JobResponseDataType, link)
+        self._job_orders = Entries(codec.decode_job_order_and_state, job_order_id, link)
+        self._job_responses = Entries(codec.decode_job_response, _job_response_id, link)
 
-    def job_order_list(self, value: list[str], at: datetime) -> None:
+    def job_order_list(self, value: list[Any], at: datetime) -> None:
         """A new JobOrderList value: one OrderStatus per job order whose state changed."""
         seen: dict[str, tuple[str, int]] = {}
         for entry in self._job_orders.parse(value):
@@ -54,7 +56,7 @@ class ListDiff:
                     self._events.put(status)
         self._states = seen  # a cancelled or cleared order is gone; stored again, it is new
 
-    def job_order_response_list(self, value: list[str], at: datetime) -> None:
+    def job_order_response_list(self, value: list[Any], at: datetime) -> None:
         """A new JobOrderResponseList value: one confirmation per response that progressed."""
         seen: dict[str, tuple[str, str, bool]] = {}
         for response in self._job_responses.parse(value):
@@ -73,28 +75,45 @@ class ListDiff:
 
 
 class Entries(Generic[_Model]):
-    """One list's entries parsed, each text once: the texts of the last value are kept with
-    their models (frozen, so shared safely), and a text not in it is parsed. An entry that does
-    not parse is left out (logged at debug)."""
+    """One list's entries decoded, each once: the entries of the last value are kept with their
+    views (frozen, so shared safely), by id; an entry not equal to the kept one is decoded. An
+    entry that does not decode is left out (logged at debug)."""
 
-    def __init__(self, model: type[_Model], link: str) -> None:
-        self._model: type[_Model] = model
+    def __init__(
+        self, decode: Callable[[Any], _Model], key: Callable[[Any], str], link: str
+    ) -> None:
+        self._decode: Callable[[Any], _Model] = decode
+        self._key: Callable[[Any], str] = key
         self._link = link
-        self._parsed: dict[str, _Model] = {}
+        self._decoded: dict[str, tuple[Any, _Model]] = {}
 
-    def parse(self, value: list[str]) -> list[_Model]:
-        previous, self._parsed = self._parsed, {}
+    def parse(self, value: list[Any]) -> list[_Model]:
+        previous, self._decoded = self._decoded, {}
         entries: list[_Model] = []
-        for text in value:
-            entry = self._parsed.get(text) or previous.get(text) or self._validate(text)
+        for raw in value:
+            try:
+                key = self._key(raw)
+            except AttributeError:
+                continue  # not the structure this list holds
+            kept = previous.get(key)
+            entry = kept[1] if kept is not None and kept[0] == raw else self._validate(raw)
             if entry is not None:
-                self._parsed[text] = entry
+                self._decoded[key] = (raw, entry)
                 entries.append(entry)
         return entries
 
-    def _validate(self, text: str) -> _Model | None:
+    def _validate(self, raw: Any) -> _Model | None:
         try:
-            return self._model.model_validate_json(text)
-        except ValidationError as exc:
-            _logger.debug("opcua %s: %s not read: %s", self._link, self._model.__name__, exc)
+            return self._decode(raw)
+        except (AttributeError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+            _logger.debug("opcua %s: list entry not read: %s", self._link, exc)
             return None
+
+
+def job_order_id(entry: Any) -> str:
+    """The key of a JobOrderList entry."""
+    return str(entry.JobOrder.JobOrderID)
+
+
+def _job_response_id(response: Any) -> str:
+    return str(response.JobResponseID)

@@ -8,7 +8,8 @@
         ├── scrap_count         Int64
         └── temperature         Double   °C
     (the same for every machine)
-    JobOrderReceiver, JobResponseProvider   ISA-95 Job Control, see simulator_jobcontrol
+    JobOrderReceiver, JobResponseProvider
+                                ISA-95 Job Control (the official nodeset), see sim.jobcontrol
 
 With ``tick`` set, a background task moves the plant along: an executing machine counts parts
 and its speed and temperature drift, and machines change state now and then. With
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from plantsync.config.plant import JobControlConfig, MachineConfig, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import ItemState
-from plantsync.sim.jobcontrol import SimulatedJobControl
+from plantsync.sim.jobcontrol import EVERY_METHOD, SimulatedJobControl
 
 NAMESPACE = "urn:plantsync:simulated-plant"
 DEFAULT_MACHINES = ("press-1", "press-2", "lathe-1")
@@ -129,7 +130,8 @@ class SimulatedPlant:
 
     ``async with SimulatedPlant(port=4840) as plant`` starts it; so does ``await plant.start()``.
     With ``job_control`` it also runs the job orders it receives, one unit of an order's
-    quantity every ``job_seconds_per_unit`` (``plant.job_control``).
+    quantity every ``job_seconds_per_unit`` (``plant.job_control``), offering the receiver
+    methods in ``job_methods``.
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class SimulatedPlant:
         security: PlantSecurity | None = None,
         job_control: bool = True,
         job_seconds_per_unit: float = 1.0,
+        job_methods: Iterable[str] = EVERY_METHOD,
     ) -> None:
         if not machines:
             raise ValueError("a plant needs at least one machine")
@@ -158,7 +161,9 @@ class SimulatedPlant:
         self._namespace_index = 2
         self._ticker: asyncio.Task[None] | None = None
         self.job_control = (
-            SimulatedJobControl(seconds_per_unit=job_seconds_per_unit) if job_control else None
+            SimulatedJobControl(seconds_per_unit=job_seconds_per_unit, methods=job_methods)
+            if job_control
+            else None
         )
 
     @property
@@ -173,6 +178,10 @@ class SimulatedPlant:
         """The string node id of a machine's tag, e.g. ``ns=2;s=press-1.speed``."""
         return f"ns={self._namespace_index};s={machine}.{tag}"
 
+    def receiver_node_id(self, name: str = "JobOrderReceiver") -> str:
+        """The node id of the Job Control receiver (or ``JobResponseProvider``)."""
+        return f"ns={self._namespace_index};s={name}"
+
     def server_config(self, name: str = "plant", **overrides: object) -> OpcUaServerConfig:
         """A valid config reading every tag of every machine by node id."""
         machines = [
@@ -186,13 +195,9 @@ class SimulatedPlant:
         return OpcUaServerConfig.model_validate(fields | overrides)
 
     def jobcontrol_config(self, name: str = "jobcontrol", **overrides: object) -> JobControlConfig:
-        """A valid config for this plant's Job Control."""
-        fields: dict[str, object] = {
-            "name": name,
-            "endpoint": self.endpoint,
-            "job_order_receiver": f"ns={self._namespace_index};s=JobOrderReceiver",
-            "job_response_provider": f"ns={self._namespace_index};s=JobResponseProvider",
-        }
+        """A valid config for this plant's Job Control: the receiver and the provider are
+        found by browsing (``receiver_node_id`` names them for an override)."""
+        fields: dict[str, object] = {"name": name, "endpoint": self.endpoint}
         return JobControlConfig.model_validate(fields | overrides)
 
     async def __aenter__(self) -> Self:

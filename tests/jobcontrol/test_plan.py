@@ -7,7 +7,7 @@ import pytest
 from plantsync.contracts.orders import JobOrderState
 from plantsync.contracts.schedule import ProductionOrder, RequestState
 from plantsync.drivers import isa95
-from plantsync.drivers.jobcontrol import plan
+from plantsync.drivers.jobcontrol import EVERY_METHOD, MissingMethod, plan
 from tests.jobcontrol.support import change, order, revised
 
 State = JobOrderState
@@ -69,3 +69,64 @@ def test_return_status_bits_are_named_as_in_the_spec() -> None:
     assert isa95.describe(status) == "UnknownJobOrderId, InvalidRequest"
     assert isa95.describe(isa95.ReturnStatus.INVALID_JOB_ORDER_STATUS) == "InvalidJobOrderStatus"
     assert isa95.describe(1 << 40 | 1 << 2) == "bit 2, bit 40"
+
+
+@pytest.mark.parametrize(
+    ("change_type", "request_state", "state", "offered", "expected"),
+    [
+        ("schedule.release", RequestState.RELEASED, None, {"StoreAndStart"}, ["StoreAndStart"]),
+        ("schedule.release", RequestState.RELEASED, None, {"Store", "Start"}, ["Store", "Start"]),
+        ("schedule.release", RequestState.RELEASED, None, {"Store"}, ["Store"]),
+        (
+            "schedule.revision",
+            RequestState.RELEASED,
+            State.NOT_ALLOWED_TO_START,
+            {"Store", "Cancel", "Start"},
+            ["Cancel", "Store", "Start"],
+        ),
+        ("order.cancel", RequestState.CANCELLED, State.ENDED, {"Clear"}, ["Clear"]),
+    ],
+)
+def test_a_missing_optional_method_falls_back_where_the_spec_allows(
+    change_type: str,
+    request_state: RequestState,
+    state: State | None,
+    offered: set[str],
+    expected: list[str],
+) -> None:
+    proposed = revised(FIRST, request_state=request_state)
+    current = on_server(FIRST, state) if state is not None else None
+    calls = plan(
+        change(change_type, proposed), proposed, current, frozenset(offered), "StoreAndStart"
+    )
+    assert [call.method for call in calls] == expected
+
+
+@pytest.mark.parametrize(
+    ("change_type", "request_state", "state", "missing"),
+    [
+        ("schedule.revision", RequestState.RELEASED, State.RUNNING, "Update"),
+        ("order.hold", RequestState.HELD, State.RUNNING, "Pause"),
+        ("order.hold", RequestState.HELD, State.ALLOWED_TO_START, "RevokeStart"),
+        ("order.hold-release", RequestState.RELEASED, State.INTERRUPTED, "Resume"),
+        ("order.cancel", RequestState.CANCELLED, State.RUNNING, "Abort"),
+    ],
+)
+def test_a_missing_method_without_a_stand_in_is_named(
+    change_type: str, request_state: RequestState, state: State, missing: str
+) -> None:
+    proposed = revised(FIRST, request_state=request_state)
+    offered = EVERY_METHOD - {missing}
+    with pytest.raises(MissingMethod, match=f"offers no {missing} method"):
+        plan(change(change_type, proposed), proposed, on_server(FIRST, state), offered)
+
+
+def test_every_return_status_bit_has_a_reason() -> None:
+    status = isa95.ReturnStatus.UNABLE_TO_ACCEPT_JOB_ORDER | 1 << 40
+    assert isa95.explain(status) == (
+        "UnableToAcceptJobOrder (the server cannot take the job order (already stored, or "
+        "full)); bit 40 (implementation-specific)"
+    )
+    for bit in isa95.ReturnStatus:
+        if bit is not isa95.ReturnStatus.NO_ERROR:
+            assert "bit" not in isa95.explain(bit)
