@@ -41,8 +41,8 @@ from asyncua.server.server import Server
 from asyncua.ua.status_codes import StatusCodes
 
 from plantsync.contracts.orders import JobOrderState
-from plantsync.drivers import jobcontrol_codec as codec
-from plantsync.drivers.isa95 import ReturnStatus, state
+from plantsync.drivers.jobcontrol import codec
+from plantsync.drivers.jobcontrol.isa95 import ReturnStatus, state
 from plantsync.sim.jobcontrol_model import COMMANDS, PREPARED, STORES, Job, JobOrders
 
 NODESETS = Path(__file__).parent / "nodesets"

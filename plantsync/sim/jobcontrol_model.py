@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from plantsync.contracts.orders import JobOrderState
-from plantsync.drivers.isa95 import (
+from plantsync.drivers.jobcontrol.isa95 import (
     PRODUCED,
     REVISION,
     SCRAP,

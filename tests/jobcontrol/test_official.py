@@ -12,8 +12,7 @@ from asyncua.client.client import Client
 
 from plantsync.contracts.orders import JobOrderState
 from plantsync.contracts.schedule import Quantity, RequestState
-from plantsync.drivers import jobcontrol_codec as codec
-from plantsync.drivers.jobcontrol import JobControlSink
+from plantsync.drivers.jobcontrol import JobControlSink, codec
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 from plantsync.sim.plant import SimulatedPlant
 from tests.fixtures.opcua import free_port

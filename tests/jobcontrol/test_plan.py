@@ -6,8 +6,8 @@ import pytest
 
 from plantsync.contracts.orders import JobOrderState
 from plantsync.contracts.schedule import ProductionOrder, RequestState
-from plantsync.drivers import isa95
-from plantsync.drivers.jobcontrol import EVERY_METHOD, MissingMethod, plan
+from plantsync.drivers.jobcontrol import isa95
+from plantsync.drivers.jobcontrol.plan import EVERY_METHOD, MissingMethod, plan
 from tests.jobcontrol.support import change, order, revised
 
 State = JobOrderState

@@ -10,8 +10,8 @@ import pytest
 from plantsync.contracts.orders import JobOrderState, OrderStatus
 from plantsync.contracts.schedule import Quantity, RequestState
 from plantsync.drivers.base import PlantEvents
-from plantsync.drivers.isa95 import ISA95JobOrderAndStateDataType
 from plantsync.drivers.jobcontrol import JobControlSink
+from plantsync.drivers.jobcontrol.isa95 import ISA95JobOrderAndStateDataType
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 from plantsync.sim.plant import SimulatedPlant
 from tests.fixtures.opcua import free_port

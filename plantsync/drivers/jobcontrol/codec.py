@@ -1,4 +1,4 @@
-"""plantsync's ISA-95 views (``drivers.isa95``) to and from the OPC UA structures of the
+"""plantsync's ISA-95 views (``isa95``) to and from the OPC UA structures of the
 official Job Control nodeset, as asyncua builds them from the server's type definitions.
 
     ISA95JobOrderDataType (view) ──encode_job_order──▶ ua.ISA95JobOrderDataType ─▶ ExtensionObject
@@ -21,7 +21,7 @@ from typing import Any
 from asyncua import ua
 from asyncua.ua.object_ids import ObjectIds
 
-from plantsync.drivers import isa95
+from plantsync.drivers.jobcontrol import isa95
 from plantsync.errors import LinkMisconfigured
 
 NAMESPACE_URI = "http://opcfoundation.org/UA/ISA95-JOBCONTROL_V2/"

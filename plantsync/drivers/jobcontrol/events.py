@@ -23,9 +23,8 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
-from plantsync.drivers import isa95
-from plantsync.drivers import jobcontrol_codec as codec
 from plantsync.drivers.common.opcua import LiveQueue
+from plantsync.drivers.jobcontrol import codec, isa95
 
 _logger = logging.getLogger(__name__)
 

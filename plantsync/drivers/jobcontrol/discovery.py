@@ -19,7 +19,7 @@ from asyncua.client.client import Client
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.uaerrors import UaStringParsingError
 
-from plantsync.drivers import jobcontrol_codec as codec
+from plantsync.drivers.jobcontrol import codec
 from plantsync.errors import LinkMisconfigured
 
 MAX_DEPTH = 4

@@ -1,7 +1,7 @@
 """The ISA-95 Job Control (OPC 10031-4 v2) values plantsync exchanges, and their translation.
 
 On the wire the job orders and job responses are the spec's structures (ExtensionObjects of the
-types in the official nodeset, ``drivers.jobcontrol_codec`` converts); here they are plantsync's
+types in the official nodeset, ``drivers.jobcontrol.codec`` converts); here they are plantsync's
 view of them: the fields it sends or reads, typed, frozen.
 
     ProductionOrder ─job_order()─▶ ISA95JobOrderDataType

@@ -1,52 +1,10 @@
-"""OPC UA ISA-95 Job Control (OPC 10031-4 v2): schedule changes go to a JobOrderReceiver, job
-order states and job responses come back as order status and production confirmations.
-
-    __aenter__   connect ─▶ load the server's data type definitions (ua.ISA95JobOrderDataType…)
-                 ─▶ find the receiver and the response provider (jobcontrol_discovery) ─▶
-                 subscribe to JobOrderList and JobOrderResponseList
-    apply        read JobOrderList ─▶ plan the calls that take the job order from where it is
-                 to where the change wants it ─▶ call them in order, the first refusal ends it
-    events       JobOrderList / JobOrderResponseList changes ─▶ diff ─▶ bounded queue (drop
-                 oldest) ─▶ OrderStatus, ProductionConfirmation; the link lost ─▶ raises
-
-How a change becomes method calls, given the job order's state on the server:
-
-    the order's request state     the job order is ...            calls
-    Released                      absent                          Store, Start (or
-                                                                  StoreAndStart: release_method)
-    Held, Forecast                absent                          Store
-    any                           stored at an older revision     Update (before Start, after
-                                  (NotAllowedToStart,             RevokeStart); a content change
-                                  AllowedToStart)                 to a started one: Update, which
-                                                                  the server refuses
-    Released (hold-release)       NotAllowedToStart / Interrupted Start / Resume
-    Held (hold)                   AllowedToStart / Running        RevokeStart / Pause
-    Cancelled                     not started / Running, Inter-   Cancel / Abort / Clear;
-                                  rupted / Ended / absent         nothing when Aborted; Cancel
-                                                                  when absent (UnknownJobOrderId)
-
-Every receiver method is optional. One the server does not offer falls back where the spec
-allows it: StoreAndStart ─▶ Store, Start; Update of a job order not started ─▶ Cancel, Store;
-Start after a Store ─▶ left out (the job order waits in NotAllowedToStart for the plant to
-start it). Any other missing method refuses the change, naming the method, before any call.
-
-Idempotency: the job order carries its revision (a JobOrderParameter), and every call is planned
-from the job order's state as the server reports it just before: a change that already took
-effect plans no calls and is applied, one that took effect halfway plans the rest. A call
-refused with InvalidJobOrderStatus (the machine started the order meanwhile) is planned once
-more from the new state.
-
-A refusal (a ReturnStatus other than NoError) is PlantVerdict(applied=False, reason="jobcontrol:
-<bits>"); a lost link or a timeout is SourceUnavailable; a refused identity or a server without
-the Job Control model is LinkMisconfigured. The driver reconnects nothing.
-"""
+"""The Job Control sink: one session with a Job Control server (see the package docstring)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -58,10 +16,8 @@ from asyncua.ua.status_codes import StatusCodes
 from pydantic import ValidationError
 
 from plantsync.config.plant import JobControlConfig
-from plantsync.contracts.orders import JobOrderState, OrderStatus, ProductionConfirmation
-from plantsync.contracts.schedule import ProductionOrder, RequestState
-from plantsync.drivers import isa95
-from plantsync.drivers import jobcontrol_codec as codec
+from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
+from plantsync.contracts.schedule import ProductionOrder
 from plantsync.drivers.base import OrderChange, PlantVerdict
 from plantsync.drivers.common.opcua import (
     LiveQueue,
@@ -69,8 +25,10 @@ from plantsync.drivers.common.opcua import (
     map_asyncua_exceptions,
     new_client,
 )
-from plantsync.drivers.jobcontrol_discovery import JobControlNodes, discover
-from plantsync.drivers.jobcontrol_events import Entries, Event, ListDiff, job_order_id
+from plantsync.drivers.jobcontrol import codec, isa95
+from plantsync.drivers.jobcontrol.discovery import JobControlNodes, discover
+from plantsync.drivers.jobcontrol.events import Entries, Event, ListDiff, job_order_id
+from plantsync.drivers.jobcontrol.plan import EVERY_METHOD, Call, MissingMethod, arguments, plan
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
 _logger = logging.getLogger(__name__)
@@ -83,18 +41,6 @@ A dropped state is not lost for good: the next session starts with every order's
 KEEPALIVE_COUNT = 10
 LIFETIME_COUNT = 30
 
-_PREPARED = (JobOrderState.NOT_ALLOWED_TO_START, JobOrderState.ALLOWED_TO_START)
-_STARTED = (JobOrderState.RUNNING, JobOrderState.INTERRUPTED)
-_CONTENT_CHANGES = frozenset(
-    {"schedule.release", "schedule.revision", "schedule.snapshot", "order.material-substitution"}
-)
-_TO_RELEASED = {
-    JobOrderState.NOT_ALLOWED_TO_START: "Start",
-    JobOrderState.INTERRUPTED: "Resume",
-}
-_TO_HELD = {JobOrderState.ALLOWED_TO_START: "RevokeStart", JobOrderState.RUNNING: "Pause"}
-"""For an order that must not run (Held, Forecast): the call that stops it, by state."""
-_ENDED = JobOrderState.ENDED
 _INCOMPATIBLE = frozenset(
     {
         StatusCodes.BadMethodInvalid,
@@ -107,79 +53,6 @@ _INCOMPATIBLE = frozenset(
     }
 )
 """Call results that mean the server's Job Control is not the one this driver speaks."""
-
-
-EVERY_METHOD = frozenset(
-    {"Store", "StoreAndStart", "Update", *_TO_RELEASED.values(), *_TO_HELD.values()}
-    | {"Stop", "Abort", "Cancel", "Clear"}
-)
-
-
-class MissingMethod(Exception):
-    """The change needs a method the receiver does not offer, and nothing stands in for it."""
-
-    def __init__(self, method: str) -> None:
-        super().__init__(f"the job order receiver offers no {method} method")
-        self.method = method
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One JobOrderReceiver method call: its name, the job order (Store, StoreAndStart,
-    Update) or its id (every other), and why it is called (the Comment)."""
-
-    method: str
-    target: isa95.ISA95JobOrderDataType | str
-    comment: str
-
-
-def plan(
-    change: OrderChange,
-    order: ProductionOrder,
-    current: isa95.ISA95JobOrderAndStateDataType | None,
-    offered: frozenset[str] = EVERY_METHOD,
-    release_method: str = "Store",
-) -> list[Call]:
-    """The calls that take the job order from ``current`` to what ``change`` asks for, with the
-    methods ``offered``; MissingMethod when one it needs is not."""
-    comment = _comment(change)
-    content = isa95.job_order(order, change.idempotency_key)
-
-    def call(method: str, target: isa95.ISA95JobOrderDataType | str = order.order_id) -> Call:
-        if method not in offered:
-            raise MissingMethod(method)
-        return Call(method, target, comment)
-
-    # An absent job order is one Store away from NotAllowedToStart.
-    state = current.state if current is not None else JobOrderState.NOT_ALLOWED_TO_START
-    if order.request_state is RequestState.CANCELLED:
-        if current is not None and state is JobOrderState.ABORTED:
-            return []
-        method = "Abort" if state in _STARTED else "Clear" if state is _ENDED else "Cancel"
-        return [call(method)]
-    released = order.request_state is RequestState.RELEASED
-    one_call = release_method == "StoreAndStart" and "StoreAndStart" in offered
-    if current is None and released and one_call:
-        return [call("StoreAndStart", content)]
-    before: list[Call] = []
-    after: list[Call] = []
-    if current is None:
-        before.append(call("Store", content))
-    elif current.JobOrder.revision < order.revision and (
-        state in _PREPARED or change.change_type in _CONTENT_CHANGES
-    ):
-        if "Update" in offered or state not in _PREPARED or "Cancel" not in offered:
-            before.append(call("Update", content))
-        else:  # the spec's other way to replace a job order that has not started
-            before += [call("Cancel"), call("Store", content)]
-            state = JobOrderState.NOT_ALLOWED_TO_START
-    if released:
-        if state in _TO_RELEASED and (current is not None or "Start" in offered):
-            after.append(call(_TO_RELEASED[state]))
-    elif state in _TO_HELD:
-        # Stop it first: the machine may start it while the update is on its way.
-        before.insert(0, call(_TO_HELD[state]))
-    return before + after
 
 
 class JobControlSink:
@@ -296,7 +169,7 @@ class JobControlSink:
         request = ua.CallMethodRequest(
             ObjectId=nodes.receiver,
             MethodId=nodes.methods[call.method],
-            InputArguments=_arguments(call),
+            InputArguments=arguments(call),
         )
         with map_asyncua_exceptions(self.name, f"calling {call.method}"):
             [result] = await self._bounded(client.uaclient.call([request]))
@@ -406,23 +279,6 @@ class JobControlSink:
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
         async with asyncio.timeout(self._timeout):
             return await awaitable
-
-
-def _comment(change: OrderChange) -> str:
-    """Why the method is called: the hold's or cancellation's reason, else the change type."""
-    detail = change.body.get("detail")
-    reason = detail.get("reason") if isinstance(detail, dict) else None
-    return str(reason or change.change_type)[:500]
-
-
-def _arguments(call: Call) -> list[ua.Variant]:
-    """(JobOrder: ISA95JobOrderDataType | JobOrderID: String, Comment: LocalizedText[])."""
-    if isinstance(call.target, str):
-        target = ua.Variant(call.target, ua.VariantType.String)
-    else:
-        target = ua.Variant(codec.encode_job_order(call.target), ua.VariantType.ExtensionObject)
-    comment = ua.Variant([ua.LocalizedText(call.comment)], ua.VariantType.LocalizedText)
-    return [target, comment]
 
 
 def _change(item: ua.MonitoredItemNotification) -> tuple[datetime, int, list[Any]]:
