@@ -2,7 +2,8 @@
 
 The checks run cheapest first, and each one has its reason code:
 
-    oversized          longer than ``max_bytes``: not parsed at all
+    oversized          longer than ``max_bytes``: not parsed at all; the rejection names its
+                       size and its id (read from the first bytes); ``kept_of`` adds its sha256
     malformed-json     not UTF-8, not JSON, or not a JSON object
     unknown-type       ``type`` missing or not a down message type
     unknown-version    a ``schema_version`` this agent does not support
@@ -32,6 +33,9 @@ from plantsync.contracts.schedule import (
 from plantsync.errors import MessageRejected
 
 MAX_DOWN_MESSAGE_BYTES = 256 * 1024
+KEPT_PREFIX_BYTES = 4096
+"""What a dead letter keeps of an oversized message: its first bytes (the envelope, for a
+person to recognise it); the size and hash of the whole are in the reason."""
 
 _ID_MAX_CHARS = 128
 _SHOWN_ERRORS = 3
@@ -64,6 +68,16 @@ def parse_down_message(
         return _DOWN_MESSAGE.validate_json(payload)
     except ValidationError as exc:
         raise context.reject(ReasonCode.SCHEMA_VIOLATION, _summary(exc, message_type)) from exc
+
+
+def kept_of(payload: bytes, rejected: MessageRejected) -> tuple[bytes, str]:
+    """What a dead letter stores of ``payload`` and its reason: all of it, but only the first
+    ``KEPT_PREFIX_BYTES`` of an oversized one (the store must not grow by what was refused),
+    whose reason then names the whole's hash."""
+    if rejected.reason_code == ReasonCode.OVERSIZED:
+        kept = f"{payload_fingerprint(payload)}; its first {KEPT_PREFIX_BYTES} bytes are kept"
+        return payload[:KEPT_PREFIX_BYTES], f"{rejected.detail} ({kept})"
+    return payload, rejected.detail
 
 
 def payload_fingerprint(payload: bytes) -> str:

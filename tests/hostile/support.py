@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -110,3 +111,28 @@ async def raw_status(port: int, request: bytes) -> int:
         return int(status_line.split()[1])
     finally:
         writer.close()
+
+
+_PUBLISHER = """
+import sys
+from urllib.parse import urlsplit
+import paho.mqtt.client as mqtt
+url, topic, path = sys.argv[1:4]
+where = urlsplit(url)
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+client.connect(where.hostname, where.port)
+client.loop_start()
+client.publish(topic, open(path, "rb").read(), qos=1).wait_for_publish(30)
+client.disconnect()
+client.loop_stop()
+"""
+
+
+async def publish_from_child(broker_url: str, topic: str, payload_file: Path) -> None:
+    """Publish a file's bytes from another process: this process's memory then measures the
+    agent alone, not also a publisher's copies."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _PUBLISHER, broker_url, topic, str(payload_file)
+    )
+    async with asyncio.timeout(60):
+        assert await child.wait() == 0
