@@ -7,6 +7,7 @@ cost the agent is bounded by the config, not by what it sends.
                     POST /api/…: access rule ───────────▶ 401 / 403 (nothing read)
                     POST /api/… with a body, not JSON ──▶ 415   (nothing read)
                  ─▶ body read in chunks, counted ───────▶ 413 at the first byte too many
+                 ─▶ /api/…: ``strict_json`` (the down topics' reader) ─▶ 422 with the reason
                  ─▶ the app, given the (bounded) body
 
 The access rule runs here as well as in the routers' dependencies, so that a caller without
@@ -32,6 +33,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.requests import Request
 
 from plantsync.config.model import ApiConfig
+from plantsync.contracts.inbound import strict_json
+from plantsync.errors import MessageRejected
 from plantsync.web.access import Access
 
 Scope = MutableMapping[str, Any]
@@ -49,7 +52,9 @@ _JSON_TYPES = ("application/json",)
 class Refused(Exception):
     """A request refused by a limit: its status, its one-line reason, extra headers."""
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str | list[dict[str, Any]], headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status, self.detail, self.headers = status, detail, headers or {}
 
@@ -72,6 +77,8 @@ class RequestLimits:
             self._check_head(scope, headers)
             if has_body:
                 body = await self._read_body(receive)
+                if scope["path"].startswith("/api/"):
+                    _strict(body)
         except Refused as refused:
             if has_body:
                 await _drain(receive)
@@ -130,6 +137,16 @@ class RequestLimits:
     def _too_large(self, size: int | None) -> str:
         has = f"{size} bytes" if size is not None else "more bytes"
         return f"the body has {has}; the limit is {self._max_body} (api.max_body_size)"
+
+
+def _strict(body: bytes) -> None:
+    """The down topics' JSON reader on the API's bodies too: one rule for what enters."""
+    try:
+        strict_json(body)
+    except MessageRejected as rejected:
+        # In the shape of every other 422 of the API (``api._invalid_request``).
+        detail = [{"loc": ["body"], "msg": rejected.detail, "type": "json_invalid"}]
+        raise Refused(422, detail) from rejected
 
 
 def _headers(scope: Scope) -> dict[str, str]:
