@@ -14,6 +14,7 @@ from pydantic import ByteSize
 from plantsync.config.model import AgentConfig, ApiConfig
 from tests.api.support import AUTH, business_messages, config, confirmation
 from tests.hostile.support import PeakRss, raw_status, served, stream
+from tests.hostile.test_down_limits import _store_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +37,8 @@ async def test_a_300_mb_post_without_a_token_is_413_before_it_is_read(tmp_path: 
             )
             took = time.monotonic() - started
 
+        stored = _store_bytes(tmp_path / "store.db")
+        print(f"300 MB POST: RSS +{rss.growth / MB:.1f} MB in {took:.2f} s, store {stored} B")
         assert answer.status_code == 413
         assert "limit is 1048576" in answer.json()["detail"]
         assert rss.growth < 40 * MB, rss.growth
