@@ -43,6 +43,7 @@ from plantsync.buffer.store import Store
 from plantsync.contracts import DownMessage, Topics, new_message_id
 from plantsync.contracts.inbound import (
     MAX_DOWN_MESSAGE_BYTES,
+    kept_of,
     parse_down_message,
     payload_fingerprint,
 )
@@ -170,20 +171,21 @@ class Downlink:
         log.info("asked HQ for a schedule snapshot (%s, last seq %d)", reason.value, last)
 
     async def _dead_letter(self, topic: str, payload: bytes, rejected: MessageRejected) -> None:
+        kept, reason = kept_of(payload, rejected)
         ack = Acknowledgement(
             rejected.message_id or payload_fingerprint(payload),
             rejected.message_type,
             AckOutcome.REJECTED,
             rejected.correlation_id,
             ReasonCode(rejected.reason_code),
-            rejected.detail,
+            reason,
         )
         async with self._sequencer.assigning() as next_seq:
             await self._store.inbox.dead_letter(
                 topic,
-                payload,
+                kept,
                 rejected.reason_code,
-                rejected.detail,
+                reason,
                 received_at=self._clock(),
                 message_id=rejected.message_id,
                 acks=[self._ack_record(next_seq, ack)],

@@ -113,6 +113,18 @@ class ApiConfig(Section):
     token: SecretStr | None = Field(
         default=None, description="bearer token for state-changing calls (and any non-loopback)"
     )
+    max_body_size: ByteSize = Field(
+        default=ByteSize(1024**2), ge=1024, description="a larger request body is refused (413)"
+    )
+    max_url_size: int = Field(
+        default=8 * 1024, ge=256, le=1024**2, description="a longer request target is 414"
+    )
+    max_header_size: int = Field(
+        default=32 * 1024, ge=1024, le=1024**2, description="larger request headers are 431"
+    )
+    max_concurrent_requests: int = Field(
+        default=64, ge=1, description="open connections beyond this are answered 503"
+    )
 
     @model_validator(mode="after")
     def _token_guards_the_network(self) -> Self:

@@ -2,8 +2,10 @@
 
 The checks run cheapest first, and each one has its reason code:
 
-    oversized          longer than ``max_bytes``: not parsed at all
-    malformed-json     not UTF-8, not JSON, or not a JSON object
+    oversized          longer than ``max_bytes``: not parsed at all; the rejection names its
+                       size and its id (read from the first bytes); ``kept_of`` adds its sha256
+    malformed-json     not UTF-8, not JSON (NaN, Infinity, a duplicate key, nesting deeper
+                       than ``MAX_JSON_DEPTH``: ``strict_json``), or not a JSON object
     unknown-type       ``type`` missing or not a down message type
     unknown-version    a ``schema_version`` this agent does not support
     wrong-site         ``site`` names another site
@@ -17,6 +19,7 @@ Whatever the bytes, the only exception that leaves :func:`parse_down_message` is
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -32,6 +35,12 @@ from plantsync.contracts.schedule import (
 from plantsync.errors import MessageRejected
 
 MAX_DOWN_MESSAGE_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 16
+"""The deepest nesting any message of the contract has is 6 (schedule → payload → orders →
+order → quantity); deeper input is refused before the models see it."""
+KEPT_PREFIX_BYTES = 4096
+"""What a dead letter keeps of an oversized message: its first bytes (the envelope, for a
+person to recognise it); the size and hash of the whole are in the reason."""
 
 _ID_MAX_CHARS = 128
 _SHOWN_ERRORS = 3
@@ -66,6 +75,16 @@ def parse_down_message(
         raise context.reject(ReasonCode.SCHEMA_VIOLATION, _summary(exc, message_type)) from exc
 
 
+def kept_of(payload: bytes, rejected: MessageRejected) -> tuple[bytes, str]:
+    """What a dead letter stores of ``payload`` and its reason: all of it, but only the first
+    ``KEPT_PREFIX_BYTES`` of an oversized one (the store must not grow by what was refused),
+    whose reason then names the whole's hash."""
+    if rejected.reason_code == ReasonCode.OVERSIZED:
+        kept = f"{payload_fingerprint(payload)}; its first {KEPT_PREFIX_BYTES} bytes are kept"
+        return payload[:KEPT_PREFIX_BYTES], f"{rejected.detail} ({kept})"
+    return payload, rejected.detail
+
+
 def payload_fingerprint(payload: bytes) -> str:
     """Names a message whose id could not be read: ``sha256:<hex>`` of its bytes."""
     return "sha256:" + hashlib.sha256(payload).hexdigest()
@@ -89,7 +108,11 @@ class _Context:
         )
 
 
-def _json_object(payload: bytes) -> dict[str, Any]:
+def strict_json(payload: bytes) -> Any:
+    """The one JSON reader for what enters the agent (the down topics and the local API):
+    strict UTF-8, no NaN or Infinity, no duplicate keys (a reader that lets the last one win
+    sees another message than a reader that takes the first), nesting at most
+    ``MAX_JSON_DEPTH`` deep. ``MessageRejected`` (malformed-json) says which rule broke."""
     try:
         # jiter: strict UTF-8, a nesting limit instead of RecursionError, no NaN or Infinity.
         document = pydantic_core.from_json(payload, allow_inf_nan=False)
@@ -97,6 +120,43 @@ def _json_object(payload: bytes) -> dict[str, Any]:
         raise MessageRejected(
             ReasonCode.MALFORMED_JSON, f"not JSON: {_clip(str(exc), 120)}"
         ) from exc
+    _check_depth(document)
+    # jiter keeps the last of duplicate keys silently; the standard reader's hook sees them all.
+    # Only valid, shallow JSON of bounded size gets here, so the second pass is cheap and safe.
+    json.loads(payload, object_pairs_hook=_unique_keys)
+    return document
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                detail = f"duplicate key {_clip(key, 40)!r} in a JSON object"
+                raise MessageRejected(ReasonCode.MALFORMED_JSON, detail)
+            seen.add(key)
+    return document
+
+
+def _check_depth(document: Any) -> None:
+    level = [document] if isinstance(document, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            detail = f"JSON nested deeper than {MAX_JSON_DEPTH} levels (the contract needs fewer)"
+            raise MessageRejected(ReasonCode.MALFORMED_JSON, detail)
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
+    document = strict_json(payload)
     if not isinstance(document, dict):
         kind = type(document).__name__
         raise MessageRejected(ReasonCode.MALFORMED_JSON, f"a JSON object is expected, not {kind}")

@@ -20,10 +20,11 @@ approvals for planners, dead letters and status for plant IT; the status page an
                     ├─▶ metrics.py, statuspage.py
                     └─▶ lifespan: the depth history's sampler (depth.py)
 
-Who may call what is ``access.py``'s rule: reads open on loopback (Host checked), else the
-token; every POST needs the token. The app works on an ``AgentView`` (``view.py``), never on
-the agent itself. Swagger UI and ReDoc are off (they load from a CDN; plants are often
-air-gapped).
+What a request may cost is ``limits.py``'s (413/414/415/431, and the access rule, before the
+body is read). Who may call what is ``access.py``'s rule: reads open on loopback (Host
+checked), else the token; every POST needs the token. The app works on an ``AgentView``
+(``view.py``), never on the agent itself. Swagger UI and ReDoc are off (they load from a CDN;
+plants are often air-gapped).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from plantsync.errors import StoreDiskFull, StoreError, StoreFull
 from plantsync.web import statuspage
 from plantsync.web.access import Access, read_access, write_access
 from plantsync.web.depth import DepthHistory, sampling
+from plantsync.web.limits import RequestLimits
 from plantsync.web.metrics import AgentMetrics
 from plantsync.web.metrics import router as metrics_router
 from plantsync.web.routes import deadletters, health, plant, schedule
@@ -77,6 +79,7 @@ def create_app(view: AgentView, metrics: AgentMetrics | None = None) -> FastAPI:
         app.include_router(writes, dependencies=[Depends(write_access)])
     app.include_router(metrics_router, dependencies=[Depends(read_access)])
     app.include_router(statuspage.router(view, access, history))
+    app.add_middleware(RequestLimits, config=view.config.api, access=access)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StoreFull, _store_full)
     app.add_exception_handler(StoreDiskFull, _disk_full)

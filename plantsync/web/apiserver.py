@@ -21,8 +21,10 @@ import logging
 import socket
 from collections.abc import Iterator
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from plantsync.config.model import ApiConfig
 from plantsync.errors import ConfigError, Problem
@@ -38,10 +40,54 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-class ApiServer:
-    """One uvicorn server on an already bound socket."""
+LINGER_SECONDS = 2.0
+"""How long the rest of a refused request head is read and dropped before the close."""
+_HEAD_SLACK = 1024
 
-    def __init__(self, app: FastAPI, listener: socket.socket, *, stop_timeout: float) -> None:
+
+class _LimitedH11(H11Protocol):
+    """uvicorn's h11 protocol, answering a request head larger than the parser's limit (the
+    API's URL and header limits, plus slack) with 414 (the request line alone is too long) or
+    431 instead of 400, and reading what the client still sends for ``LINGER_SECONDS`` before
+    closing, so the client reads the answer instead of a reset connection."""
+
+    _lingering = False
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering:
+            super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        pending, _ = self.conn.trailing_data
+        limit = self.config.h11_max_incomplete_event_size or 16 * 1024
+        status, detail = 400, msg
+        if len(pending) > limit:
+            line_ends = b"\r\n" in pending[: limit + 2]
+            status = 431 if line_ends else 414
+            detail = "the request headers are too large" if line_ends else "the URL is too long"
+        event = h11.Response(
+            status_code=status,
+            headers=[(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+        )
+        for part in (event, h11.Data(data=detail.encode()), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(part) or b"")
+        self._lingering = True
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+class ApiServer:
+    """One uvicorn server on an already bound socket, with the API's limits (``ApiConfig``:
+    URL and header sizes at the parser, concurrent connections; the body in ``limits.py``)."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        listener: socket.socket,
+        *,
+        stop_timeout: float,
+        limits: ApiConfig | None = None,
+    ) -> None:
+        limits = limits or ApiConfig()
         self._app = app
         self._listener = listener
         self._stop_timeout = stop_timeout
@@ -57,6 +103,11 @@ class ApiServer:
                 ws="none",
                 server_header=False,
                 timeout_graceful_shutdown=max(1, int(stop_timeout)),
+                http=_LimitedH11,
+                h11_max_incomplete_event_size=limits.max_url_size
+                + limits.max_header_size
+                + _HEAD_SLACK,
+                limit_concurrency=limits.max_concurrent_requests,
             )
         )
 
@@ -70,7 +121,7 @@ class ApiServer:
             where = f"{config.host}:{config.port}"
             reason = f"cannot listen on {where}: {exc.strerror or exc}"
             raise ConfigError([Problem("agent config", "api", reason)]) from exc
-        return cls(app, listener, stop_timeout=stop_timeout)
+        return cls(app, listener, stop_timeout=stop_timeout, limits=config)
 
     @property
     def port(self) -> int:

@@ -22,11 +22,15 @@ class ErrorDetail(BaseModel):
 REFUSED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorDetail, "description": "no valid 'Authorization: Bearer <token>'"},
     403: {"model": ErrorDetail, "description": "not addressed as loopback, or no token set"},
+    414: {"model": ErrorDetail, "description": "the URL is longer than api.max_url_size"},
+    431: {"model": ErrorDetail, "description": "the headers are larger than api.max_header_size"},
     503: {"model": ErrorDetail, "description": "the store is not open (starting) or failed"},
 }
 """Documented on every /api/v1 operation, so a client (and the schema checks) expects them."""
 UNREADABLE_BODY: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorDetail, "description": "the body cannot be read (not UTF-8 JSON)"},
+    413: {"model": ErrorDetail, "description": "the body is larger than api.max_body_size"},
+    415: {"model": ErrorDetail, "description": "the body is not application/json"},
 }
 
 SQLITE_MAX_INTEGER = 2**63 - 1
