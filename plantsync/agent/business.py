@@ -1,7 +1,9 @@
-"""Order status and production confirmations from plant systems, made durable for HQ.
+"""Business messages up: order status and production confirmations from plant systems, and
+the acks and resync requests the downlink answers HQ with, each a record for the outbox.
 
     MES (local API) ──┐
     Job Control ──────┴─▶ BusinessWriter ─▶ outbox, business lane, stream order/<order_id>
+    Downlink ─▶ ack_record (stream acks), resync_record (stream resync) ─▶ its own transaction
 
 A confirmation is committed to the outbox before its producer hears "accepted" (the API's 202),
 so a confirmation the plant reported is never lost, and status and confirmations of one order
@@ -12,17 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from plantsync.agent.sequencer import Sequencer
 from plantsync.buffer.base import Lane, Outbox, Record
 from plantsync.contracts import Envelope, Topics, new_message_id
 from plantsync.contracts.orders import (
+    ACK_STREAM,
+    RESYNC_STREAM,
+    AckOutcome,
+    OrderRef,
     OrderStatus,
     OrderStatusMessage,
     ProductionConfirmation,
     ProductionConfirmationMessage,
+    ReasonCode,
+    ResyncReason,
+    ResyncRequest,
+    ResyncRequestMessage,
+    ScheduleAck,
+    ScheduleAckMessage,
     order_stream,
 )
 
@@ -107,3 +121,56 @@ def business_record(message: Envelope[Any], topic: str) -> Record:
     return Record(
         message.id, Lane.BUSINESS, message.stream, message.seq, topic, payload, time.time()
     )
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """What to tell HQ about one down message."""
+
+    original_id: str
+    original_type: str | None
+    outcome: AckOutcome
+    correlation_id: str | None = None
+    reason_code: ReasonCode | None = None
+    reason: str | None = None
+    orders: tuple[OrderRef, ...] = ()
+
+
+def ack_record(topics: Topics, next_seq: Callable[[str], int], ack: Acknowledgement) -> Record:
+    """A ``schedule.ack`` for HQ on the ``acks`` stream."""
+    message = ScheduleAckMessage(
+        id=new_message_id(),
+        site=topics.site,
+        source="agent",
+        seq=next_seq(ACK_STREAM),
+        event_time=datetime.now(UTC),
+        correlation_id=ack.correlation_id or ack.original_id,
+        payload=ScheduleAck(
+            original_id=ack.original_id[:128],
+            original_type=ack.original_type,
+            outcome=ack.outcome,
+            reason_code=ack.reason_code,
+            reason=ack.reason[:1000] if ack.reason else None,
+            orders=list(ack.orders),
+        ),
+    )
+    return business_record(message, topics.ack)
+
+
+def resync_record(
+    topics: Topics,
+    next_seq: Callable[[str], int],
+    reason: ResyncReason,
+    last: int,
+    received: int | None,
+) -> Record:
+    """A ``resync.request``: HQ is asked for a snapshot of the site's open orders."""
+    message = ResyncRequestMessage(
+        id=new_message_id(),
+        site=topics.site,
+        source="agent",
+        seq=next_seq(RESYNC_STREAM),
+        event_time=datetime.now(UTC),
+        payload=ResyncRequest(reason=reason, last_seq_seen=last, received_seq=received),
+    )
+    return business_record(message, topics.resync)

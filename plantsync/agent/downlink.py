@@ -31,16 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from plantsync.agent.business import business_record
+from plantsync.agent.business import Acknowledgement, ack_record, resync_record
 from plantsync.agent.changes import Decision, plan_changes
 from plantsync.agent.logs import correlation
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.sequencer import Sequencer
 from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState
-from plantsync.buffer.base import Record
 from plantsync.buffer.inbox import InboxRow, InboxStatus
 from plantsync.buffer.store import Store
-from plantsync.contracts import DownMessage, Topics, new_message_id
+from plantsync.contracts import DownMessage, Topics
 from plantsync.contracts.inbound import (
     MAX_DOWN_MESSAGE_BYTES,
     kept_of,
@@ -48,18 +47,11 @@ from plantsync.contracts.inbound import (
     payload_fingerprint,
 )
 from plantsync.contracts.orders import (
-    ACK_STREAM,
-    RESYNC_STREAM,
     AckOutcome,
-    OrderRef,
     ReasonCode,
     ResyncReason,
-    ResyncRequest,
-    ResyncRequestMessage,
-    ScheduleAck,
-    ScheduleAckMessage,
 )
-from plantsync.drivers.base import ScheduleSink
+from plantsync.drivers.base import OrderChange, PlantVerdict, ScheduleSink
 from plantsync.errors import LinkMisconfigured, MessageRejected, SourceUnavailable
 
 log = logging.getLogger(__name__)
@@ -83,19 +75,6 @@ class DownlinkCounters:
     rejected: int = 0
     waiting: int = 0
     retries: int = 0
-
-
-@dataclass(frozen=True)
-class Acknowledgement:
-    """What to tell HQ about one down message."""
-
-    original_id: str
-    original_type: str | None
-    outcome: AckOutcome
-    correlation_id: str | None = None
-    reason_code: ReasonCode | None = None
-    reason: str | None = None
-    orders: tuple[OrderRef, ...] = ()
 
 
 class Downlink:
@@ -166,7 +145,9 @@ class Downlink:
         """Ask HQ for a snapshot of the site's open orders (no session, or a start-up)."""
         last = await self._store.inbox.last_down_seq() or 0
         async with self._sequencer.assigning() as next_seq:
-            await self._store.outbox.add([self._resync_record(next_seq, reason, last, None)])
+            await self._store.outbox.add(
+                [resync_record(self._topics, next_seq, reason, last, None)]
+            )
         self._outbox_changed.set()
         log.info("asked HQ for a schedule snapshot (%s, last seq %d)", reason.value, last)
 
@@ -188,7 +169,7 @@ class Downlink:
                 reason,
                 received_at=self._clock(),
                 message_id=rejected.message_id,
-                acks=[self._ack_record(next_seq, ack)],
+                acks=[ack_record(self._topics, next_seq, ack)],
             )
         self.counters.dead_letters += 1
         self._outbox_changed.set()
@@ -214,6 +195,16 @@ class Downlink:
                     await self.wakeup.wait()
             except TimeoutError:
                 pass
+
+    async def hold(self, error: str, health: LinkHealth) -> None:
+        """The plant system cannot be reached: decide what is due without it.
+
+        What needs the plant waits for a retry and HQ hears ``pending`` (plant-unavailable)
+        now, not when the link returns; what the plant is not needed for (stale, duplicate,
+        waiting for approval) is answered as usual. Called at every failed connect."""
+        unreachable = _Unreachable(error)
+        for row in await self._store.inbox.pending(1000, due_by=self._clock()):
+            await self._process(row, unreachable, health)
 
     def _due_by(self, due: float | None, now: float) -> float:
         """``now``, or ``due`` when it lies beyond the longest retry delay: no retry is ever
@@ -269,7 +260,7 @@ class Downlink:
                 row.row_id,
                 status,
                 reason=decision.reason,
-                acks=[self._ack_record(next_seq, ack)],
+                acks=[ack_record(self._topics, next_seq, ack)],
                 orders=decision.order_states,
             )
         self._count(decision.outcome)
@@ -295,7 +286,7 @@ class Downlink:
                     ReasonCode.PLANT_UNAVAILABLE,
                     error,
                 )
-                acks.append(self._ack_record(next_seq, pending))
+                acks.append(ack_record(self._topics, next_seq, pending))
             reason = APPROVED if row.reason == APPROVED else error
             await self._store.inbox.settle(
                 row.row_id,
@@ -339,44 +330,14 @@ class Downlink:
 
     async def _write(self, acks: list[Acknowledgement], *, resync: tuple[int, int] | None) -> None:
         async with self._sequencer.assigning() as next_seq:
-            records = [self._ack_record(next_seq, ack) for ack in acks]
+            records = [ack_record(self._topics, next_seq, ack) for ack in acks]
             if resync is not None:
                 last, received = resync
-                records.append(self._resync_record(next_seq, ResyncReason.GAP, last, received))
+                records.append(
+                    resync_record(self._topics, next_seq, ResyncReason.GAP, last, received)
+                )
             await self._store.outbox.add(records)
         self._outbox_changed.set()
-
-    def _ack_record(self, next_seq: _NextSeq, ack: Acknowledgement) -> Record:
-        message = ScheduleAckMessage(
-            id=new_message_id(),
-            site=self._topics.site,
-            source="agent",
-            seq=next_seq(ACK_STREAM),
-            event_time=datetime.now(UTC),
-            correlation_id=ack.correlation_id or ack.original_id,
-            payload=ScheduleAck(
-                original_id=ack.original_id[:128],
-                original_type=ack.original_type,
-                outcome=ack.outcome,
-                reason_code=ack.reason_code,
-                reason=ack.reason[:1000] if ack.reason else None,
-                orders=list(ack.orders),
-            ),
-        )
-        return business_record(message, self._topics.ack)
-
-    def _resync_record(
-        self, next_seq: _NextSeq, reason: ResyncReason, last: int, received: int | None
-    ) -> Record:
-        message = ResyncRequestMessage(
-            id=new_message_id(),
-            site=self._topics.site,
-            source="agent",
-            seq=next_seq(RESYNC_STREAM),
-            event_time=datetime.now(UTC),
-            payload=ResyncRequest(reason=reason, last_seq_seen=last, received_seq=received),
-        )
-        return business_record(message, self._topics.resync)
 
     def _count(self, outcome: AckOutcome) -> None:
         if outcome is AckOutcome.APPLIED:
@@ -385,6 +346,26 @@ class Downlink:
             self.counters.waiting += 1
         else:
             self.counters.rejected += 1
+
+
+class _Unreachable:
+    """A plant system that cannot be reached: every apply is SourceUnavailable."""
+
+    def __init__(self, error: str) -> None:
+        self._error = error
+
+    @property
+    def name(self) -> str:
+        return "unreachable"
+
+    async def __aenter__(self) -> _Unreachable:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def apply(self, change: OrderChange) -> PlantVerdict:
+        raise SourceUnavailable(self._error)
 
 
 def _dup(fresh: bool) -> str:

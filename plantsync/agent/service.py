@@ -47,6 +47,7 @@ from plantsync.agent.supervisor import (
     LinkHealth,
     LinkState,
     Session,
+    every,
     first_completed,
     supervise,
 )
@@ -57,7 +58,7 @@ from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
 from plantsync.drivers.base import PlantEvents, ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
-from plantsync.errors import HubUnavailable
+from plantsync.errors import HubUnavailable, LinkError, LinkMisconfigured
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +305,14 @@ class Agent:
         health = self.health[PLANT]
 
         async def session(up: Callable[[], None]) -> None:
+            try:
+                await serve(up)
+            except (LinkError, LinkMisconfigured) as exc:
+                # Schedules received meanwhile hear "pending" now, not when the link returns.
+                await downlink.hold(str(exc), health)
+                raise
+
+        async def serve(up: Callable[[], None]) -> None:
             async with self.parts.schedule_sink() as sink:
                 up()
                 if not isinstance(sink, PlantEvents):
@@ -368,22 +377,6 @@ class Agent:
             since=self._started,
         )
         return status.model_dump_json().encode()
-
-
-async def every(
-    interval: float,
-    action: Callable[[], Awaitable[None]],
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Run ``action`` every ``interval`` seconds until cancelled, first after one interval.
-
-    The event loop's clock is monotonic, so a wall-clock step neither delays the next run
-    (APScheduler's interval trigger, which this replaces, waited out a backward step) nor runs
-    missed ones in a burst. A slow ``action`` delays the next run; runs never overlap.
-    """
-    while True:
-        await sleep(interval)
-        await action()
 
 
 async def _receive(link: Hub, downlink: Downlink) -> None:

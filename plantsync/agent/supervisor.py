@@ -213,3 +213,19 @@ async def first_completed(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, LinkError):
                 await task
+
+
+async def every(
+    interval: float,
+    action: Callable[[], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Run ``action`` every ``interval`` seconds until cancelled, first after one interval.
+
+    The event loop's clock is monotonic, so a wall-clock step neither delays the next run
+    (APScheduler's interval trigger, which this replaces, waited out a backward step) nor runs
+    missed ones in a burst. A slow ``action`` delays the next run; runs never overlap.
+    """
+    while True:
+        await sleep(interval)
+        await action()

@@ -20,8 +20,7 @@ import pytest
 from plantsync.agent.downlink import Downlink
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.sequencer import Sequencer
-from plantsync.agent.service import every
-from plantsync.agent.supervisor import LinkHealth, LinkState
+from plantsync.agent.supervisor import LinkHealth, LinkState, every
 from plantsync.buffer.inbox import InboxStatus
 from plantsync.buffer.store import Store
 from plantsync.contracts import Topics

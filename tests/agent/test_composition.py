@@ -213,3 +213,38 @@ async def test_a_job_control_server_that_goes_away_is_reconnected_and_never_ends
 
 def _connected_more_than(link: LinkHealth, times: int) -> bool:
     return link.connects > times
+
+
+async def test_a_schedule_sent_while_the_plant_system_is_down_is_pending_then_applied_once(
+    tmp_path: Path, jobcontrol_plant: SimulatedPlant
+) -> None:
+    """HQ hears "pending" while the Job Control server is away, not only when it returns."""
+    broker = FakeBroker()
+    jobcontrol = jobcontrol_plant.jobcontrol_config(publishing_interval="50ms")
+    config = _config(tmp_path / "store.db", jobcontrol=jobcontrol)
+    async with _running(config, broker) as agent:
+        plant = agent.health["plant"]
+        await eventually(lambda: plant.state is LinkState.UP, within=20)
+        await jobcontrol_plant.stop()
+        await eventually(lambda: plant.state is LinkState.BACKOFF, within=20)
+
+        message_id, release = down("schedule.release", 1, order("JO-9"), site=SITE)
+        topic = f"plantsync/v1/{SITE}/down/schedule"
+        await broker.inbound.put(InboundMessage(topic, release, 1, False, mid=9))
+
+        def outcomes() -> list[str]:
+            return [
+                ack["payload"]["outcome"]
+                for ack in broker.messages("/ack")
+                if ack["payload"]["original_id"] == message_id
+            ]
+
+        await eventually(lambda: "pending" in outcomes(), within=20)
+        assert "applied" not in outcomes()
+        await jobcontrol_plant.start()
+        await eventually(lambda: "applied" in outcomes(), within=30)
+    assert outcomes() == ["accepted", "pending", "applied"]
+    [pending] = [
+        ack["payload"] for ack in broker.messages("/ack") if ack["payload"]["outcome"] == "pending"
+    ]
+    assert pending["reason_code"] == "plant-unavailable"
