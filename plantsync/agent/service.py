@@ -56,7 +56,7 @@ from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
-from plantsync.drivers.base import PlantEvents, ScheduleSink, Source
+from plantsync.drivers.base import Counted, PlantEvents, ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.errors import HubUnavailable, LinkError, LinkMisconfigured
 
@@ -347,8 +347,11 @@ class Agent:
         async def session(up: Callable[[], None]) -> None:
             async with connect() as source:
                 up()
+                counted = source if isinstance(source, Counted) else None
                 async for batch in source.readings():
                     health.touch()
+                    if counted is not None:
+                        health.counters = dict(counted.counters())
                     await pipeline.submit(name, batch)
 
         return session

@@ -62,6 +62,8 @@ class LinkHealth:
     """Unix time of the last successful exchange (notification received, PUBACK received)."""
     connects: int = 0
     failures: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+    """What the link's driver counted this session (``drivers.base.Counted``), e.g. values lost."""
     clock: Clock = field(default=time.monotonic, repr=False, compare=False)
     """Measures durations; ``wall_clock`` stamps ``since`` and ``last_activity``."""
     wall_clock: Clock = field(default=time.time, repr=False, compare=False)

@@ -4,6 +4,7 @@ reconnection, counters, health and logging, so drivers stay small.
     Source         async context manager; ``readings()`` yields batches of Reading until the
                    link drops, when it raises SourceUnavailable (the supervisor reconnects)
     ScheduleSink   async context manager; ``apply(change)`` delivers one schedule change
+    Counted        optional capability of any link: ``counters()`` (values lost, limits hit)
     PlantEvents    optional capability of a ScheduleSink: ``events()`` yields the order status
                    and production confirmations the plant system reports, until the link drops
 
@@ -12,7 +13,7 @@ Drivers contain no reconnect loops and never import ``plantsync.agent``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -103,6 +104,22 @@ class ScheduleSink(Link, Protocol):
         Returns the plant's verdict; raises SourceUnavailable when the plant system cannot be
         reached or answers with a server error (the downlink retries with backoff).
         """
+        ...
+
+
+@runtime_checkable
+class Counted(Protocol):
+    """Optional capability of a link: what it counted that plant IT must see (data lost on the
+    way, a server's limits at work). Check with ``isinstance(link, Counted)``.
+
+    Names in use: ``dropped`` (values the agent's bounded queue discarded because it fell
+    behind), ``overflows`` (values the server flagged as lost from its own queue: the Overflow
+    bit of a StatusCode), ``more_notifications`` (messages in which the server held more than
+    it could send), ``publish_requests`` (OPC UA Publish requests in flight).
+    """
+
+    def counters(self) -> Mapping[str, int]:
+        """The counts since the link connected."""
         ...
 
 

@@ -57,6 +57,10 @@ INITIAL_PUBLISH_REQUESTS = 2
 response never waits for our round trip. More are added while the server says it holds more
 (``MoreNotifications``), up to ``max_publish_requests``; see ``drivers/common/publish.py``."""
 
+_OVERFLOW = 0x0480
+"""InfoType DataValue (bit 10) and its Overflow bit (bit 7): the monitored item's queue on the
+server was full and discarded a value (OPC UA Part 4, 7.39)."""
+
 _DEADBANDS = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 
 
@@ -98,6 +102,7 @@ class OpcUaSource:
         self._client: Client | None = None
         self._subscription_id: int | None = None
         self._publisher: PublishRequests | None = None
+        self._overflows = 0
 
     @property
     def name(self) -> str:
@@ -106,6 +111,16 @@ class OpcUaSource:
     @property
     def dropped(self) -> int:
         return self._queue.dropped
+
+    def counters(self) -> dict[str, int]:
+        """``Counted``: values lost on the way (here, on the server) and the server's cap."""
+        publishing = self.publishing
+        return {
+            "dropped": self.dropped,
+            "overflows": self._overflows,
+            "more_notifications": publishing.more_notifications,
+            "publish_requests": publishing.in_flight,
+        }
 
     @property
     def publishing(self) -> PublishCounters:
@@ -267,6 +282,9 @@ class OpcUaSource:
             if not 0 <= monitored.ClientHandle < len(self._items):
                 continue
             item = self._items[monitored.ClientHandle]
+            status = monitored.Value.StatusCode
+            if status is not None and status.value & _OVERFLOW == _OVERFLOW:
+                self._overflows += 1  # the server's queue for this item discarded values
             yield _reading(item.machine_id, item.tag.name, monitored.Value)
 
     # -- closing -----------------------------------------------------------------------------

@@ -111,6 +111,9 @@ class LinkView(BaseModel):
     seconds_in_state: float
     seconds_since_activity: float | None
     """Monotonic: what "connected, but nothing flows" is judged on."""
+    counters: dict[str, int] = {}
+    """What the link's driver counted this session: ``dropped``, ``overflows`` (values lost),
+    ``more_notifications``, ``publish_requests`` (an OPC UA server's cap at work)."""
 
 
 class LaneView(BaseModel):
@@ -367,6 +370,7 @@ def _link_view(health: LinkHealth, scrub: Scrub) -> LinkView:
         failures=health.failures,
         seconds_in_state=round(health.seconds_in_state(), 3),
         seconds_since_activity=round(activity, 3) if activity is not None else None,
+        counters=dict(health.counters),
     )
 
 

@@ -168,6 +168,12 @@ class AgentCollector(Collector):
             "seconds since the last successful exchange",
             labels=["link"],
         )
+        counted = GaugeMetricFamily(
+            "plantsync_link_session_count",
+            "what the link's driver counted this session: dropped, overflows (values lost),"
+            " more_notifications, publish_requests",
+            labels=["link", "counter"],
+        )
         connects = CounterMetricFamily("plantsync_link_connects", "connects", labels=["link"])
         failures = CounterMetricFamily("plantsync_link_failures", "failures", labels=["link"])
         for name, health in self._agent.health.items():
@@ -179,7 +185,9 @@ class AgentCollector(Collector):
                 idle.add_metric([name], seconds)
             connects.add_metric([name], health.connects)
             failures.add_metric([name], health.failures)
-        yield from (up, state, idle, connects, failures)
+            for counter, value in health.counters.items():
+                counted.add_metric([name, counter], value)
+        yield from (up, state, idle, counted, connects, failures)
 
     def _flows(self) -> Iterator[Metric]:
         agent = self._agent

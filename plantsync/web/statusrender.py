@@ -100,6 +100,24 @@ def link_level(name: str, link: LinkView, status: Status) -> tuple[str, str]:
     return "starting", link.state.value
 
 
+def _losses(link: LinkView) -> str:
+    """A warning when the link lost values this session, and why, for plant IT."""
+    counters = link.counters
+    parts = []
+    if counters.get("overflows"):
+        parts.append(f"{counters['overflows']} values overflowed the server's queues")
+    if counters.get("dropped"):
+        parts.append(f"{counters['dropped']} dropped by the agent (it fell behind)")
+    if not parts:
+        return ""
+    if counters.get("more_notifications"):
+        parts.append(
+            f"the server capped {counters['more_notifications']} messages"
+            f" ({counters.get('publish_requests', 1)} requests in flight)"
+        )
+    return f'<span class="warn loss">Data lost: {_e("; ".join(parts))}.</span>'
+
+
 def _work_waiting(name: str, status: Status) -> bool:
     if name == "hub":
         return status.outbox.depth > 0
@@ -135,7 +153,7 @@ def _overview(status: Status) -> str:
             f'<td class="state {level}">{_e(label)}</td>'
             f"<td>{f'{_duration(idle)} ago' if idle is not None else 'never'}</td>"
             f"<td>{_duration(link.seconds_in_state)}</td>"
-            f'<td class="error {level}">{_e(link.last_error or "")}</td></tr>'
+            f'<td class="error {level}">{_e(link.last_error or "")}{_losses(link)}</td></tr>'
         )
     verdict = {
         "ok": "Data flows.",

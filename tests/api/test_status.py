@@ -33,6 +33,7 @@ async def test_status_shows_links_outbox_inbox_dead_letters_version_and_config_h
         "failures",
         "seconds_in_state",
         "seconds_since_activity",
+        "counters",  # what the driver counted this session (values lost, server limits)
     }
     assert hub["state"] == "connecting"
     business = status["outbox"]["lanes"]["business"]

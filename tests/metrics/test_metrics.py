@@ -49,6 +49,18 @@ async def test_a_settled_schedule_moves_the_latency_histogram_and_the_success_co
     assert value(after, "plantsync_schedule_orders_applied_total") == 2
 
 
+async def test_what_a_link_counted_this_session_is_a_metric(
+    agent: Agent, api: httpx.AsyncClient
+) -> None:
+    agent.health["plant"].counters = {"dropped": 3, "publish_requests": 5}
+
+    samples = await scrape(api)
+
+    count = "plantsync_link_session_count"
+    assert value(samples, count, link="plant", counter="dropped") == 3
+    assert value(samples, count, link="plant", counter="publish_requests") == 5
+
+
 async def test_a_stale_schedule_counts_as_rejected(agent: Agent, api: httpx.AsyncClient) -> None:
     assert agent.downlink is not None
     await agent.downlink.receive(DOWN_TOPIC, down("schedule.release", 1, order("JO-1", 2))[1])

@@ -75,6 +75,25 @@ async def test_an_uncertain_status_arrives_as_uncertain_quality_with_the_raw_cod
     assert reading.status_code == UNCERTAIN_LAST_USABLE_VALUE
 
 
+async def test_a_value_the_server_flags_as_overflowed_is_counted_as_lost(
+    opcua_plant: SimulatedPlant,
+) -> None:
+    """The Overflow bit (InfoType DataValue, 0x480) says the server's queue discarded values."""
+    config = one_machine(
+        opcua_plant, TagConfig(name="temp", node_id=opcua_plant.node_id("press-1", "temperature"))
+    )
+    async with OpcUaSource(config) as source:
+        batches = source.readings()
+        await next_reading(batches, "press-1", "temp")
+        before = source.counters()["overflows"]
+        await opcua_plant.set_value("press-1", "temperature", 32.0, status_code=0x0480)
+        reading = await next_reading(batches, "press-1", "temp")
+        after = source.counters()
+
+    assert reading.value == 32.0
+    assert (before, after["overflows"], after["dropped"]) == (0, 1, 0)
+
+
 async def test_browse_paths_resolve_to_the_configured_variables(
     opcua_plant: SimulatedPlant,
 ) -> None:

@@ -120,6 +120,19 @@ async def test_a_link_that_is_up_with_work_waiting_and_no_exchange_is_stalled(
     assert "nothing flows" in overview
 
 
+async def test_a_link_that_lost_values_says_so_and_why(
+    agent: Agent, page: httpx.AsyncClient
+) -> None:
+    agent.health["plant"].transition(LinkState.UP)
+    quiet = (await page.get("/status/fragment")).json()["sections"]["overview"]
+    agent.health["plant"].counters = {"overflows": 7, "more_notifications": 40}
+    lossy = (await page.get("/status/fragment")).json()["sections"]["overview"]
+
+    assert "Data lost" not in quiet
+    assert "Data lost: 7 values overflowed the server&#x27;s queues" in lossy
+    assert "the server capped 40 messages" in lossy
+
+
 async def test_every_url_in_the_page_and_its_assets_is_relative(
     agent: Agent, page: httpx.AsyncClient
 ) -> None:

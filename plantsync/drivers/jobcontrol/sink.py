@@ -83,6 +83,10 @@ class JobControlSink:
     def dropped(self) -> int:
         return self._events.dropped
 
+    def counters(self) -> dict[str, int]:
+        """``Counted``: job order states and results the event queue had to discard."""
+        return {"dropped": self.dropped}
+
     @property
     def nodes(self) -> JobControlNodes | None:
         """What this session found: the receiver, its methods, the lists (None before)."""
