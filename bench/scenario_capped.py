@@ -15,17 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 from asyncua import ua
 from asyncua.common.node import Node
-from asyncua.server.server import Server
 
 from bench.report import Figure
 from plantsync.config.plant import MachineConfig, OpcUaServerConfig, TagConfig
 from plantsync.drivers.opcua import OpcUaSource
-from plantsync.sim.capped import notifications_capped
+from plantsync.sim.capped import server_of_variables
 from tests.fixtures.opcua import free_port
 
 DEFAULT_MAX = OpcUaServerConfig.model_fields["max_publish_requests"].default
@@ -59,23 +57,14 @@ def run(quick: bool) -> list[Figure]:
     return figures
 
 
-@contextlib.contextmanager
-def _capped(cap: int | None) -> Iterator[None]:
-    if cap is None:
-        yield
-    else:
-        with notifications_capped(cap):
-            yield
-
-
 async def _delivered(items: int, cap: int | None, max_requests: int, seconds: float) -> float:
-    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/bench-capped/"
-    server = Server()
-    await server.init()
-    server.set_endpoint(endpoint)
-    namespace = await server.register_namespace("urn:plantsync:bench-capped")
-    machine = await server.nodes.objects.add_object(namespace, "Machine")
-    variables = [await machine.add_variable(namespace, f"v{n}", 0) for n in range(items)]
+    async with server_of_variables(free_port(), items, cap=cap) as (endpoint, variables):
+        return await _measure(endpoint, variables, max_requests, seconds)
+
+
+async def _measure(
+    endpoint: str, variables: list[Node], max_requests: int, seconds: float
+) -> float:
     tags = [
         TagConfig(name=f"v{n}", node_id=v.nodeid.to_string(), queue_size=1)
         for n, v in enumerate(variables)
@@ -87,23 +76,22 @@ async def _delivered(items: int, cap: int | None, max_requests: int, seconds: fl
         max_publish_requests=max_requests,
         machines=[MachineConfig(id="m", tags=tags)],
     )
-    with _capped(cap):
-        async with server, OpcUaSource(config) as source:
-            received = 0
-            readings = source.readings()
-            await anext(readings)  # initial values start arriving: the subscription is up
+    async with OpcUaSource(config) as source:
+        received = 0
+        readings = source.readings()
+        await anext(readings)  # initial values start arriving: the subscription is up
 
-            async def count() -> None:
-                nonlocal received
-                async for batch in readings:
-                    received += sum(1 for r in batch if isinstance(r.value, int) and r.value > 0)
+        async def count() -> None:
+            nonlocal received
+            async for batch in readings:
+                received += sum(1 for r in batch if isinstance(r.value, int) and r.value > 0)
 
-            counting = asyncio.create_task(count())
-            produced = await _produce(variables, seconds)
-            await asyncio.sleep(1.0)  # what the server still holds may come
-            counting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await counting
+        counting = asyncio.create_task(count())
+        produced = await _produce(variables, seconds)
+        await asyncio.sleep(1.0)  # what the server still holds may come
+        counting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await counting
     return received / produced if produced else 0.0
 
 

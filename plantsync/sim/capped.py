@@ -14,11 +14,13 @@ Only the server side changes; the agent's client code in the same process is unt
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from asyncua import ua
+from asyncua.common.node import Node
 from asyncua.server import subscription_service
 from asyncua.server.internal_subscription import InternalSubscription
+from asyncua.server.server import Server
 from asyncua.server.uaprocessor import PublishRequestData
 
 
@@ -70,3 +72,24 @@ def notifications_capped(limit: int) -> Iterator[None]:
         yield
     finally:
         names["InternalSubscription"] = original
+
+
+@contextlib.asynccontextmanager
+async def server_of_variables(
+    port: int, items: int, *, cap: int | None
+) -> AsyncIterator[tuple[str, list[Node]]]:
+    """A server on 127.0.0.1:``port`` with ``items`` Int variables (``v0`` …) under one object,
+    capped at ``cap`` data changes a message (None: asyncua's own, uncapped); its endpoint and
+    the variables, for a test or a bench to change."""
+    endpoint = f"opc.tcp://127.0.0.1:{port}/capped/"
+    server = Server()
+    await server.init()
+    server.set_endpoint(endpoint)
+    namespace = await server.register_namespace("urn:plantsync:capped")
+    machine = await server.nodes.objects.add_object(namespace, "Machine")
+    variables = [await machine.add_variable(namespace, f"v{n}", 0) for n in range(items)]
+    with contextlib.ExitStack() as stack:
+        if cap is not None:
+            stack.enter_context(notifications_capped(cap))
+        async with server:
+            yield endpoint, variables

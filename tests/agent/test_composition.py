@@ -194,15 +194,23 @@ async def test_a_schedule_from_a_fake_hub_is_applied_acknowledged_and_acked_to_t
         assert [order.order_id for order in await agent.store.inbox.schedule(None)] == ["JO-1"]
 
 
+@contextlib.asynccontextmanager
+async def _on_job_control(
+    tmp_path: Path, plant: SimulatedPlant, broker: FakeBroker
+) -> AsyncIterator[LinkHealth]:
+    """The agent with its schedule going to ``plant``'s Job Control server; the plant link's
+    health, once it is up."""
+    jobcontrol = plant.jobcontrol_config(publishing_interval="50ms")
+    async with _running(_config(tmp_path / "store.db", jobcontrol=jobcontrol), broker) as agent:
+        link = agent.health["plant"]
+        await eventually(lambda: link.state is LinkState.UP, within=20)
+        yield link
+
+
 async def test_a_job_control_server_that_goes_away_is_reconnected_and_never_ends_the_agent(
     tmp_path: Path, jobcontrol_plant: SimulatedPlant
 ) -> None:
-    broker = FakeBroker()
-    jobcontrol = jobcontrol_plant.jobcontrol_config(publishing_interval="50ms")
-    config = _config(tmp_path / "store.db", jobcontrol=jobcontrol)
-    async with _running(config, broker) as agent:
-        plant = agent.health["plant"]
-        await eventually(lambda: plant.state is LinkState.UP, within=20)
+    async with _on_job_control(tmp_path, jobcontrol_plant, FakeBroker()) as plant:
         for restart in range(1, 3):
             await jobcontrol_plant.stop()
             await eventually(lambda: plant.state is LinkState.BACKOFF, within=20)
@@ -220,11 +228,7 @@ async def test_a_schedule_sent_while_the_plant_system_is_down_is_pending_then_ap
 ) -> None:
     """HQ hears "pending" while the Job Control server is away, not only when it returns."""
     broker = FakeBroker()
-    jobcontrol = jobcontrol_plant.jobcontrol_config(publishing_interval="50ms")
-    config = _config(tmp_path / "store.db", jobcontrol=jobcontrol)
-    async with _running(config, broker) as agent:
-        plant = agent.health["plant"]
-        await eventually(lambda: plant.state is LinkState.UP, within=20)
+    async with _on_job_control(tmp_path, jobcontrol_plant, broker) as plant:
         await jobcontrol_plant.stop()
         await eventually(lambda: plant.state is LinkState.BACKOFF, within=20)
 

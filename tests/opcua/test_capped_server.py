@@ -9,20 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from asyncua import ua
 from asyncua.common.node import Node
-from asyncua.server.server import Server
 from asyncua.ua.uaerrors import BadNoSubscription, BadTooManyPublishRequests
 
 from plantsync.config.plant import MachineConfig, OpcUaServerConfig, TagConfig
 from plantsync.drivers.base import Reading
 from plantsync.drivers.common.publish import PublishRequests
 from plantsync.drivers.opcua import OpcUaSource
-from plantsync.sim.capped import notifications_capped
+from plantsync.sim.capped import notifications_capped, server_of_variables
 from tests.fixtures.opcua import free_port
 from tests.opcua.support import WAIT
 
@@ -30,19 +28,9 @@ ITEMS = 100
 CAP = 10
 
 
-@contextlib.asynccontextmanager
-async def capped_server() -> AsyncIterator[tuple[str, list[Node]]]:
+def capped_server() -> contextlib.AbstractAsyncContextManager[tuple[str, list[Node]]]:
     """A server with ``ITEMS`` variables whose subscriptions send ``CAP`` changes a message."""
-    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/capped/"
-    server = Server()
-    await server.init()
-    server.set_endpoint(endpoint)
-    namespace = await server.register_namespace("urn:plantsync:capped")
-    machine = await server.nodes.objects.add_object(namespace, "Machine")
-    variables = [await machine.add_variable(namespace, f"v{n}", 0) for n in range(ITEMS)]
-    with notifications_capped(CAP):
-        async with server:
-            yield endpoint, variables
+    return server_of_variables(free_port(), ITEMS, cap=CAP)
 
 
 def _config(endpoint: str, variables: list[Node], max_publish_requests: int) -> OpcUaServerConfig:
