@@ -87,6 +87,9 @@ class SiteConfig(Section):
 
 
 class MqttProtocol(StrEnum):
+    """The MQTT version offered to the hub; AUTO negotiates (drivers/mqtt/negotiation.py)."""
+
+    AUTO = "auto"
     V5 = "5"
     V311 = "3.1.1"
 
@@ -95,7 +98,10 @@ class HubConfig(Section):
     """The MQTT hub at headquarters (or the site broker that bridges to it)."""
 
     url: str = Field(description="mqtt://host:port or mqtts://host:port")
-    protocol: MqttProtocol = MqttProtocol.V5
+    protocol: MqttProtocol = Field(
+        default=MqttProtocol.AUTO,
+        description="'auto': MQTT 5, else 3.1.1 when the broker does not accept 5; or '5', '3.1.1'",
+    )
     client_id: str | None = Field(
         default=None, description="stable id for the persistent session; default plantsync-<site>"
     )
@@ -106,7 +112,8 @@ class HubConfig(Section):
     keepalive: Duration = timedelta(seconds=30)
     connect_timeout: Duration = timedelta(seconds=10)
     session_expiry: Duration = Field(
-        default=timedelta(days=7), description="MQTT 5 session expiry; the broker queues for this"
+        default=timedelta(days=7),
+        description="MQTT 5 session expiry; the broker queues for this (3.1.1: the broker decides)",
     )
     max_inflight: int = Field(default=100, ge=1, le=65535, description="unacked QoS 1 publishes")
     stall_timeout: Duration = Field(
