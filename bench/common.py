@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 PAYLOAD_BYTES = 300
-"""The message size MEASURED.md uses: a small machine.state envelope."""
+"""The message size docs/measured.md uses: a small machine.state envelope."""
 
 BACKLOG_MARKER = b'"backlog":true'
 """In every backlog payload, so the consumer counts backlog apart from live messages."""

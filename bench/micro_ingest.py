@@ -28,7 +28,7 @@ from bench.opcua_source import item_name, node_id
 from plantsync.agent.pipeline import Pipeline, _Batch
 from plantsync.agent.sequencer import Sequencer
 from plantsync.buffer.memory import MemoryOutbox
-from plantsync.config.model import OpcUaServerConfig
+from plantsync.config.plant import OpcUaServerConfig
 from plantsync.contracts import Topics
 from plantsync.drivers.base import Reading
 from plantsync.drivers.opcua import OpcUaSource, _Item

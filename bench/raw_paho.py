@@ -4,7 +4,7 @@
 
 One thread drives ``client.loop()`` and publishes from the same thread; paho's own in-flight
 limit is off and the application keeps at most ``--window`` publishes un-acknowledged; the
-socket has TCP_NODELAY. That is the fastest setup MEASURED.md found (≈ 23k msgs/s here). Prints
+socket has TCP_NODELAY. That is the fastest setup docs/measured.md found (≈ 23k msgs/s here). Prints
 one JSON line: ``{"count": N, "seconds": …, "rate": …}`` from the first publish to the last
 PUBACK. Payloads carry ``bench.common.CEILING_MARKER`` so a consumer can count them apart.
 """

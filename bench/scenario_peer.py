@@ -11,9 +11,9 @@ this scenario into bench/.node-red/ (git-ignored) on first use. The flow is gene
 That is the node's own way to monitor many items in one group; it hard-codes the monitored
 items' queue size to 1 and the subscription's maxNotificationsPerPublish to 10, lifetime 30 and
 keep-alive 3 (asyncua's server, the source here, ignores maxNotificationsPerPublish: against a
-server that obeys it, MEASURED.md saw Node-RED lose 72 % at 10k items @ 5k/s).
+server that obeys it, docs/measured.md saw Node-RED lose 72 % at 10k items @ 5k/s).
 
-Cases: the ingest points MEASURED.md used (1,000 items @ 1,000/s, 10,000 items @ 5,000/s), the
+Cases: the ingest points docs/measured.md used (1,000 items @ 1,000/s, 10,000 items @ 5,000/s), the
 source's maximum with 10,000 items (what each can carry at saturation), and
 a 20 s broker outage in the middle of 1,000 items @ 1,000/s: what each delivers, loses and
 duplicates (plantsync must lose nothing). The consumer keeps a persistent session, so what a

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from plantsync.config.model import OpcUaServerConfig
+from plantsync.config.plant import OpcUaServerConfig
 
 SITE = "chaos-plant"
 FAKETIME_LIBRARIES = (

@@ -132,7 +132,7 @@ class ChangePlan:
             if wait is not None:
                 return self._decision(AckOutcome.WAITING_FOR_APPROVAL, reason=wait)
             changes.append(self._change(item, proposed))
-            states.append(_state(proposed))
+            states.append(_state(proposed, self.message))
         return self._decision(AckOutcome.APPLIED, changes=tuple(changes), states=tuple(states))
 
     def refused(self, code: ReasonCode, reason: str) -> Decision:
@@ -226,7 +226,9 @@ def _substitute(order: ProductionOrder, message: MaterialSubstitutionMessage) ->
     return order.model_copy(update={"materials": materials})
 
 
-def _state(order: ProductionOrder) -> OrderState:
+def _state(order: ProductionOrder, message: DownMessage) -> OrderState:
+    """The order as it enters the last-known-good schedule, with the message applying it: its
+    correlation id then follows the order's status and confirmations to HQ, across restarts."""
     return OrderState(
         order_id=order.order_id,
         revision=order.revision,
@@ -235,4 +237,6 @@ def _state(order: ProductionOrder) -> OrderState:
         order_json=order.model_dump_json().encode(),
         updated_at=datetime.now(UTC).timestamp(),
         planned_start=order.planned_start.astimezone(UTC).isoformat(),
+        correlation_id=message.correlation_id or message.id,
+        message_id=message.id,
     )

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 if TYPE_CHECKING:
     from plantsync.config.model import AgentConfig
 
-_QUIET_LIBRARIES = ("asyncua",)
+_QUIET_LIBRARIES = ("asyncua", "apscheduler")
 """Chatty at INFO; their state changes reach our logs through the link health records."""
 
 MASK = "**********"

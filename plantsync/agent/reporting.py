@@ -2,36 +2,56 @@
 production confirmations.
 
     Job Control server ─events()─▶ PlantEventReporter ─▶ BusinessWriter ─▶ outbox (order/<id>)
+                                          ▲
+                          correlation_of(order_id): the store's last-known-good schedule
 
 A driver repeats each order's current state and latest confirmation after every reconnect; the
 reporter drops an event equal to the last one it wrote for that order, so HQ does not see the
 same state twice in a row from one agent run. (Across restarts a repeat can still reach HQ; a
 confirmation keeps its ``confirmation_id``, which HQ de-duplicates by.)
+
+Each event carries the correlation id of the schedule that applied its order. The store keeps it
+with the order (``OrderState.correlation_id``), written in the transaction that applied it, so
+a confirmation reported after a restart still names the schedule it answers.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from plantsync.agent.business import BusinessWriter
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 from plantsync.drivers.base import PlantEvents
 
-
-class _Observations(Protocol):  # interim: the correlation moves into the store
-    def correlation_of(self, order_id: str) -> str | None: ...
-    def confirmed(self, *, final: bool) -> None: ...
-
-
 log = logging.getLogger(__name__)
+
+OnConfirmed = Callable[[bool], None]
+"""Called once a confirmation is committed for HQ, with its ``final``; for metrics, must not
+block."""
+
+
+class Correlations(Protocol):
+    """Where an order's correlation id is found: the store's inbox (``Inbox.correlation_of``)."""
+
+    async def correlation_of(self, order_id: str) -> str | None:
+        """The correlation id of the schedule that last applied ``order_id``, if known."""
+        ...
 
 
 class PlantEventReporter:
     """Writes each new plant event once; remembers the last one per order."""
 
-    def __init__(self, business: BusinessWriter, metrics: _Observations) -> None:
-        self._business, self._metrics = business, metrics
+    def __init__(
+        self,
+        business: BusinessWriter,
+        correlations: Correlations,
+        *,
+        on_confirmed: OnConfirmed | None = None,
+    ) -> None:
+        self._business, self._correlations = business, correlations
+        self._on_confirmed = on_confirmed
         self._last: dict[tuple[str, str], object] = {}
 
     async def report(self, source: str, plant: PlantEvents) -> None:
@@ -45,12 +65,13 @@ class PlantEventReporter:
         fingerprint = _fingerprint(event)
         if self._last.get(key) == fingerprint:
             return
-        correlation_id = self._metrics.correlation_of(event.order_id)
+        correlation_id = await self._correlations.correlation_of(event.order_id)
         if isinstance(event, OrderStatus):
             await self._business.order_status(event, source=source, correlation_id=correlation_id)
         else:
             await self._business.confirmation(event, source=source, correlation_id=correlation_id)
-            self._metrics.confirmed(final=event.final)
+            if self._on_confirmed is not None:
+                self._on_confirmed(event.final)
         self._last[key] = fingerprint
         log.info("order %s %s reported to HQ", event.order_id, kind)
 

@@ -15,9 +15,10 @@ business writer, one sequencer) and never names a concrete driver.
 
 Start: the store (a corrupt file is moved aside and a fresh store opened: ``quarantine.py``),
 then the hub link (the sink), the pipeline, the plant link, the local web surface, the sources,
-the periodic jobs. Stop (SIGTERM): the web surface (open requests finish), the periodic jobs
-and the sources, then the pipeline (it commits what is queued) and the plant link, then the
-hub link, which keeps draining the outbox for at most ``shutdown_timeout``, publishes
+the periodic jobs (snapshots on a monotonic interval, the store's retention on a wall-clock cron
+schedule through APScheduler). Stop (SIGTERM): the web surface (open requests finish), the
+periodic jobs and the sources, then the pipeline (it commits what is queued) and the plant link,
+then the hub link, which keeps draining the outbox for at most ``shutdown_timeout``, publishes
 ``offline`` and disconnects. Whatever is not delivered by then stays in the store for the next
 start: nothing committed is lost.
 """
@@ -36,6 +37,7 @@ from typing import Literal, Protocol
 from plantsync import __version__
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.downlink import Downlink
+from plantsync.agent.housekeeping import Housekeeping, retention_policy
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.reporting import PlantEventReporter
@@ -135,6 +137,8 @@ class Agent:
         self.web: LocalServer | None = None
         self.pipeline: Pipeline | None = None
         self.uplink: Uplink | None = None
+        self.housekeeping: Housekeeping | None = None
+        """The store's nightly retention (``[store].retention_schedule``), while running."""
 
     @property
     def started_at(self) -> datetime:
@@ -144,6 +148,13 @@ class Agent:
     def uptime_seconds(self) -> float:
         """Seconds since start on the monotonic clock: a wall-clock step does not change it."""
         return time.monotonic() - self._started_tick
+
+    async def correlation_of(self, order_id: str) -> str | None:
+        """The correlation id of the schedule message that last applied ``order_id``, from the
+        store (it survives restarts); None before the store is open or for an unknown order."""
+        if self.store is None:
+            return None
+        return await self.store.inbox.correlation_of(order_id)
 
     @property
     def api_port(self) -> int | None:
@@ -238,13 +249,19 @@ class Agent:
                 for name in self.parts.sources
             ]
             snapshots = tasks.create_task(self._snapshots(pipeline), name="snapshots")
+            assert self.store is not None
+            store = self.config.store
+            self.housekeeping = Housekeeping(
+                self.store, retention_policy(store), store.retention_schedule
+            )
+            retention = tasks.create_task(self.housekeeping.run(), name="retention")
             if on_ready is not None:
                 on_ready()
             log.info("agent running: site %s, %d source link(s)", self.config.site.id, len(sources))
             await stop.wait()
             log.info("stopping: the local API and the sources, then the final flush to the hub")
             await web.stop(served)
-            for source in [*sources, plant, snapshots]:
+            for source in [*sources, plant, snapshots, retention]:
                 source.cancel()
             await pipeline.close()
             await writer
@@ -293,7 +310,13 @@ class Agent:
                     await downlink.run(sink, health)
                     return
                 assert self.business is not None
-                reporter = PlantEventReporter(self.business, self.parts.observer)  # type: ignore[arg-type]
+                assert self.store is not None
+                observer = self.parts.observer
+                reporter = PlantEventReporter(
+                    self.business,
+                    self.store.inbox,
+                    on_confirmed=lambda final: observer.confirmed(final=final),
+                )
                 # Either ending ends both, and a lost link reaches the supervisor as itself
                 # (SourceUnavailable), so it reconnects: a TaskGroup would wrap it in an
                 # ExceptionGroup that no supervisor catches, and the agent would exit.

@@ -7,7 +7,7 @@
           └───────────────────────────────── confirmed ──▶ outbox.ack (batched)
 
 The window of unacknowledged publishes (``max_inflight``) is kept by the connection's network
-thread, not by paho, whose window rescans on every PUBACK (MEASURED.md), and not here: the
+thread, not by paho, whose window rescans on every PUBACK (docs/measured.md), and not here: the
 thread refills it as PUBACKs arrive, so no message waits for this event loop, and messages
 cross between the threads in batches only (docs/performance.md). Rows are claimed up to three
 windows beyond it, two windows at a time, and deleted in batches of four windows: each claim

@@ -19,6 +19,7 @@ from plantsync.buffer.inbox import (
 )
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.memory import MemoryOutbox, MemoryStorage
+from plantsync.buffer.retention import PruneReport, RetentionPolicy
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.buffer.store import Store
 
@@ -36,7 +37,9 @@ __all__ = [
     "OrderState",
     "Outbox",
     "OutboxStats",
+    "PruneReport",
     "Record",
+    "RetentionPolicy",
     "RowStatus",
     "SqliteInbox",
     "SqliteOutbox",

@@ -17,9 +17,10 @@ keeps running on it while the hub is unreachable.
 
 Dedupe horizon: a message id is remembered in ``seen_ids`` from ``receive`` on. ``prune`` deletes
 settled rows but not their ids; ``prune_seen`` forgets ids older than the horizon, never one
-whose row is still in the inbox. With the defaults below a redelivery is recognised for at least
-``DEDUPE_HORIZON_SECONDS`` (30 days) after the message was first received, far longer than a
-broker keeps a queued message.
+whose row is still in the inbox. With the defaults below a redelivery is recognised for at
+least ``DEDUPE_HORIZON_SECONDS`` (30 days) after the message was first received, far longer than
+a broker keeps a queued message. The agent prunes on a schedule through ``retention.py``: the
+same rules, with the configured windows, in short batches.
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ class OrderState:
     updated_at: float
     planned_start: str | None = None
     """ISO 8601 in UTC, one format for all orders: the schedule is sorted by this text."""
+    correlation_id: str | None = None
+    """The correlation id of the down message that applied this revision (its message id when
+    it carried none, as in its acks), for the order's status and confirmations to HQ. Stored
+    with the order, so it outlives a restart; None for orders applied before schema 4."""
+    message_id: str | None = None
+    """The id of the down message that applied this revision; None before schema 4."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +185,12 @@ class Inbox(Protocol):
     async def schedule(self, work_center: str | None = None) -> list[OrderState]:
         """The last-known-good schedule (one work center's, or all), by planned start then id;
         orders without a planned start come last."""
+        ...
+
+    async def correlation_of(self, order_id: str) -> str | None:
+        """The correlation id of the schedule that last applied ``order_id`` (see
+        ``OrderState.correlation_id``); None for an order never applied or applied before
+        the store kept it."""
         ...
 
     async def dead_letter(

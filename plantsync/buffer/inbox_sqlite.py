@@ -3,7 +3,8 @@
     receive   BEGIN IMMEDIATE; INSERT seen_ids … ON CONFLICT DO NOTHING RETURNING (none: a
               redelivery, stop); INSERT inbox; raise meta.last_down_seq; COMMIT
     settle    BEGIN IMMEDIATE; UPDATE inbox … RETURNING; outbox.add_in(acks); UPSERT orders
-              (executemany); COMMIT
+              (executemany), each with the down message and correlation id that applied it;
+              COMMIT
 
 It shares the outbox's connection and lock (``database.Database``), so a settlement, its acks
 and the schedule it applied commit together or not at all. Settled rows are deleted by
@@ -64,18 +65,20 @@ _SETTLE = (
 )
 _UPSERT_ORDER = (
     "INSERT INTO orders (order_id, revision, work_center, status, planned_start, order_json,"
-    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (order_id) DO UPDATE SET"
+    " updated_at, correlation_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (order_id) DO UPDATE SET"
     " revision = excluded.revision, work_center = excluded.work_center,"
     " status = excluded.status, planned_start = excluded.planned_start,"
-    " order_json = excluded.order_json, updated_at = excluded.updated_at"
+    " order_json = excluded.order_json, updated_at = excluded.updated_at,"
+    " correlation_id = excluded.correlation_id, message_id = excluded.message_id"
 )
 _ORDER = (
-    "SELECT order_id, revision, work_center, status, order_json, updated_at, planned_start"
-    " FROM orders WHERE order_id = ?"
+    "SELECT order_id, revision, work_center, status, order_json, updated_at, planned_start,"
+    " correlation_id, message_id FROM orders WHERE order_id = ?"
 )
 _SCHEDULE = (
-    "SELECT order_id, revision, work_center, status, order_json, updated_at, planned_start"
-    " FROM orders WHERE ?1 IS NULL OR work_center = ?1"
+    "SELECT order_id, revision, work_center, status, order_json, updated_at, planned_start,"
+    " correlation_id, message_id FROM orders WHERE ?1 IS NULL OR work_center = ?1"
     " ORDER BY planned_start IS NULL, planned_start, order_id"
 )
 _INSERT_DEAD = (
@@ -174,6 +177,11 @@ class SqliteInbox:
     async def schedule(self, work_center: str | None = None) -> list[OrderState]:
         """The last-known-good schedule by planned start (missing last), then order id."""
         return await self._orders(_SCHEDULE, (work_center,))
+
+    async def correlation_of(self, order_id: str) -> str | None:
+        """The correlation id of the schedule that last applied ``order_id``, or None."""
+        order = await self.order(order_id)
+        return None if order is None else order.correlation_id
 
     async def dead_letter(
         self,
@@ -335,9 +343,19 @@ def _inbox_row(row: Iterable[Any]) -> InboxRow:
 
 
 def _order_state(row: Iterable[Any]) -> OrderState:
-    order_id, revision, work_center, status, order_json, updated_at, planned_start = row
+    """An ``OrderState`` from the columns ``_ORDER`` and ``_SCHEDULE`` select, in their order."""
+    order_id, revision, work_center, status, order_json, updated_at, *rest = row
+    planned_start, correlation_id, message_id = rest
     return OrderState(
-        order_id, revision, work_center, status, bytes(order_json), updated_at, planned_start
+        order_id,
+        revision,
+        work_center,
+        status,
+        bytes(order_json),
+        updated_at,
+        planned_start,
+        correlation_id=correlation_id,
+        message_id=message_id,
     )
 
 
@@ -350,6 +368,8 @@ def _order_values(order: OrderState) -> tuple[Any, ...]:
         order.planned_start,
         order.order_json,
         order.updated_at,
+        order.correlation_id,
+        order.message_id,
     )
 
 

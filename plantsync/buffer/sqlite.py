@@ -12,7 +12,7 @@ handful of awaits, never one per row, because each aiosqlite await costs about 9
 lists travel as one JSON parameter (``json_each``), so no SQL is ever built from values.
 
 Claimed rows are not marked in the file: each lane has an in-memory cursor, "the last id
-handed out", and ``begin`` reads the rows after it (MEASURED.md: a claim that writes costs a
+handed out", and ``begin`` reads the rows after it (docs/measured.md: a claim that writes costs a
 transaction and an fsync per batch). Rows handed out and not yet acknowledged are only in
 memory (``_claimed``); ``nack`` puts them back in line (``_returned``, served first, in id
 order), eviction skips them, and a restart forgets them all, so every unacknowledged row is

@@ -5,6 +5,8 @@
     store.inbox     the ``Inbox`` (down), dead letters, last-known-good schedule: SqliteInbox
     await store.close()
 
+    await store.prune(policy, now)   retention (``retention.py``): what is settled and old
+
 Both views share the connection and its lock, so ``inbox.settle`` commits a message's new
 status, the schedule it applied and its acknowledgements (outbox rows) in one transaction.
 ``SqliteOutbox.open`` still opens the same file for callers that need only the outbox; the
@@ -21,6 +23,7 @@ from types import TracebackType
 from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
 from plantsync.buffer.inbox_sqlite import SqliteInbox
+from plantsync.buffer.retention import PruneReport, RetentionPolicy, last_pruned_at, prune
 from plantsync.buffer.sqlite import SqliteOutbox
 
 
@@ -82,6 +85,15 @@ class Store:
     def inbox(self) -> SqliteInbox:
         """The queue from the MQTT subscription to the downlink, and what it applied."""
         return self._inbox
+
+    async def prune(self, policy: RetentionPolicy, now: float) -> PruneReport:
+        """Delete what ``policy`` no longer keeps at ``now`` (never anything pending), in short
+        batches, then shrink the file; see ``retention.py``."""
+        return await prune(self._database, policy, now)
+
+    async def last_pruned_at(self) -> float | None:
+        """The ``now`` of the last completed ``prune`` (unix time), or None if none ever did."""
+        return await last_pruned_at(self._database)
 
     async def close(self) -> None:
         """Close the database; closing twice is harmless."""

@@ -8,75 +8,26 @@ strings such as ``"512MB"`` or ``"2GiB"``. Validation performs no network I/O.
 from __future__ import annotations
 
 import ipaddress
-import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
     ByteSize,
-    ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from plantsync.config.plant import JobControlConfig, MesConfig, OpcUaServerConfig
+from plantsync.config.types import Duration, Section, Tls
 from plantsync.contracts.envelope import SITE_PATTERN
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _parse_duration(value: object) -> object:
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(
-                f"{value!r} is not a duration; write a number and a unit: "
-                "'500ms', '10s', '5m', '1h', '7d'"
-            )
-        try:
-            return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
-        except OverflowError as exc:  # pydantic reports only ValueError as a validation error
-            raise ValueError(f"{value!r} is too long a duration") from exc
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        raise ValueError(f"{value!r} has no unit; write it as '{value}s' or '{value}ms'")
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
-"""A non-negative time span written with a unit: ``"250ms"``, ``"30s"``, ``"7d"``."""
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Tls(Section):
-    """TLS for any client link; one model reused by MQTT (and later MES)."""
-
-    ca_file: Path | None = Field(default=None, description="CA bundle that signs the server")
-    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
-    key_file: Path | None = Field(default=None, description="private key of cert_file")
-    key_password: SecretStr | None = None
-    server_name: str | None = Field(default=None, description="override the name checked")
-    verify: Literal["full", "ca-only"] = Field(
-        default="full", description="'ca-only' skips the host name check, never the chain"
-    )
-
-    @model_validator(mode="after")
-    def _cert_and_key_together(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file must be given together")
-        return self
 
 
 class SiteConfig(Section):
@@ -159,148 +110,6 @@ class HubConfig(Section):
         return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
 
 
-class SecurityMode(StrEnum):
-    """OPC UA MessageSecurityMode."""
-
-    NONE = "None"
-    SIGN = "Sign"
-    SIGN_AND_ENCRYPT = "SignAndEncrypt"
-
-
-class SecurityPolicy(StrEnum):
-    """OPC UA security policies plantsync accepts (none of the deprecated SHA-1 ones)."""
-
-    BASIC256SHA256 = "Basic256Sha256"
-    AES128_SHA256_RSAOAEP = "Aes128_Sha256_RsaOaep"
-    AES256_SHA256_RSAPSS = "Aes256_Sha256_RsaPss"
-
-
-class Deadband(Section):
-    """OPC UA DataChangeFilter deadband, evaluated by the server."""
-
-    kind: Literal["absolute", "percent"]
-    value: float = Field(ge=0)
-
-
-class TagConfig(Section):
-    """One OPC UA node read as one named tag of a machine."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    node_id: str | None = Field(default=None, description="e.g. 'ns=2;s=Press1.Speed'")
-    browse_path: str | None = Field(
-        default=None, description="from Objects, e.g. '2:Press1/2:Speed'"
-    )
-    sampling_interval: Duration | None = Field(
-        default=None, description="default: the server's publishing_interval"
-    )
-    queue_size: int = Field(default=10, ge=1, le=10000)
-    deadband: Deadband | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one_address(self) -> Self:
-        if (self.node_id is None) == (self.browse_path is None):
-            raise ValueError("give exactly one of node_id or browse_path")
-        return self
-
-
-class MachineConfig(Section):
-    """A machine: a stream of machine.state messages made of its tags."""
-
-    id: str = Field(pattern=SITE_PATTERN)
-    tags: list[TagConfig] = Field(min_length=1)
-
-    @field_validator("tags")
-    @classmethod
-    def _unique_tag_names(cls, tags: list[TagConfig]) -> list[TagConfig]:
-        names = [tag.name for tag in tags]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"tag names must be unique within a machine: {duplicates}")
-        return tags
-
-
-class OpcUaClientConfig(Section):
-    """How plantsync connects to one OPC UA server: endpoint, security, identity.
-
-    Shared by the servers machine state is read from and the Job Control server schedules go to.
-    """
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    endpoint: str = Field(description="opc.tcp://host:port/path")
-    security_mode: SecurityMode = SecurityMode.NONE
-    security_policy: SecurityPolicy = SecurityPolicy.BASIC256SHA256
-    certificate: Path | None = Field(default=None, description="client certificate (DER or PEM)")
-    private_key: Path | None = None
-    server_certificate: Path | None = Field(
-        default=None, description="trusted server certificate; required when security is on"
-    )
-    username: str | None = None
-    password: SecretStr | None = None
-    request_timeout: Duration = timedelta(seconds=10)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint_is_opc_tcp(cls, endpoint: str) -> str:
-        if not endpoint.startswith("opc.tcp://"):
-            raise ValueError(f"{endpoint!r} must start with opc.tcp://")
-        return endpoint
-
-    @model_validator(mode="after")
-    def _security_is_complete(self) -> Self:
-        if self.security_mode is not SecurityMode.NONE and (
-            self.certificate is None or self.private_key is None
-        ):
-            raise ValueError(
-                f"security_mode {self.security_mode.value} needs certificate and private_key"
-            )
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password must be given together")
-        return self
-
-
-class OpcUaServerConfig(OpcUaClientConfig):
-    """One OPC UA server and the machines read from it."""
-
-    publishing_interval: Duration = timedelta(milliseconds=100)
-    keepalive_count: int = Field(default=10, ge=1)
-    lifetime_count: int = Field(
-        default=300, ge=3, description="at least 3 x keepalive_count (OPC UA Part 4)"
-    )
-    monitored_item_batch: int = Field(
-        default=500, ge=1, description="monitored items created per CreateMonitoredItems call"
-    )
-    stall_timeout: Duration = Field(
-        default=timedelta(seconds=30),
-        description="no notification or keep-alive for this long: re-create the session",
-    )
-    machines: list[MachineConfig] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _lifetime_covers_keepalives(self) -> Self:
-        if self.lifetime_count < 3 * self.keepalive_count:
-            raise ValueError("lifetime_count must be at least 3 x keepalive_count")
-        return self
-
-
-class MesConfig(Section):
-    """The plant's MES REST endpoint that schedule changes are delivered to."""
-
-    url: str = Field(description="base URL, e.g. https://mes.plant.local/api/plantsync")
-    token: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer'")
-    tls: Tls | None = None
-    request_timeout: Duration = timedelta(seconds=10)
-
-    @field_validator("url")
-    @classmethod
-    def _url_is_http(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.password is not None:
-            raise ValueError("put credentials in token, not in the url")
-        return url
-
-
 class ApiConfig(Section):
     """The agent's local HTTP API and status page."""
 
@@ -342,29 +151,6 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything, so it counts as the network
 
 
-class JobControlConfig(OpcUaClientConfig):
-    """An OPC UA server implementing ISA-95 Job Control (OPC 10031-4): orders go to its
-    JobOrderReceiver, its job responses come back as order status and confirmations."""
-
-    name: str = Field(default="jobcontrol", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    job_order_receiver: str = Field(
-        default="ns=2;s=JobOrderReceiver",
-        description="node id of the ISA95JobOrderReceiverObjectType instance",
-    )
-    job_response_provider: str = Field(
-        default="ns=2;s=JobResponseProvider",
-        description="node id of the ISA95JobResponseProviderObjectType instance",
-    )
-    publishing_interval: Duration = Field(
-        default=timedelta(milliseconds=500),
-        description="how often the server reports job order states and results",
-    )
-    stall_timeout: Duration = Field(
-        default=timedelta(seconds=30),
-        description="no notification or keep-alive for this long: re-create the session",
-    )
-
-
 class ScheduleConfig(Section):
     """How schedule changes from HQ are decided at the plant."""
 
@@ -400,6 +186,22 @@ class StoreConfig(Section):
     archive_max_size: ByteSize | None = Field(
         default=None, description="cap on the sent archive; default a tenth of max_size"
     )
+    keep_processed: Duration = Field(
+        default=timedelta(days=7),
+        description="settled inbox rows (applied, rejected, failed) are kept this long",
+    )
+    keep_seen_ids: Duration = Field(
+        default=timedelta(days=30),
+        description="message ids remembered to drop redeliveries; at least hub.session_expiry",
+    )
+    keep_dead_letters: Duration = Field(default=timedelta(days=30))
+    max_dead_letters: int = Field(
+        default=10_000, ge=1, description="row cap on dead letters; the oldest go first"
+    )
+    retention_schedule: str = Field(
+        default="30 3 * * *",
+        description="when pruning runs: cron 'minute hour day month weekday', local time",
+    )
 
     @property
     def archive_bytes(self) -> int:
@@ -407,6 +209,28 @@ class StoreConfig(Section):
         if self.archive_max_size is not None:
             return int(self.archive_max_size)
         return int(self.max_size) // 10
+
+    @field_validator("retention_schedule")
+    @classmethod
+    def _schedule_is_crontab(cls, schedule: str) -> str:
+        # APScheduler 3 numbers weekdays from Monday = 0, crontab from Sunday = 0 (its issue
+        # 286): a number would silently run on the wrong day, so only names are accepted.
+        fields = schedule.split()
+        if len(fields) == 5 and any(char.isdigit() for char in fields[4]):
+            raise ValueError(
+                f"{schedule!r}: write weekdays by name (sun, mon-fri), not by number:"
+                " crontab counts 0 as Sunday, the scheduler as Monday"
+            )
+        try:
+            trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
+        except ValueError as exc:
+            raise ValueError(
+                f"{schedule!r} is not a cron expression 'minute hour day month weekday'"
+                f" such as '30 3 * * *': {exc}"
+            ) from exc
+        if trigger.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is None:
+            raise ValueError(f"{schedule!r} never fires (no such date)")
+        return schedule
 
 
 class PolicyConfig(Section):
@@ -440,7 +264,7 @@ class AgentConfig(Section):
 
     site: SiteConfig
     hub: HubConfig
-    store: StoreConfig = StoreConfig()
+    store: StoreConfig = Field(default=StoreConfig(), validate_default=True)
     opcua: list[OpcUaServerConfig] = Field(default_factory=list)
     mes: MesConfig | None = None
     jobcontrol: JobControlConfig | None = None
@@ -464,6 +288,21 @@ class AgentConfig(Section):
             if duplicates:
                 raise ValueError(f"{what} must be unique: {duplicates}")
         return opcua
+
+    @field_validator("store")
+    @classmethod
+    def _seen_ids_outlive_the_session(cls, store: StoreConfig, info: ValidationInfo) -> StoreConfig:
+        # A field validator on `store` (hub is validated before it), so the key is named; it
+        # runs on the default section too (validate_default), as the default may be too short.
+        hub = info.data.get("hub")
+        if isinstance(hub, HubConfig) and store.keep_seen_ids < hub.session_expiry:
+            raise ValueError(
+                f"keep_seen_ids ({store.keep_seen_ids}) is shorter than hub.session_expiry"
+                f" ({hub.session_expiry}): the broker may redeliver a message as long as it"
+                " keeps the session, and an id forgotten sooner is applied twice;"
+                " make store.keep_seen_ids at least hub.session_expiry"
+            )
+        return store
 
     @property
     def client_id(self) -> str:

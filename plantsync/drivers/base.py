@@ -34,16 +34,11 @@ class Reading:
     source_time: datetime | None
 
 
-class Link(Protocol):
-    """What every plant-side link is: named, entered to connect, left to disconnect."""
-
-    @property
-    def name(self) -> str:
-        """The link's name as configured; used in health, logs and the ``source`` field."""
-        ...
+class Connection(Protocol):
+    """Entered to connect, left to disconnect: one object is one session with a peer."""
 
     async def __aenter__(self) -> Self:
-        """Connect (and subscribe); raise SourceUnavailable or LinkMisconfigured."""
+        """Connect; raise a LinkError (retry) or LinkMisconfigured (the config must change)."""
         ...
 
     async def __aexit__(
@@ -52,7 +47,16 @@ class Link(Protocol):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Disconnect, within a bounded time, whatever state the link is in."""
+        """Disconnect, within a bounded time, whatever state the session is in."""
+        ...
+
+
+class Link(Connection, Protocol):
+    """What every plant-side link is: a named connection."""
+
+    @property
+    def name(self) -> str:
+        """The link's name as configured; used in health, logs and the ``source`` field."""
         ...
 
 

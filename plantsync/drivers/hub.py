@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
+
+from plantsync.drivers.base import Connection
 
 Outgoing = tuple[int, str, bytes]
 """A message for ``Hub.send``: (the caller's key for it, topic, payload)."""
@@ -43,8 +44,9 @@ class InboundMessage:
     mid: int
 
 
-class Hub(Protocol):
-    """One session with the hub: entered to connect, left to disconnect (DISCONNECT, no will).
+class Hub(Connection, Protocol):
+    """One session with the hub: entered to connect (CONNACK within the connect timeout), left
+    to disconnect cleanly (DISCONNECT: the broker does not publish the will).
 
     Every method raises HubUnavailable once the link has dropped, LinkMisconfigured when the
     broker refuses for a reason retrying cannot fix.
@@ -53,19 +55,6 @@ class Hub(Protocol):
     @property
     def session_present(self) -> bool:
         """Whether the broker resumed a stored session (queued down messages survive)."""
-        ...
-
-    async def __aenter__(self) -> Self:
-        """Connect and wait for the broker's acceptance, within the configured timeout."""
-        ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Disconnect cleanly within a bounded time."""
         ...
 
     async def subscribe(self, filters: Sequence[tuple[str, int]]) -> None:

@@ -51,13 +51,18 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStringParsingError
 from pydantic import ValidationError
 
-from plantsync.config.model import JobControlConfig
+from plantsync.config.plant import JobControlConfig
 from plantsync.contracts.orders import JobOrderState, OrderStatus, ProductionConfirmation
 from plantsync.contracts.schedule import ProductionOrder, RequestState
 from plantsync.drivers import isa95
 from plantsync.drivers.base import OrderChange, PlantVerdict
-from plantsync.drivers.jobcontrol_events import Entries, EventQueue
-from plantsync.drivers.opcua import map_asyncua_exceptions, new_client, quietly
+from plantsync.drivers.common.opcua import (
+    LiveQueue,
+    close_session,
+    map_asyncua_exceptions,
+    new_client,
+)
+from plantsync.drivers.jobcontrol_events import Entries, Event, ListDiff
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
 _logger = logging.getLogger(__name__)
@@ -150,7 +155,10 @@ class JobControlSink:
         self._receiver = ua.NodeId()
         self._methods: dict[str, ua.NodeId] = {}
         self._job_order_list = ua.NodeId()
-        self._events = EventQueue(config.name, queue_events, config.stall_timeout.total_seconds())
+        self._events: LiveQueue[Event] = LiveQueue(
+            config.name, size=queue_events, stall_timeout=config.stall_timeout.total_seconds()
+        )
+        self._diff = ListDiff(config.name, self._events)
         self._read = Entries(isa95.ISA95JobOrderAndStateDataType, config.name)
         """JobOrderList as last read: each apply reads the whole list, and parses what is new."""
         self._subscription_id: int | None = None
@@ -167,7 +175,7 @@ class JobControlSink:
         try:
             with map_asyncua_exceptions(self.name, f"connecting to {self._config.endpoint}"):
                 self._client = await new_client(self._config)
-                self._client.connection_lost_callback = self._on_connection_lost
+                self._client.connection_lost_callback = self._events.connection_lost
                 await self._bounded(self._client.connect())
             with map_asyncua_exceptions(self.name, "browsing the job order receiver"):
                 await self._browse(self._client)
@@ -323,23 +331,15 @@ class JobControlSink:
         for notification in result.NotificationMessage.NotificationData or []:
             if isinstance(notification, ua.DataChangeNotification):
                 changes += [_change(item) for item in notification.MonitoredItems]
-            elif isinstance(notification, ua.StatusChangeNotification) and (
-                not notification.Status.is_good()
-            ):
-                status = notification.Status.name
-                self._events.lost(SourceUnavailable(f"opcua {self.name}: subscription {status}"))
+            elif isinstance(notification, ua.StatusChangeNotification):
+                self._events.status_changed(notification.Status)
         # One response groups its notifications by item: in time order, HQ sees the partial
         # confirmations before the Ended that followed them.
         for at, handle, value in sorted(changes, key=lambda change: change[0]):
             if handle == 0:
-                self._events.job_order_list(value, at)
+                self._diff.job_order_list(value, at)
             else:
-                self._events.job_order_response_list(value, at)
-
-    async def _on_connection_lost(self, exc: Exception) -> None:
-        lost = SourceUnavailable(f"opcua {self.name}: connection lost: {exc!r}")
-        lost.__cause__ = exc
-        self._events.lost(lost)
+                self._diff.job_order_response_list(value, at)
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -348,12 +348,7 @@ class JobControlSink:
         if client is None:
             return
         subscription_id, self._subscription_id = self._subscription_id, None
-        try:
-            if subscription_id is not None:
-                await quietly(client.uaclient.session.delete_subscriptions([subscription_id]))
-            await quietly(client.disconnect())
-        finally:
-            client.disconnect_socket()
+        await close_session(client, subscription_id)
         self._events.lost(SourceUnavailable(f"opcua {self.name}: closed"))
 
     def _connected(self) -> Client:

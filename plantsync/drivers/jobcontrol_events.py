@@ -4,7 +4,7 @@
     JobOrderResponseList ─▶ changed (good, scrap, final) of a response ─▶ ProductionConfirmation
                                │
                                ▼
-                bounded queue, drop oldest (``dropped`` counts) ─▶ ``next()``
+           LiveQueue (common.opcua): bounded, drop oldest, ``dropped`` counts ─▶ events()
 
 The server sends whole lists; the first value of each after subscribing yields every job order's
 state and every started order's confirmation, so a session that starts after an outage reports
@@ -15,10 +15,7 @@ costs one parse, not one per job order the server holds (docs/performance.md, ro
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections import deque
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -26,7 +23,7 @@ from pydantic import ValidationError
 
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 from plantsync.drivers import isa95
-from plantsync.errors import SourceUnavailable
+from plantsync.drivers.common.opcua import LiveQueue
 
 _logger = logging.getLogger(__name__)
 
@@ -34,25 +31,16 @@ Event = OrderStatus | ProductionConfirmation
 _Model = TypeVar("_Model", isa95.ISA95JobOrderAndStateDataType, isa95.ISA95JobResponseDataType)
 
 
-class EventQueue:
-    """Events for one session, in the order the server reported them, bounded."""
+class ListDiff:
+    """One session's list values turned into events, put on ``events`` in the order the server
+    reported them: what changed since the value before."""
 
-    def __init__(self, link: str, size: int, stall_timeout: float) -> None:
-        self._link, self._stall_timeout = link, stall_timeout
-        self._queue: deque[Event] = deque()
-        self._size = size
-        self._wakeup = asyncio.Event()
-        self._lost: SourceUnavailable | None = None
-        self._last_heard = time.monotonic()
+    def __init__(self, link: str, events: LiveQueue[Event]) -> None:
+        self._events = events
         self._states: dict[str, tuple[str, int]] = {}
         self._responses: dict[str, tuple[str, str, bool]] = {}
         self._job_orders = Entries(isa95.ISA95JobOrderAndStateDataType, link)
         self._job_responses = Entries(isa95.ISA95JobResponseDataType, link)
-        self.dropped = 0
-
-    def heard(self) -> None:
-        """A publish response (data or keep-alive) arrived: the server is alive."""
-        self._last_heard = time.monotonic()
 
     def job_order_list(self, value: list[str], at: datetime) -> None:
         """A new JobOrderList value: one OrderStatus per job order whose state changed."""
@@ -63,7 +51,7 @@ class EventQueue:
             if self._states.get(job_order_id) != seen[job_order_id]:
                 status = isa95.order_status(entry, at)
                 if status is not None:
-                    self._put(status)
+                    self._events.put(status)
         self._states = seen  # a cancelled or cleared order is gone; stored again, it is new
 
     def job_order_response_list(self, value: list[str], at: datetime) -> None:
@@ -80,45 +68,8 @@ class EventQueue:
                 confirmation.final,
             )
             if self._responses.get(key) != seen[key]:
-                self._put(confirmation)
+                self._events.put(confirmation)
         self._responses = seen
-
-    def lost(self, error: SourceUnavailable) -> None:
-        """The link is gone: ``next()`` raises ``error`` once the queued events are taken."""
-        if self._lost is None:
-            _logger.info("%s", error)
-            self._lost = error
-        self._wakeup.set()
-
-    async def next(self) -> Event:
-        """The next event; events already received are delivered before a loss is raised."""
-        while True:
-            if self._queue:
-                return self._queue.popleft()
-            if self._lost is not None:
-                raise self._lost
-            remaining = self._last_heard + self._stall_timeout - time.monotonic()
-            if remaining <= 0:
-                self.lost(
-                    SourceUnavailable(
-                        f"opcua {self._link}: no notification or keep-alive for "
-                        f"{self._stall_timeout:g} s"
-                    )
-                )
-                continue
-            self._wakeup.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._wakeup.wait()
-            except TimeoutError:
-                continue  # a keep-alive may have moved _last_heard; the loop re-checks
-
-    def _put(self, event: Event) -> None:
-        if len(self._queue) >= self._size:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(event)
-        self._wakeup.set()
 
 
 class Entries(Generic[_Model]):

@@ -25,7 +25,8 @@ from urllib.parse import quote
 
 import httpx
 
-from plantsync.config.model import MesConfig, Tls
+from plantsync.config.plant import MesConfig
+from plantsync.config.types import Tls
 from plantsync.drivers.base import OrderChange, PlantVerdict
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 

@@ -10,6 +10,8 @@ The driver reconnects nothing. asyncua's auto-reconnect stays off, and the subsc
 created at the session level rather than through ``Client.create_subscription`` so that the
 client's stale-subscription watchdog, which silently re-creates subscriptions, never sees it:
 a lost link or a silent server becomes SourceUnavailable, and the agent's supervisor decides.
+Setting up the client, translating asyncua's errors and the queue that notices silence are
+shared with the Job Control sink, in ``drivers.common.opcua``.
 """
 
 from __future__ import annotations
@@ -17,36 +19,27 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.crypto import security_policies
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
-from asyncua.ua.status_codes import StatusCodes
-from asyncua.ua.uaerrors import UaError, UaStatusCodeError, UaStringParsingError
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from plantsync.config.model import (
-    Deadband,
-    OpcUaClientConfig,
-    OpcUaServerConfig,
-    SecurityMode,
-    SecurityPolicy,
-    TagConfig,
-)
+from plantsync.config.plant import Deadband, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import Quality, TagScalar
 from plantsync.drivers.base import Reading
-from plantsync.errors import LinkMisconfigured, PlantsyncError, SourceUnavailable
+from plantsync.drivers.common.opcua import (
+    LiveQueue,
+    close_session,
+    map_asyncua_exceptions,
+    new_client,
+)
+from plantsync.errors import LinkMisconfigured
 
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -56,68 +49,9 @@ QUEUE_BATCHES = 100
 
 MAX_NOTIFICATIONS_PER_PUBLISH = 10_000
 """Far above a realistic publishing interval's changes; a small cap (Node-RED's 10) starves
-the link, see MEASURED.md. It bounds one batch for servers that honour it."""
+the link, see docs/measured.md. It bounds one batch for servers that honour it."""
 
-SESSION_TIMEOUT_MS = 120_000
-"""How long a server keeps our session after the connection drops. Keeping it only helps
-TransferSubscriptions, which this driver never uses (the supervisor starts afresh), so it is
-short: a server frees an abandoned agent's subscription after two minutes, not asyncua's hour."""
-
-CLOSE_TIMEOUT = 2.0
-"""Seconds each step of the farewell (DeleteSubscriptions, CloseSession) may take."""
-
-_MISCONFIGURED = frozenset(
-    {
-        StatusCodes.BadUserAccessDenied,
-        StatusCodes.BadIdentityTokenRejected,
-        StatusCodes.BadIdentityTokenInvalid,
-        StatusCodes.BadSecurityChecksFailed,
-        StatusCodes.BadSecurityPolicyRejected,
-        StatusCodes.BadSecurityModeRejected,
-        StatusCodes.BadCertificateUntrusted,
-        StatusCodes.BadCertificateInvalid,
-        StatusCodes.BadCertificateUriInvalid,
-        StatusCodes.BadNodeIdUnknown,
-        StatusCodes.BadNodeIdInvalid,
-        StatusCodes.BadNoMatch,
-        StatusCodes.BadBrowseNameInvalid,
-        StatusCodes.BadAttributeIdInvalid,
-        StatusCodes.BadFilterNotAllowed,
-        StatusCodes.BadMonitoredItemFilterUnsupported,
-        StatusCodes.BadDeadbandFilterInvalid,
-    }
-)
-"""Status codes that retrying cannot fix: the config or the server's trust list must change."""
-
-_POLICIES: dict[SecurityPolicy, type[security_policies.SecurityPolicy]] = {
-    SecurityPolicy.BASIC256SHA256: security_policies.SecurityPolicyBasic256Sha256,
-    SecurityPolicy.AES128_SHA256_RSAOAEP: security_policies.SecurityPolicyAes128Sha256RsaOaep,
-    SecurityPolicy.AES256_SHA256_RSAPSS: security_policies.SecurityPolicyAes256Sha256RsaPss,
-}
-_MODES = {
-    SecurityMode.SIGN: ua.MessageSecurityMode.Sign,
-    SecurityMode.SIGN_AND_ENCRYPT: ua.MessageSecurityMode.SignAndEncrypt,
-}
 _DEADBANDS = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
-
-
-@contextmanager
-def map_asyncua_exceptions(link: str, doing: str) -> Iterator[None]:
-    """Translate asyncua, OS and timeout errors into plantsync's: the one place that does."""
-    try:
-        yield
-    except PlantsyncError:
-        raise
-    except UaStatusCodeError as exc:
-        error = LinkMisconfigured if exc.code in _MISCONFIGURED else SourceUnavailable
-        raise error(f"opcua {link}: {doing}: {exc}") from exc
-    except (FileNotFoundError, PermissionError, IsADirectoryError, ValueError) as exc:
-        # files named in the config that are missing or do not parse (certificates, keys)
-        raise LinkMisconfigured(f"opcua {link}: {doing}: {exc}") from exc
-    except UaStringParsingError as exc:
-        raise LinkMisconfigured(f"opcua {link}: {doing}: {exc}") from exc
-    except (OSError, EOFError, UaError) as exc:  # OSError covers TimeoutError, ConnectionError
-        raise SourceUnavailable(f"opcua {link}: {doing}: {exc!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,17 +82,23 @@ class OpcUaSource:
         self._items = [
             _Item(machine.id, tag) for machine in config.machines for tag in machine.tags
         ]
-        self._queue: asyncio.Queue[list[Reading]] = asyncio.Queue(maxsize=queue_batches)
-        self._wakeup = asyncio.Event()
-        self._lost: SourceUnavailable | None = None
-        self._last_heard = time.monotonic()
+        self._queue: LiveQueue[list[Reading]] = LiveQueue(
+            config.name,
+            size=queue_batches,
+            stall_timeout=config.stall_timeout.total_seconds(),
+            silence="data change",
+            weight=len,
+        )
         self._client: Client | None = None
         self._subscription_id: int | None = None
-        self.dropped = 0
 
     @property
     def name(self) -> str:
         return self._config.name
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
 
     async def __aenter__(self) -> Self:
         try:
@@ -187,13 +127,13 @@ class OpcUaSource:
         Raises SourceUnavailable when the link drops or goes silent for ``stall_timeout``.
         """
         while True:
-            yield await self._next_batch()
+            yield await self._queue.next()
 
     # -- connecting --------------------------------------------------------------------------
 
     async def _connect(self) -> Client:
         client = await new_client(self._config)
-        client.connection_lost_callback = self._on_connection_lost
+        client.connection_lost_callback = self._queue.connection_lost
         self._client = client  # so _close can tear down a half-open connection
         await self._bounded(client.connect())
         return client
@@ -242,7 +182,7 @@ class OpcUaSource:
             result.RevisedMaxKeepAliveCount,
             result.RevisedLifetimeCount,
         )
-        self._last_heard = time.monotonic()
+        self._queue.heard()  # the stall timeout counts from a working subscription
         return int(result.SubscriptionId)
 
     async def _monitor(self, client: Client) -> None:
@@ -291,15 +231,15 @@ class OpcUaSource:
 
     def _on_publish(self, result: ua.PublishResult) -> None:
         """Called by asyncua's publish loop for every response, keep-alives included."""
-        self._last_heard = time.monotonic()
+        self._queue.heard()
         batch: list[Reading] = []
         for notification in result.NotificationMessage.NotificationData or []:
             if isinstance(notification, ua.DataChangeNotification):
                 batch.extend(self._readings(notification))
             elif isinstance(notification, ua.StatusChangeNotification):
-                self._on_status_change(notification.Status)
+                self._queue.status_changed(notification.Status)
         if batch:
-            self._enqueue(batch)
+            self._queue.put(batch)
 
     def _readings(self, notification: ua.DataChangeNotification) -> Iterator[Reading]:
         for monitored in notification.MonitoredItems:
@@ -307,51 +247,6 @@ class OpcUaSource:
                 continue
             item = self._items[monitored.ClientHandle]
             yield _reading(item.machine_id, item.tag.name, monitored.Value)
-
-    def _enqueue(self, batch: list[Reading]) -> None:
-        if self._queue.full():
-            self.dropped += len(self._queue.get_nowait())
-        self._queue.put_nowait(batch)
-        self._wakeup.set()
-
-    def _on_status_change(self, status: ua.StatusCode) -> None:
-        # BadTimeout: the server let the subscription expire; BadShutdown: the client lost it.
-        if not status.is_good():
-            self._mark_lost(SourceUnavailable(f"opcua {self.name}: subscription {status.name}"))
-
-    async def _on_connection_lost(self, exc: Exception) -> None:
-        lost = SourceUnavailable(f"opcua {self.name}: connection lost: {exc!r}")
-        lost.__cause__ = exc
-        self._mark_lost(lost)
-
-    def _mark_lost(self, error: SourceUnavailable) -> None:
-        if self._lost is None:
-            _logger.info("%s", error)
-            self._lost = error
-        self._wakeup.set()
-
-    async def _next_batch(self) -> list[Reading]:
-        """The next batch; readings already received are delivered before a loss is raised."""
-        stall = self._config.stall_timeout.total_seconds()
-        while True:
-            if not self._queue.empty():
-                return self._queue.get_nowait()
-            if self._lost is not None:
-                raise self._lost
-            remaining = self._last_heard + stall - time.monotonic()
-            if remaining <= 0:
-                self._mark_lost(
-                    SourceUnavailable(
-                        f"opcua {self.name}: no data change or keep-alive for {stall:g} s"
-                    )
-                )
-                continue
-            self._wakeup.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._wakeup.wait()
-            except TimeoutError:
-                continue  # a keep-alive may have moved _last_heard; the loop re-checks
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -361,87 +256,11 @@ class OpcUaSource:
         if client is None:
             return
         subscription_id, self._subscription_id = self._subscription_id, None
-        try:
-            if subscription_id is not None:
-                await quietly(client.uaclient.session.delete_subscriptions([subscription_id]))
-            await quietly(client.disconnect())
-        finally:
-            client.disconnect_socket()
+        await close_session(client, subscription_id)
 
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
         async with asyncio.timeout(self._timeout):
             return await awaitable
-
-
-async def new_client(config: OpcUaClientConfig) -> Client:
-    """A client set up from a link's config (timeouts, identity, security), not yet connected.
-
-    Raises LinkMisconfigured when the security settings are incomplete or the server presents
-    another certificate than the trusted one (asked over an unsecured discovery channel); the
-    certificate and key files are read here, so call it inside ``map_asyncua_exceptions``.
-    """
-    timeout = config.request_timeout.total_seconds()
-    # The watchdog probe reads ServerState once per interval with that interval as its
-    # timeout: tie it to request_timeout so a loaded server is not declared dead in 1 s.
-    client = Client(config.endpoint, timeout=timeout, watchdog_intervall=timeout)
-    client.name = client.description = f"plantsync {config.name}"
-    client.session_timeout = SESSION_TIMEOUT_MS
-    if config.username is not None and config.password is not None:
-        client.set_user(config.username)
-        client.set_password(config.password.get_secret_value())
-    if config.security_mode is not SecurityMode.NONE:
-        await _secure(client, config)
-    return client
-
-
-async def _secure(client: Client, config: OpcUaClientConfig) -> None:
-    if config.certificate is None or config.private_key is None:
-        raise LinkMisconfigured(f"opcua {config.name}: security needs certificate, private_key")
-    if config.server_certificate is None:
-        # asyncua would otherwise fetch the server's certificate and trust it blindly.
-        raise LinkMisconfigured(
-            f"opcua {config.name}: security_mode {config.security_mode.value} needs "
-            "server_certificate (the server certificate this agent trusts)"
-        )
-    client.application_uri = _application_uri(config.certificate) or client.application_uri
-    await client.set_security(
-        _POLICIES[config.security_policy],
-        certificate=str(config.certificate),
-        private_key=str(config.private_key),
-        server_certificate=str(config.server_certificate),
-        mode=_MODES[config.security_mode],
-    )
-    await _check_server_certificate(config, config.server_certificate)
-
-
-async def _check_server_certificate(config: OpcUaClientConfig, trusted_file: Path) -> None:
-    """LinkMisconfigured unless the server presents the certificate the config trusts.
-
-    A server with another certificate cannot read our OpenSecureChannel (it is encrypted for
-    the trusted one) and never answers it: without asking first over an unsecured discovery
-    channel, the link would time out and retry forever without saying why.
-    """
-    trusted = _load_certificate(trusted_file).public_bytes(Encoding.DER)
-    timeout = config.request_timeout.total_seconds()
-    discovery = Client(config.endpoint, timeout=timeout)
-    async with asyncio.timeout(timeout):
-        endpoints = await discovery.connect_and_get_server_endpoints()
-    presented = {e.ServerCertificate for e in endpoints if e.ServerCertificate}
-    # DER is self-delimiting: a chain whose first certificate is the trusted one starts with it.
-    if presented and not any(blob.startswith(trusted) for blob in presented):
-        raise LinkMisconfigured(
-            f"opcua {config.name}: the server certificate is not trusted: {config.endpoint}"
-            f" presents a certificate other than server_certificate {trusted_file}"
-        )
-
-
-async def quietly(awaitable: Awaitable[object]) -> None:
-    """A farewell request: bounded, and its failure is no news (the link may be gone)."""
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await awaitable
-    except (OSError, UaError) as exc:
-        _logger.debug("opcua close step failed: %r", exc)
 
 
 def _reading(machine_id: str, tag: str, data: ua.DataValue) -> Reading:
@@ -509,22 +328,3 @@ def _browse_path(path: str) -> ua.BrowsePath:
         StartingNode=ua.NodeId(ua.Int32(ObjectIds.ObjectsFolder)),
         RelativePath=ua.RelativePath.from_string("/" + path),
     )
-
-
-def _application_uri(certificate: Path) -> str | None:
-    """The URI in the certificate's SubjectAltName: servers check it against the session's."""
-    cert = _load_certificate(certificate)
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return None
-    uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
-    return uris[0] if uris else None
-
-
-def _load_certificate(path: Path) -> x509.Certificate:
-    """A certificate file, PEM or DER."""
-    data = path.read_bytes()
-    if data.lstrip().startswith(b"-----"):
-        return x509.load_pem_x509_certificate(data)
-    return x509.load_der_x509_certificate(data)

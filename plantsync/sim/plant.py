@@ -39,7 +39,7 @@ from asyncua.ua.status_codes import StatusCodes
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from plantsync.config.model import JobControlConfig, MachineConfig, OpcUaServerConfig, TagConfig
+from plantsync.config.plant import JobControlConfig, MachineConfig, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import ItemState
 from plantsync.sim.jobcontrol import SimulatedJobControl
 

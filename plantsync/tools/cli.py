@@ -23,7 +23,6 @@ import asyncio
 import os
 import re
 import signal
-import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -376,8 +375,8 @@ def _buffer_inspect(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     try:
         inspect_store(config.store.path, sys.stdout)
-    except (OSError, sqlite3.Error) as exc:
-        print(f"plantsync buffer inspect: {config.store.path}: {exc}", file=sys.stderr)
+    except StoreError as exc:  # the buffer's inspection names the file itself
+        print(f"plantsync buffer inspect: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 

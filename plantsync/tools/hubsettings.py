@@ -27,7 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from plantsync.config.model import HubConfig, Tls
+from plantsync.config.model import HubConfig
+from plantsync.config.types import Tls
 from plantsync.errors import ConfigError, Problem
 
 ENV_PREFIX = "PLANTSYNC_HUB__"

@@ -16,10 +16,7 @@ where ``ps`` would show it). An agent that does not answer is one clear line and
 from __future__ import annotations
 
 import os
-import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -27,11 +24,11 @@ from typing import IO, Any
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from plantsync.buffer import inspect as inspection
 from plantsync.buffer.archive import replay
-from plantsync.buffer.base import Lane, RowStatus
 from plantsync.buffer.database import Database
-from plantsync.buffer.inbox import InboxStatus
-from plantsync.config.model import AgentConfig, Duration
+from plantsync.config.model import AgentConfig
+from plantsync.config.types import Duration
 
 DEFAULT_URL = "http://127.0.0.1:8470"
 DEFAULT_TOKEN_ENV = "PLANTSYNC_API__TOKEN"  # noqa: S105 - the variable's name, not a token
@@ -125,87 +122,35 @@ def print_dead_letters(letters: list[dict[str, Any]], out: IO[str]) -> None:
 # ---- buffer inspect ------------------------------------------------------------------------
 
 
-@contextmanager
-def read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    """The store file opened read-only: never written, whether the agent runs or not."""
-    if not path.exists():
-        raise FileNotFoundError(f"no store at {path}")
-    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
-        connection.execute("PRAGMA busy_timeout = 5000")
-        yield connection
-
-
 def inspect_store(path: Path, out: IO[str]) -> None:
     """Counts, oldest age and bytes per lane, per-stream counts and last seq, inbox, archive."""
-    now = time.time()
-    with read_only(path) as connection:
-        size = sum(
-            sibling.stat().st_size
-            for sibling in (path, path.with_name(path.name + "-wal"))
-            if sibling.exists()
-        )
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        out.write(f"store {path}: {size} bytes on disk, schema version {version}\n")
-        _inspect_outbox(connection, now, out)
-        _inspect_streams(connection, out)
-        _inspect_inbox(connection, out)
-        _inspect_archive(connection, now, out)
-
-
-def _inspect_outbox(connection: sqlite3.Connection, now: float, out: IO[str]) -> None:
-    rows = connection.execute(
-        "SELECT lane, status, COUNT(*), MIN(created_at), COALESCE(SUM(size), 0)"
-        " FROM outbox GROUP BY lane, status"
-    ).fetchall()
-    evicted = connection.execute("SELECT value FROM meta WHERE key = 'evicted_total'").fetchone()
-    total = sum(count for _, _, count, _, _ in rows)
-    out.write(f"outbox: {total} messages, {evicted[0] if evicted else 0} evicted since created\n")
-    for lane in Lane:
-        mine = [row for row in rows if row[0] == lane]
-        count = sum(row[2] for row in mine)
-        inflight = sum(row[2] for row in mine if row[1] == RowStatus.INFLIGHT)
-        oldest = min((row[3] for row in mine), default=None)
-        size = sum(row[4] for row in mine)
-        age = _age(None if oldest is None else now - oldest)
+    store = inspection.inspect_store(path)
+    out.write(
+        f"store {path}: {store.file_bytes} bytes on disk, schema version {store.schema_version}\n"
+    )
+    out.write(f"outbox: {store.messages} messages, {store.evicted_total} evicted since created\n")
+    for lane in store.lanes:
+        age = _age(lane.oldest_age)
         out.write(
-            f"  {lane.name.lower():<10} {count:>8} messages ({inflight} in flight),"
-            f" {size} bytes, oldest {age}\n"
+            f"  {lane.lane.name.lower():<10} {lane.messages:>8} messages"
+            f" ({lane.inflight} in flight), {lane.size_bytes} bytes, oldest {age}\n"
         )
-
-
-def _inspect_streams(connection: sqlite3.Connection, out: IO[str]) -> None:
-    rows = connection.execute(
-        "SELECT s.stream, s.last_seq, COUNT(o.id), MIN(o.seq) FROM streams AS s"
-        " LEFT JOIN outbox AS o ON o.stream = s.stream GROUP BY s.stream ORDER BY s.stream"
-    ).fetchall()
-    out.write(f"streams: {len(rows)}\n")
-    for stream, last_seq, waiting, first_waiting in rows:
-        since = f" from seq {first_waiting}" if waiting else ""
-        out.write(f"  {stream:<40} last seq {last_seq:>8}  waiting {waiting}{since}\n")
-
-
-def _inspect_inbox(connection: sqlite3.Connection, out: IO[str]) -> None:
-    if not _has_table(connection, "inbox"):
-        return
-    counts = dict(connection.execute("SELECT status, COUNT(*) FROM inbox GROUP BY status"))
-    text = ", ".join(f"{status.name.lower()} {counts.get(status, 0)}" for status in InboxStatus)
-    dead = connection.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
-    out.write(f"inbox: {text}\ndead letters: {dead}\n")
-
-
-def _inspect_archive(connection: sqlite3.Connection, now: float, out: IO[str]) -> None:
-    if not _has_table(connection, "sent_archive"):
-        return
-    count, oldest, size = connection.execute(
-        "SELECT COUNT(*), MIN(sent_at), COALESCE(SUM(size), 0) FROM sent_archive"
-    ).fetchone()
-    age = _age(None if oldest is None else now - oldest)
-    out.write(f"sent archive: {count} messages, {size} bytes, oldest sent {age} ago\n")
-
-
-def _has_table(connection: sqlite3.Connection, name: str) -> bool:
-    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-    return connection.execute(query, (name,)).fetchone() is not None
+    out.write(f"streams: {len(store.streams)}\n")
+    for stream in store.streams:
+        since = f" from seq {stream.first_queued_seq}" if stream.queued else ""
+        out.write(
+            f"  {stream.stream:<40} last seq {stream.last_seq:>8}  waiting {stream.queued}{since}\n"
+        )
+    if store.inbox is not None:
+        counts = store.inbox.counts.items()
+        text = ", ".join(f"{status.name.lower()} {count}" for status, count in counts)
+        out.write(f"inbox: {text}\ndead letters: {store.inbox.dead_letters}\n")
+    if store.archive is not None:
+        archive = store.archive
+        out.write(
+            f"sent archive: {archive.messages} messages, {archive.size_bytes} bytes,"
+            f" oldest sent {_age(archive.oldest_age)} ago\n"
+        )
 
 
 # ---- text ----------------------------------------------------------------------------------

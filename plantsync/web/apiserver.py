@@ -1,13 +1,16 @@
 """The local API on uvicorn, inside the agent's event loop.
 
     ApiServer.bind(app, config.api)   listen now: a port in use stops the start, clearly
-    await server.serve()              a task in the agent's TaskGroup
+    await server.serve()              a task in the agent's TaskGroup; runs the app's
+                                      lifespan (the depth history's sampler) around uvicorn
     await server.stop(task)           no new connections; open requests get ``stop_timeout``
     server.close()                    the socket, in case ``serve`` never ran
 
 The socket is bound here rather than by uvicorn, which answers a bind failure with
 ``sys.exit(1)`` from inside a task, and so the port chosen for ``port = 0`` is known at once.
 uvicorn's own signal handlers are left out: the agent owns SIGTERM and stops the API first.
+The app's lifespan is entered here, around uvicorn, not by uvicorn (``lifespan="off"``): what
+it runs then starts and ends with ``serve`` itself, a cancelled ``serve`` included.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class ApiServer:
     """One uvicorn server on an already bound socket."""
 
     def __init__(self, app: FastAPI, listener: socket.socket, *, stop_timeout: float) -> None:
+        self._app = app
         self._listener = listener
         self._stop_timeout = stop_timeout
         host, port = listener.getsockname()[:2]
@@ -75,10 +79,12 @@ class ApiServer:
         return port
 
     async def serve(self) -> None:
-        """Answer requests until ``stop``; closes the socket when it returns."""
+        """Answer requests until ``stop``, inside the app's lifespan; closes the socket when it
+        returns."""
         log.info("local API on %s", self.url)
         try:
-            await self._server.serve(sockets=[self._listener])
+            async with self._app.router.lifespan_context(self._app):
+                await self._server.serve(sockets=[self._listener])
         finally:
             self._listener.close()
 

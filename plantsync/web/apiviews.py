@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -28,9 +28,7 @@ from plantsync.buffer.quarantine import quarantined_files
 from plantsync.contracts.inbound import parse_down_message
 from plantsync.contracts.schedule import ProductionOrder
 from plantsync.errors import MessageRejected
-
-if TYPE_CHECKING:
-    from plantsync.agent.service import Agent
+from plantsync.web.view import AgentView
 
 Scrub = Callable[[str | None], str | None]
 
@@ -262,7 +260,7 @@ def dead_letter_view(letter: DeadLetter, scrub: Scrub) -> DeadLetterView:
 
 
 def status_view(
-    agent: Agent,
+    view: AgentView,
     outbox: OutboxStats,
     inbox: InboxStats,
     downlink: dict[str, int],
@@ -270,12 +268,12 @@ def status_view(
 ) -> Status:
     now = time.time()
     return Status(
-        site=agent.config.site.id,
+        site=view.config.site.id,
         version=__version__,
-        config_hash=agent.config_hash,
-        started_at=agent.started_at,
-        uptime_seconds=round(agent.uptime_seconds, 3),
-        links={name: _link_view(health, scrub) for name, health in agent.health.items()},
+        config_hash=view.config_hash,
+        started_at=view.started_at,
+        uptime_seconds=round(view.uptime_seconds, 3),
+        links={name: _link_view(health, scrub) for name, health in view.health.items()},
         outbox=OutboxView(
             lanes={
                 lane.name.lower(): LaneView(
@@ -287,14 +285,14 @@ def status_view(
             size_bytes=outbox.size_bytes,
             max_size_bytes=outbox.max_size_bytes,
             evicted_total=outbox.evicted_total,
-            telemetry_dropped=agent.pipeline.counters.dropped if agent.pipeline else 0,
+            telemetry_dropped=view.pipeline.counters.dropped if view.pipeline else 0,
         ),
         inbox=InboxView(
             counts={status.name.lower(): count for status, count in inbox.counts.items()},
             pending=inbox.pending,
             oldest_pending_age_seconds=inbox.oldest_pending_age,
         ),
-        store=store_view(agent.store.health) if agent.store is not None else _no_store(agent),
+        store=store_view(view.store.health) if view.store is not None else _no_store(view),
         dead_letters=inbox.dead_letters,
         downlink=downlink,
     )
@@ -347,8 +345,8 @@ def _store_alarms(health: StoreHealth, files: list[Path]) -> list[str]:
     return alarms
 
 
-def _no_store(agent: Agent) -> StoreView:
-    return store_view(StoreHealth(agent.config.store.path))
+def _no_store(view: AgentView) -> StoreView:
+    return store_view(StoreHealth(view.config.store.path))
 
 
 def _link_view(health: LinkHealth, scrub: Scrub) -> LinkView:

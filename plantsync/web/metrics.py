@@ -1,12 +1,14 @@
 """Prometheus metrics: the service levels HQ cares about, read from the live counters at scrape.
 
     GET /metrics ─▶ refresh(): outbox and inbox stats from the store (two reads)
-                 ─▶ generate_latest(registry): AgentCollector reads agent.health, the pipeline's,
-                    the uplink's and the downlink's counters, and the stats just read;
-                    the schedule latency histogram and the confirmation counters are observed
-                    where they happen (the downlink's ``on_applied``, the confirmation API)
+                 ─▶ generate_latest(registry): AgentCollector reads the view's link health,
+                    the pipeline's, the uplink's and the downlink's counters, and the stats
+                    just read; the schedule latency histogram and the confirmation counters
+                    are observed where they happen (the downlink's ``on_applied``, the
+                    confirmation API, the plant event reporter)
 
-One ``CollectorRegistry`` per Agent, never the process-wide default: tests run many agents.
+One ``CollectorRegistry`` per agent, never the process-wide default: tests run many agents.
+The collector reads the agent through its ``AgentView`` (``view.py``), as the rest of the web.
 
 The service levels, in PromQL (``[1h]`` is any window):
 
@@ -37,10 +39,8 @@ The service levels, in PromQL (``[1h]`` is any window):
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -56,19 +56,16 @@ from plantsync.buffer.database import StoreHealth
 from plantsync.buffer.inbox import InboxStats
 from plantsync.buffer.quarantine import quarantined_files
 from plantsync.errors import StoreError
-
-if TYPE_CHECKING:
-    from plantsync.agent.service import Agent
+from plantsync.web.view import AgentView
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 """Seconds: a schedule normally applies within seconds; approvals and outages take hours."""
 
-CORRELATIONS_KEPT = 10_000
-"""Orders whose schedule correlation id is remembered for their confirmations (newest kept)."""
-
 
 class AgentMetrics:
-    """The agent's registry, what is observed as it happens, and the order → correlation map."""
+    """The agent's registry and what is observed as it happens: the agent's ``Observer``
+    (``plantsync.agent.service``), built by the composition root before the agent, and told
+    which agent to read at scrape time by ``create_app`` (``watch``)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -92,9 +89,8 @@ class AgentMetrics:
         for final in ("true", "false"):
             self.confirmations.labels(final=final)
         self._collector: AgentCollector | None = None
-        self._correlations: OrderedDict[str, str] = OrderedDict()
 
-    def watch(self, agent: Agent) -> None:
+    def watch(self, agent: AgentView) -> None:
         """Read ``agent``'s live counters at every scrape (replaces the agent watched before)."""
         if self._collector is not None:
             self.registry.unregister(self._collector)
@@ -104,21 +100,13 @@ class AgentMetrics:
     def schedule_applied(
         self, latency_seconds: float, correlation_id: str, order_ids: Sequence[str]
     ) -> None:
-        """The downlink's ``on_applied``: one message settled APPLIED."""
+        """The downlink's ``on_applied`` (its ``OnApplied`` shape): one message settled
+        APPLIED, ``latency_seconds`` after HQ's event time, applying ``order_ids``."""
         self.latency.observe(max(0.0, latency_seconds))
         self.orders_applied.inc(len(order_ids))
-        for order_id in order_ids:
-            self._correlations[order_id] = correlation_id
-            self._correlations.move_to_end(order_id)
-        while len(self._correlations) > CORRELATIONS_KEPT:
-            self._correlations.popitem(last=False)
 
     def confirmed(self, *, final: bool) -> None:
         self.confirmations.labels(final="true" if final else "false").inc()
-
-    def correlation_of(self, order_id: str) -> str | None:
-        """The correlation id of the schedule that last applied ``order_id``, if known."""
-        return self._correlations.get(order_id)
 
     async def exposition(self) -> bytes:
         """Read the store's stats, then render every metric in the text format."""
@@ -130,7 +118,7 @@ class AgentMetrics:
 class AgentCollector(Collector):
     """Reads the agent's live counters at scrape time instead of mirroring each increment."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentView) -> None:
         self._agent = agent
         self._outbox: OutboxStats | None = None
         self._inbox: InboxStats | None = None
@@ -298,5 +286,10 @@ router = APIRouter(tags=["metrics"])
 @router.get("/metrics", response_class=Response, include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """Prometheus text format: every metric of this agent."""
+    return Response(await metrics_of(request).exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_of(request: Request) -> AgentMetrics:
+    """The registry ``create_app`` serves (kept on ``app.state.metrics``)."""
     metrics: AgentMetrics = request.app.state.metrics
-    return Response(await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    return metrics

@@ -10,7 +10,7 @@
 Air-gapped by construction: no URL in the page names a host; the chart is inline SVG; a
 Content-Security-Policy limits scripts, styles and connections to the agent itself.
 
-Access, as for the API (``plantsync.web.api``): with the API bound to loopback the page and
+Access, as for the API (``plantsync.web.access``): with the API bound to loopback the page and
 its fragment are open, and the Host header must name loopback (no DNS rebinding); bound to any
 other address they need the session cookie or ``Authorization: Bearer <api.token>``.
 
@@ -28,61 +28,40 @@ Actions (approve, reject, retry, discard) need, always:
 
 Without a configured token every action is refused with 403, as in the API. No answer carries
 a secret: free text from links and peers passes through the API's scrubber.
+
+    statuspage.py    routes, the guard, the data read through the API's views (``apiviews``)
+    statusrender.py  the HTML, from those views
+    depth.py         the outbox depth history behind the chart
+    commands.py      approve, reject, retry, discard: the same code the API runs
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import hmac
-import html
-import logging
 import secrets
 import time
-from collections import deque
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict
 from importlib import resources
-from string import Template
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from plantsync.agent.supervisor import LinkState
-from plantsync.config.model import is_loopback
-from plantsync.errors import StoreError
-from plantsync.web import api as local_api
+from plantsync.web import commands, statusrender
+from plantsync.web.access import WRITES_REFUSED, Access, from_this_machine
 from plantsync.web.apiviews import (
-    DeadLetterView,
-    LinkView,
-    Schedule,
-    Status,
-    WaitingChange,
+    Scrub,
     dead_letter_view,
     schedule_view,
     status_view,
     waiting_view,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from plantsync.agent.service import Agent
-    from plantsync.buffer.store import Store
-    from plantsync.contracts import TagValue
-
-log = logging.getLogger(__name__)
+from plantsync.web.depth import DepthHistory, DepthSample
+from plantsync.web.view import AgentView
 
 SESSION_COOKIE = "plantsync_session"
 CSRF_HEADER = "X-CSRF-Token"
-POLL_SECONDS = 2
-SAMPLE_SECONDS = 10.0
-HISTORY_POINTS = 360
-"""An hour of outbox depth, one point every 10 s."""
-STALL_SECONDS = 60.0
-"""A link that is up, has work waiting and exchanged nothing for this long is "stalled"."""
 DEAD_LETTERS_SHOWN = 50
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
@@ -91,64 +70,30 @@ CSP = (
 _ASSETS = {"status.css": "text/css; charset=utf-8", "status.js": "text/javascript; charset=utf-8"}
 
 
-# ---- the outbox depth history ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DepthSample:
-    at: float
-    lanes: dict[str, int]
-
-
-class DepthHistory:
-    """The outbox depth per lane over the last hour: a bounded ring, sampled every 10 s.
-
-    Samples are placed on the monotonic clock: the chart only needs their distance from now,
-    and a wall-clock step must neither wipe the hour off the chart nor fold it back on itself.
-    """
-
-    def __init__(self, points: int = HISTORY_POINTS) -> None:
-        self.samples: deque[DepthSample] = deque(maxlen=points)
-
-    def record(self, lanes: dict[str, int], at: float | None = None) -> None:
-        self.samples.append(DepthSample(time.monotonic() if at is None else at, dict(lanes)))
-
-    async def run(self, store: Store, interval: float = SAMPLE_SECONDS) -> None:
-        """Sample ``store``'s outbox until cancelled; a failed read skips one point."""
-        while True:
-            try:
-                stats = await store.outbox.stats()
-            except StoreError as exc:  # a chart must never stop the agent
-                log.debug("outbox depth not sampled: %s", exc)
-            else:
-                self.record({lane.name.lower(): s.depth for lane, s in stats.lanes.items()})
-            await asyncio.sleep(interval)
-
-
 # ---- access -------------------------------------------------------------------------------------
 
 
-class _Guard:
-    def __init__(self, agent: Agent) -> None:
-        token = agent.config.api.token
-        self._token = token.get_secret_value().encode() if token is not None else None
-        self._loopback = is_loopback(agent.config.api.host)
+class PageGuard:
+    """The API's rule (``Access``) plus the page's session cookie and CSRF token."""
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
         self._key = secrets.token_bytes(32)
         self.csrf = secrets.token_urlsafe(32)
 
     @property
     def token_configured(self) -> bool:
-        return self._token is not None
+        return self._access.token_configured
 
     def session_value(self) -> str:
-        assert self._token is not None
-        return hmac.new(self._key, self._token, hashlib.sha256).hexdigest()
+        """The cookie's value: an HMAC of the token under a key drawn at start."""
+        return self._access.token_mac(self._key)
 
     def token_ok(self, given: str) -> bool:
-        return self._token is not None and hmac.compare_digest(given.encode(), self._token)
+        return self._access.token_ok(given)
 
     def authenticated(self, request: Request) -> bool:
-        if self._token is None:
+        if not self.token_configured:
             return False
         cookie = request.cookies.get(SESSION_COOKIE, "")
         if cookie and hmac.compare_digest(cookie, self.session_value()):
@@ -157,16 +102,16 @@ class _Guard:
         return scheme.lower() == "bearer" and self.token_ok(given.strip())
 
     def may_read(self, request: Request) -> bool:
-        if self._loopback:
-            self._from_this_machine(request)
+        if self._access.loopback:
+            from_this_machine(request)
             return True
         return self.authenticated(request)
 
     def write(self, request: Request) -> None:
-        if self._token is None:
-            raise HTTPException(403, local_api.WRITES_REFUSED)
-        if self._loopback:
-            self._from_this_machine(request)
+        if not self.token_configured:
+            raise HTTPException(403, WRITES_REFUSED)
+        if self._access.loopback:
+            from_this_machine(request)
         self.check_csrf(request)
         if not self.authenticated(request):
             raise HTTPException(401, "log in with the API token first")
@@ -174,11 +119,6 @@ class _Guard:
     def check_csrf(self, request: Request) -> None:
         if not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), self.csrf):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page")
-
-    @staticmethod
-    def _from_this_machine(request: Request) -> None:
-        if not is_loopback(request.url.hostname or ""):
-            raise HTTPException(403, "this API is bound to loopback: address it as 127.0.0.1")
 
 
 # ---- the router ---------------------------------------------------------------------------
@@ -195,37 +135,28 @@ class Reason(BaseModel):
 RowId = Annotated[int, Path(ge=1)]
 
 
-def router(agent: Agent) -> APIRouter:
-    """The page's routes over ``agent``; ``create_app`` includes it."""
-    guard = _Guard(agent)
+def router(view: AgentView, access: Access, history: DepthHistory) -> APIRouter:
+    """The page's routes over ``view``; ``create_app`` includes it."""
+    guard = PageGuard(access)
     assets = {
         name: (resources.files("plantsync.web") / "static" / name).read_bytes() for name in _ASSETS
     }
     routes = APIRouter(include_in_schema=False)
+    site = view.config.site.id
 
     @routes.get("/")
     async def page(request: Request) -> Response:
         if not guard.may_read(request):
-            body = _PAGE.substitute(
-                csrf=html.escape(guard.csrf),
-                site=html.escape(agent.config.site.id),
-                login=_login_form(guard, logged_in=False),
-                sections=_SECTION_LOCKED,
-                poll=POLL_SECONDS * 1000,
+            login = statusrender.login_form(
+                token_configured=guard.token_configured, logged_in=False
             )
-            return _html(body, status=401)
-        sections = await _sections(agent, request)
-        body = _PAGE.substitute(
-            csrf=html.escape(guard.csrf),
-            site=html.escape(agent.config.site.id),
-            login=_login_form(guard, logged_in=guard.authenticated(request)),
-            sections="\n".join(
-                f'<section id="{name}" data-section="{name}">{content}</section>'
-                for name, content in sections.items()
-            ),
-            poll=POLL_SECONDS * 1000,
+            locked = statusrender.page(csrf=guard.csrf, site=site, login=login, sections=None)
+            return _html(locked, status=401)
+        sections = await _sections(view, access.scrub, history)
+        login = statusrender.login_form(
+            token_configured=guard.token_configured, logged_in=guard.authenticated(request)
         )
-        return _html(body)
+        return _html(statusrender.page(csrf=guard.csrf, site=site, login=login, sections=sections))
 
     @routes.get("/status/static/{name}")
     async def asset(name: str) -> Response:
@@ -241,7 +172,7 @@ def router(agent: Agent) -> APIRouter:
     async def fragment(request: Request) -> JSONResponse:
         if not guard.may_read(request):
             raise HTTPException(401, "log in with the API token first")
-        sections = await _sections(agent, request)
+        sections = await _sections(view, access.scrub, history)
         return JSONResponse(
             {"sections": sections, "logged_in": guard.authenticated(request)},
             headers={"Cache-Control": "no-store"},
@@ -250,7 +181,7 @@ def router(agent: Agent) -> APIRouter:
     @routes.post("/status/login")
     async def login(request: Request, body: Login) -> JSONResponse:
         if not guard.token_configured:
-            raise HTTPException(403, local_api.WRITES_REFUSED)
+            raise HTTPException(403, WRITES_REFUSED)
         guard.may_read(request)  # the Host check when bound to loopback
         guard.check_csrf(request)
         if not guard.token_ok(body.token):
@@ -276,25 +207,22 @@ def router(agent: Agent) -> APIRouter:
     @routes.post("/status/approvals/{row_id}/approve")
     async def approve(request: Request, row_id: RowId) -> Any:
         guard.write(request)
-        return await local_api.approve(local_api._parts(request), row_id)
+        return await commands.approve(commands.Parts(view), row_id)
 
     @routes.post("/status/approvals/{row_id}/reject")
     async def reject(request: Request, row_id: RowId, body: Reason) -> Any:
         guard.write(request)
-        rejection = local_api.Rejection(reason=body.reason)
-        return await local_api.reject(local_api._parts(request), row_id, rejection)
+        return await commands.reject(commands.Parts(view), row_id, body.reason)
 
     @routes.post("/status/dead-letters/{letter_id}/retry")
     async def retry(request: Request, letter_id: RowId) -> Any:
         guard.write(request)
-        return await local_api.retry(
-            local_api._parts(request), letter_id, request.app.state.access.scrub
-        )
+        return await commands.retry(commands.Parts(view), letter_id, access.scrub)
 
     @routes.post("/status/dead-letters/{letter_id}/discard")
     async def discard(request: Request, letter_id: RowId) -> Any:
         guard.write(request)
-        return await local_api.discard(local_api._parts(request), letter_id)
+        return await commands.discard(commands.Parts(view), letter_id)
 
     return routes
 
@@ -312,28 +240,18 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
     )
 
 
-def _scrub(request: Request) -> Callable[[str | None], str | None]:
-    scrub: Callable[[str | None], str | None] = request.app.state.access.scrub
-    return scrub
-
-
 # ---- the data, through the API's view builders -------------------------------------------------
 
 
-async def _sections(agent: Agent, request: Request) -> dict[str, str]:
-    store = agent.store
-    if store is None or agent.downlink is None:
-        return {"overview": "<h2>Links</h2><p class='warn'>The agent is starting.</p>"}
-    scrub = _scrub(request)
+async def _sections(view: AgentView, scrub: Scrub, history: DepthHistory) -> dict[str, str]:
+    store, downlink = view.store, view.downlink
+    if store is None or downlink is None:
+        return dict(statusrender.STARTING)
     outbox = await store.outbox.stats()
     status = status_view(
-        agent,
-        outbox,
-        await store.inbox.inbox_stats(),
-        asdict(agent.downlink.counters),
-        scrub,
+        view, outbox, await store.inbox.inbox_stats(), asdict(downlink.counters), scrub
     )
-    site = agent.config.site.id
+    site = view.config.site.id
     waiting = [
         await waiting_view(row, site, store.inbox, scrub)
         for row in await store.inbox.waiting_approval()
@@ -342,325 +260,11 @@ async def _sections(agent: Agent, request: Request) -> dict[str, str]:
         dead_letter_view(letter, scrub)
         for letter in await store.inbox.dead_letters(DEAD_LETTERS_SHOWN)
     ]
-    schedule = schedule_view(await store.inbox.schedule(None), agent.health["hub"])
-    history: DepthHistory | None = getattr(agent, "depth_history", None)
-    samples = list(history.samples) if history is not None else []
+    schedule = schedule_view(await store.inbox.schedule(None), view.health["hub"])
     tick = time.monotonic()
-    current = DepthSample(tick, {lane: view.depth for lane, view in status.outbox.lanes.items()})
-    machines = agent.pipeline.latest() if agent.pipeline is not None else {}
-    return {
-        "overview": _store_alarms(status) + _overview(status),
-        "buffer": _buffer(status, [*samples, current], tick),
-        "machines": _machines(machines),
-        "schedule": _schedule(schedule),
-        "approvals": _approvals(waiting),
-        "dead-letters": _dead_letters(letters, status.dead_letters),
-        "agent": _about(status),
-    }
-
-
-def link_level(name: str, link: LinkView, status: Status) -> tuple[str, str]:
-    """(css level, label): ok (green), stalled (amber), down (red), starting (grey).
-
-    Idle time is the monotonic time since the last exchange (or since the link came up): a
-    wall-clock step neither makes every link look stalled nor hides a stalled one."""
-    if link.state is LinkState.UP:
-        if _work_waiting(name, status):
-            idle = link.seconds_in_state
-            if link.seconds_since_activity is not None:
-                idle = min(idle, link.seconds_since_activity)
-            if idle > STALL_SECONDS:
-                return "stalled", f"connected, nothing flows for {_duration(idle)}"
-        return "ok", "up"
-    if link.state in (LinkState.BACKOFF, LinkState.FAILED):
-        return "down", link.state.value
-    if link.state is LinkState.STOPPED:
-        return "down", "stopped"
-    if link.failures:  # connecting again after a failure: still down
-        return "down", "reconnecting"
-    return "starting", link.state.value
-
-
-def _work_waiting(name: str, status: Status) -> bool:
-    if name == "hub":
-        return status.outbox.depth > 0
-    if name == "plant":
-        return status.inbox.pending > 0
-    return True  # a source link is expected to report
-
-
-# ---- rendering --------------------------------------------------------------------------------
-
-_e = html.escape
-
-
-def _store_alarms(status: Status) -> str:
-    """The store's alarms, above everything: they hold until their cause is gone."""
-    return "".join(
-        f'<p class="verdict down alarm" data-alarm="store">{_e(alarm)}</p>'
-        for alarm in status.store.alarms
+    current = DepthSample(
+        tick, {lane: lane_view.depth for lane, lane_view in status.outbox.lanes.items()}
     )
-
-
-def _overview(status: Status) -> str:
-    rows = []
-    worst = "ok"
-    for name, link in status.links.items():
-        level, label = link_level(name, link, status)
-        if level in ("down", "stalled") and worst != "down":
-            worst = level
-        idle = link.seconds_since_activity
-        rows.append(
-            f'<tr class="link" data-link="{_e(name)}" data-level="{level}">'
-            f'<td><span class="dot {level}"></span>{_e(_link_title(name))}</td>'
-            f'<td class="state {level}">{_e(label)}</td>'
-            f"<td>{f'{_duration(idle)} ago' if idle is not None else 'never'}</td>"
-            f"<td>{_duration(link.seconds_in_state)}</td>"
-            f'<td class="error {level}">{_e(link.last_error or "")}</td></tr>'
-        )
-    verdict = {
-        "ok": "Data flows.",
-        "stalled": "Connected, but data does not flow on a link.",
-        "down": "A link is down: data stops there.",
-    }[worst]
-    return (
-        f'<h2>Links</h2><p class="verdict {worst}" data-verdict="{worst}">{verdict}</p>'
-        "<table><thead><tr><th>Link</th><th>State</th><th>Last exchange</th>"
-        "<th>In state for</th><th>Last error</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _link_title(name: str) -> str:
-    if name == "hub":
-        return "MQTT hub"
-    if name == "plant":
-        return "MES / plant"
-    return f"OPC UA {name.removeprefix('opcua:')}"
-
-
-def _buffer(status: Status, samples: list[DepthSample], now: float) -> str:
-    lanes = "".join(
-        f"<tr><td>{_e(lane)}</td><td>{view.depth}</td>"
-        f"<td>{_duration(view.oldest_age_seconds) if view.oldest_age_seconds else '-'}</td></tr>"
-        for lane, view in status.outbox.lanes.items()
-    )
-    inbox = status.inbox
-    return (
-        "<h2>Buffer</h2><div class='cols'><div>"
-        "<table><thead><tr><th>Outbox lane</th><th>Depth</th><th>Oldest</th></tr></thead>"
-        f"<tbody>{lanes}</tbody></table>"
-        f"<p>Outbox {status.outbox.depth} messages, {_bytes(status.outbox.size_bytes)}"
-        f" of {_bytes(status.outbox.max_size_bytes)};"
-        f" evicted since creation: {status.outbox.evicted_total}.</p>"
-        f"<p>Inbox: {inbox.pending} pending"
-        f"{f', oldest {_duration(inbox.oldest_pending_age_seconds)}' if inbox.oldest_pending_age_seconds else ''}"  # noqa: E501
-        f"; {status.dead_letters} dead letter(s).</p></div>"
-        f"<div>{depth_chart(samples, now)}</div></div>"
-    )
-
-
-_LANE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
-
-
-def depth_chart(samples: list[DepthSample], now: float, width: int = 480, height: int = 140) -> str:
-    """The outbox depth per lane over the last hour, as inline SVG (no script, no library)."""
-    start = now - HISTORY_POINTS * SAMPLE_SECONDS
-    points = [s for s in samples if s.at >= start]
-    lanes = sorted({lane for s in points for lane in s.lanes})
-    top = max([1, *(depth for s in points for depth in s.lanes.values())])
-    pad = 24
-
-    def x(at: float) -> float:
-        return pad + (at - start) / (now - start) * (width - pad - 4)
-
-    def y(depth: int) -> float:
-        return height - pad - depth / top * (height - pad - 8)
-
-    lines = []
-    legend = []
-    for index, lane in enumerate(lanes):
-        color = _LANE_COLORS[index % len(_LANE_COLORS)]
-        coords = " ".join(f"{x(s.at):.1f},{y(s.lanes.get(lane, 0)):.1f}" for s in points)
-        lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
-        legend.append(
-            f'<text x="{pad + 8 + index * 90}" y="16" fill="{color}"'
-            f' font-size="11">{_e(lane)}</text>'
-        )
-    return (
-        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}"'
-        f' height="{height}" aria-label="outbox depth, last hour">'
-        "<title>Outbox depth per lane, last hour</title>"
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - 4}" y2="{height - pad}"'
-        ' stroke="#999"/>'
-        f'<line x1="{pad}" y1="8" x2="{pad}" y2="{height - pad}" stroke="#999"/>'
-        f'<text x="2" y="12" font-size="10" fill="#555">{top}</text>'
-        f'<text x="2" y="{height - pad}" font-size="10" fill="#555">0</text>'
-        f'<text x="{width - 60}" y="{height - pad + 12}" font-size="10" fill="#555">now</text>'
-        f'<text x="{pad}" y="{height - pad + 12}" font-size="10" fill="#555">-60 min</text>'
-        f"{''.join(lines)}{''.join(legend)}</svg>"
-    )
-
-
-def _machines(latest: dict[str, dict[str, TagValue]]) -> str:
-    if not latest:
-        return "<h2>Machines</h2><p>No reading received since the agent started.</p>"
-    rows = []
-    for machine, tags in sorted(latest.items()):
-        values = ", ".join(
-            f'<span class="tag q-{_e(str(v.quality))}">{_e(tag)}={_e(str(v.value))}</span>'
-            for tag, v in sorted(tags.items())
-        )
-        times = [v.source_time for v in tags.values() if v.source_time is not None]
-        last = max(times).isoformat(timespec="seconds") if times else "-"
-        rows.append(
-            f'<tr data-machine="{_e(machine)}"><td>{_e(machine)}</td>'
-            f"<td>{values}</td><td>{_e(last)}</td></tr>"
-        )
-    return (
-        "<h2>Machines</h2><table><thead><tr><th>Machine</th><th>Latest values</th>"
-        f"<th>Source time</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _schedule(schedule: Schedule) -> str:
-    if not schedule.work_centers:
-        return "<h2>Schedule</h2><p>No schedule received yet.</p>"
-    parts = ["<h2>Schedule <small>(last known good)</small></h2>"]
-    for center in schedule.work_centers:
-        rows = "".join(
-            f'<tr data-order="{_e(o.order_id)}"><td>{_e(o.order_id)}</td><td>{o.revision}</td>'
-            f"<td>{_e(o.order.product_id)}</td>"
-            f"<td>{_e(o.planned_start.isoformat(timespec='minutes') if o.planned_start else '-')}"
-            f'</td><td class="order-status">{_e(o.status)}</td></tr>'
-            for o in center.orders
-        )
-        parts.append(
-            f"<h3>{_e(center.work_center)}</h3><table><thead><tr><th>Order</th><th>Rev</th>"
-            "<th>Product</th><th>Planned start</th><th>Status</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
-        )
-    return "".join(parts)
-
-
-def _approvals(waiting: list[WaitingChange]) -> str:
-    if not waiting:
-        return '<h2>Approvals</h2><p class="none">No change waits for a planner.</p>'
-    items = []
-    for change in waiting:
-        orders = "".join(
-            f"<li>{_e(o.order_id)} rev {o.revision}: {_order_change(o.current, o.proposed)}</li>"
-            for o in change.orders
-        )
-        action = f"/status/approvals/{change.row_id}"
-        items.append(
-            f'<div class="card approval" data-row="{change.row_id}">'
-            f"<p><b>{_e(change.type or 'change')}</b> {_e(', '.join(change.order_ids))}"
-            f" received {_e(change.received_at.isoformat(timespec='seconds'))}"
-            f"{f' - {_e(change.reason)}' if change.reason else ''}</p><ul>{orders}</ul>"
-            f'<form method="post" action="{action}/approve" data-action>'
-            '<button type="submit" class="approve">Approve</button></form>'
-            f'<form method="post" action="{action}/reject" data-action>'
-            '<input name="reason" required maxlength="500" placeholder="reason">'
-            '<button type="submit" class="reject">Reject</button></form></div>'
-        )
-    return f"<h2>Approvals</h2>{''.join(items)}"
-
-
-def _order_change(current: Any, proposed: Any) -> str:
-    if proposed is None:
-        return "cancel"
-    if current is None:
-        return "new"
-    changed = [
-        key
-        for key, value in proposed.model_dump(mode="json").items()
-        if current.model_dump(mode="json").get(key) != value
-    ]
-    return _e(", ".join(changed) or "no field changes")
-
-
-def _dead_letters(letters: list[DeadLetterView], total: int) -> str:
-    if not letters:
-        return '<h2>Dead letters</h2><p class="none">None.</p>'
-    items = "".join(
-        f'<div class="card dead-letter" data-letter="{d.id}">'
-        f"<p><b>{_e(d.reason_code)}</b> {_e(d.reason or '')}"
-        f" <small>{_e(d.topic)}, {_e(d.dead_at.isoformat(timespec='seconds'))},"
-        f" {d.size_bytes} bytes</small></p>"
-        f"<pre>{_e(d.payload_preview[:1000])}</pre>"
-        f'<form method="post" action="/status/dead-letters/{d.id}/retry" data-action>'
-        '<button type="submit">Retry</button></form>'
-        f'<form method="post" action="/status/dead-letters/{d.id}/discard" data-action>'
-        '<button type="submit" class="reject">Discard</button></form></div>'
-        for d in letters
-    )
-    more = f"<p>{total - len(letters)} more not shown.</p>" if total > len(letters) else ""
-    return f"<h2>Dead letters</h2>{items}{more}"
-
-
-def _about(status: Status) -> str:
-    return (
-        f"<p class='about'>site {_e(status.site)} · plantsync {_e(status.version)} ·"
-        f" config {_e(status.config_hash)} · up {_duration(status.uptime_seconds)}"
-        f" · page updated {datetime.now(UTC).strftime('%H:%M:%S')} UTC</p>"
-    )
-
-
-def _login_form(guard: _Guard, *, logged_in: bool) -> str:
-    if not guard.token_configured:
-        return "<p class='login'>No API token is configured: actions are off.</p>"
-    if logged_in:
-        return (
-            '<form class="login" id="logout" method="post" action="/status/logout">'
-            '<button type="submit">Log out</button></form>'
-        )
-    return (
-        '<form class="login" id="login" method="post" action="/status/login">'
-        '<input type="password" name="token" autocomplete="off" placeholder="API token"'
-        ' required><button type="submit">Log in to act</button></form>'
-    )
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
-
-
-def _bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{count} B"
-
-
-_SECTION_LOCKED = (
-    '<section id="locked"><p>This agent serves its status to the network only after'
-    " login: enter the API token above.</p></section>"
-)
-
-_PAGE = Template(
-    """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="csrf-token" content="$csrf">
-<meta name="poll-ms" content="$poll">
-<title>plantsync · $site</title>
-<link rel="stylesheet" href="/status/static/status.css">
-<script src="/status/static/status.js" defer></script>
-</head><body>
-<header><h1>plantsync <span class="site">$site</span></h1>$login
-<p id="message" role="status"></p></header>
-<main>
-$sections
-</main></body></html>
-"""
-)
+    machines = view.pipeline.latest() if view.pipeline is not None else {}
+    samples = [*history.samples, current]
+    return statusrender.sections(status, schedule, waiting, letters, machines, samples, tick)

@@ -150,7 +150,7 @@ async def _retrying(downlink: Downlink, plant: FlakyPlant) -> asyncio.Task[None]
 async def test_a_retry_scheduled_before_the_clock_stepped_back_is_not_held_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # no jitter
+    monkeypatch.setattr(random.Random, "uniform", lambda _, low, high: high)  # no jitter
     wall = SteppingClock()
     downlink = await _downlink(tmp_path / "store.db", wall, delays=(1.0, 2.0))
     plant = FlakyPlant(failures=1)
@@ -171,7 +171,7 @@ async def test_a_retry_scheduled_before_the_clock_stepped_back_is_not_held_back(
 async def test_a_forward_step_makes_a_waiting_retry_due_once_not_a_storm(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # no jitter
+    monkeypatch.setattr(random.Random, "uniform", lambda _, low, high: high)  # no jitter
     wall = SteppingClock()
     downlink = await _downlink(tmp_path / "store.db", wall, delays=(5.0, 10.0))
     plant = FlakyPlant(failures=100)

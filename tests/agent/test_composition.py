@@ -12,7 +12,7 @@ import contextlib
 import functools
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,16 +24,15 @@ from plantsync.config.model import (
     AgentConfig,
     ApiConfig,
     HubConfig,
-    JobControlConfig,
-    OpcUaServerConfig,
     PolicyConfig,
     SiteConfig,
     StoreConfig,
 )
-from plantsync.contracts import new_message_id
+from plantsync.config.plant import JobControlConfig, OpcUaServerConfig
 from plantsync.drivers.hub import Hub, InboundMessage, Outgoing, Will
 from plantsync.errors import HubUnavailable
 from plantsync.sim.plant import SimulatedPlant
+from tests.api.support import down, order
 from tests.e2e.support import FAST_RECONNECT, eventually
 
 SITE = "plant-fake"
@@ -156,34 +155,6 @@ async def _running(config: AgentConfig, broker: FakeBroker) -> AsyncIterator[Age
             await task
 
 
-def _release(order_id: str, seq: int) -> bytes:
-    start = datetime.now(UTC) + timedelta(days=2)
-    order = {
-        "order_id": order_id,
-        "revision": 1,
-        "product_id": "PRD-1",
-        "quantity": {"value": "10", "unit": "pcs"},
-        "work_center": "line-1",
-        "planned_start": start.isoformat(),
-        "planned_end": (start + timedelta(hours=1)).isoformat(),
-        "priority": 5,
-        "request_state": "Released",
-    }
-    message = {
-        "id": new_message_id(),
-        "type": "schedule.release",
-        "schema_version": 1,
-        "site": SITE,
-        "source": "hq:test",
-        "stream": "schedule",
-        "seq": seq,
-        "event_time": datetime.now(UTC).isoformat(),
-        "correlation_id": f"plan-{seq}",
-        "payload": {"orders": [order]},
-    }
-    return json.dumps(message).encode()
-
-
 async def test_readings_reach_a_fake_hub_through_the_pipeline_and_the_store(
     tmp_path: Path, opcua_plant: SimulatedPlant
 ) -> None:
@@ -211,7 +182,8 @@ async def test_a_schedule_from_a_fake_hub_is_applied_acknowledged_and_acked_to_t
 ) -> None:
     broker = FakeBroker()
     topic = f"plantsync/v1/{SITE}/down/schedule"
-    await broker.inbound.put(InboundMessage(topic, _release("JO-1", 1), 1, False, mid=7))
+    _, release = down("schedule.release", 1, order("JO-1"), site=SITE)
+    await broker.inbound.put(InboundMessage(topic, release, 1, False, mid=7))
     async with _running(_config(tmp_path / "store.db"), broker) as agent:
         await eventually(
             lambda: any(ack["payload"]["outcome"] == "applied" for ack in broker.messages("/ack")),

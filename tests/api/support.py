@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pydantic import ByteSize, SecretStr
 
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkHealth
+from plantsync.agent.uplink import Uplink
 from plantsync.app import build_agent
 from plantsync.buffer.base import Claimed
 from plantsync.buffer.store import Store
@@ -23,6 +25,8 @@ from plantsync.config.model import AgentConfig, ApiConfig, HubConfig, SiteConfig
 from plantsync.contracts import new_message_id
 from plantsync.drivers.localschedule import LocalScheduleSink
 from plantsync.web.api import create_app
+from plantsync.web.metrics import AgentMetrics
+from plantsync.web.view import AgentView, DownlinkCommands, PipelineView, PlantMessages
 
 SITE = "plant-01"
 TOKEN = "api-t0ken-for-the-tests-4711"  # noqa: S105 - a test value that must never be echoed
@@ -56,8 +60,70 @@ async def attached(config: AgentConfig) -> AsyncIterator[Agent]:
         yield agent
 
 
-def client(agent: Agent, host: str = "127.0.0.1") -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(agent))
+@dataclass
+class ViewOf:
+    """An ``AgentView`` that is not the Agent: the Agent's attributes of today, and a
+    ``correlation_of`` that answers from ``correlations`` (as a store would), not from the
+    metrics. What the web needs of an agent, and nothing of the Agent class."""
+
+    agent: Agent
+    correlations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> AgentConfig:
+        return self.agent.config
+
+    @property
+    def config_hash(self) -> str:
+        return self.agent.config_hash
+
+    @property
+    def started_at(self) -> datetime:
+        return self.agent.started_at
+
+    @property
+    def uptime_seconds(self) -> float:
+        return self.agent.uptime_seconds
+
+    @property
+    def health(self) -> Mapping[str, LinkHealth]:
+        return self.agent.health
+
+    @property
+    def store(self) -> Store | None:
+        return self.agent.store
+
+    @property
+    def downlink(self) -> DownlinkCommands | None:
+        return self.agent.downlink
+
+    @property
+    def business(self) -> PlantMessages | None:
+        return self.agent.business
+
+    @property
+    def pipeline(self) -> PipelineView | None:
+        return self.agent.pipeline
+
+    @property
+    def uplink(self) -> Uplink | None:
+        return self.agent.uplink
+
+    async def correlation_of(self, order_id: str) -> str | None:
+        return self.correlations.get(order_id)
+
+
+def metrics_of(view: AgentView) -> AgentMetrics:
+    """The registry the agent behind ``view`` reports to (its observer, from ``build_agent``)."""
+    agent = view.agent if isinstance(view, ViewOf) else view
+    assert isinstance(agent, Agent)
+    observer = agent.parts.observer
+    assert isinstance(observer, AgentMetrics)
+    return observer
+
+
+def client(agent: AgentView, host: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(agent, metrics_of(agent)))
     return httpx.AsyncClient(transport=transport, base_url=f"http://{host}", timeout=10)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from plantsync.sim.plant import SimulatedPlant
 from plantsync.tools.localbroker import Mosquitto
 from plantsync.web.api import create_app
 from plantsync.web.apiserver import ApiServer
-from tests.api.support import AUTH, TOKEN, attached, config, confirmation, down, order
+from tests.api.support import AUTH, TOKEN, attached, client, config, confirmation, down, order
 from tests.e2e.support import SITE, agent_config, eventually, running_agent
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,33 @@ async def test_the_server_answers_on_a_free_port_and_stops_within_its_bound(
             async with asyncio.timeout(5):
                 await server.stop(serving)
         assert serving.done()
+
+
+async def _chart_points(api: httpx.AsyncClient) -> int:
+    """How many points the status page's chart draws for the business lane."""
+    buffer = (await api.get("/status/fragment")).json()["sections"]["buffer"]
+    found = re.search(r'<polyline [^>]*points="([^"]*)"', buffer)
+    assert found is not None
+    return len(found.group(1).split())
+
+
+async def test_the_server_samples_the_outbox_depth_while_it_serves_and_stops_with_it(
+    tmp_path: Path,
+) -> None:
+    async with attached(config(tmp_path / "store.db")) as agent:
+        server = ApiServer.bind(create_app(agent), agent.config.api, stop_timeout=1)
+        serving = asyncio.create_task(server.serve())
+        async with httpx.AsyncClient(base_url=server.url, timeout=5) as api:
+            # The first sample is taken as serving starts; the chart adds the current depth.
+            async with asyncio.timeout(5):
+                while await _chart_points(api) < 2:  # noqa: ASYNC110 - polled over HTTP
+                    await asyncio.sleep(0.05)
+            async with asyncio.timeout(5):
+                await server.stop(serving)
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "depth-history"]
+
+        async with client(agent) as in_process:  # no server, no lifespan: no sampler
+            assert await _chart_points(in_process) == 1
 
 
 async def test_a_port_in_use_stops_the_start_with_a_config_error(tmp_path: Path) -> None:

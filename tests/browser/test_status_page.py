@@ -20,7 +20,8 @@ from playwright.async_api import Browser, Page, async_playwright
 from pydantic import SecretStr
 
 from plantsync.agent.service import Agent
-from plantsync.config.model import AgentConfig, ApiConfig, MesConfig, ScheduleConfig
+from plantsync.config.model import AgentConfig, ApiConfig, ScheduleConfig
+from plantsync.config.plant import MesConfig
 from plantsync.sim.plant import SimulatedPlant
 from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.hq import Hq, order, outcomes

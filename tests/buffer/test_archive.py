@@ -11,7 +11,7 @@ from typing import Any
 
 from plantsync.buffer.archive import ArchivePolicy, replay
 from plantsync.buffer.base import Lane, Record
-from plantsync.buffer.database import MIGRATIONS, Database
+from plantsync.buffer.database import MIGRATIONS, SCHEMA_VERSION, Database
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.buffer.store import Store
 from tests.buffer.harness import ROOMY, make_record
@@ -49,7 +49,7 @@ async def test_a_version_2_store_migrates_to_3_keeping_its_rows(tmp_path: Path) 
         claimed = await store.outbox.begin(10)
         await store.outbox.ack([row.row_id for row in claimed])
 
-    assert query(path, "PRAGMA user_version") == [(3,)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert [row.record.message_id for row in claimed] == ["m2", "m1"]
     assert sorted(query(path, "SELECT message_id FROM sent_archive")) == [("m1",), ("m2",)]
 

@@ -71,7 +71,7 @@ async def test_a_new_store_is_private_and_at_the_current_schema_version(tmp_path
     async with await Store.open(path, max_size_bytes=ROOMY) as store:
         await store.inbox.receive("d1", "t", b"{}", received_at=1.0, seq=None)
 
-    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(3,)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(5,)]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert query(path, "SELECT typeof(status) FROM inbox") == [("integer",)]
 
@@ -178,3 +178,29 @@ async def test_a_settlement_cut_short_before_commit_leaves_nothing_of_it(tmp_pat
         assert (await store.outbox.stats()).depth == 0
         assert await store.outbox.last_sequences() == {}
         assert await store.inbox.schedule() == []
+
+
+async def test_a_write_cancelled_while_its_begin_runs_leaves_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    """aiosqlite runs BEGIN in its own thread: a task cancelled while it waits for it leaves
+    the BEGIN to run anyway. The next write must not find a transaction still open ("cannot
+    start a transaction within a transaction"), as the uplink did when a hub session ended."""
+    database = await Database.open(tmp_path / "store.db")
+    try:
+
+        async def write_one() -> None:
+            async with database.write() as transaction:
+                await transaction.connection.execute("DELETE FROM outbox WHERE id < 0")
+
+        for _ in range(20):
+            cancelled = asyncio.create_task(write_one())
+            await asyncio.sleep(0)  # the task now waits for BEGIN IMMEDIATE in aiosqlite's thread
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            await write_one()
+            async with database.read() as connection:
+                assert not connection.in_transaction
+    finally:
+        await database.close()

@@ -17,8 +17,10 @@ from plantsync.config import (
     config_hash,
     load_config,
     model,
+    plant,
     sample_config_path,
     summarize,
+    types,
 )
 from plantsync.errors import ConfigError, Problem
 
@@ -90,16 +92,16 @@ def test_sample_config_loads() -> None:
         model.AgentConfig,
         model.SiteConfig,
         model.HubConfig,
-        model.Tls,
+        types.Tls,
         model.StoreConfig,
-        model.MesConfig,
+        plant.MesConfig,
         model.ScheduleConfig,
         model.ApiConfig,
-        model.JobControlConfig,
-        model.OpcUaServerConfig,
-        model.MachineConfig,
-        model.TagConfig,
-        model.Deadband,
+        plant.JobControlConfig,
+        plant.OpcUaServerConfig,
+        plant.MachineConfig,
+        plant.TagConfig,
+        plant.Deadband,
         model.PolicyConfig,
         model.ReconnectConfig,
         model.LogConfig,
@@ -162,6 +164,22 @@ def test_summary_names_site_hub_store_servers_and_hash() -> None:
             "api",
             "host '0.0.0.0' is not loopback: set token",
         ),
+        (
+            "retention_schedule_not_cron.toml",
+            "store.retention_schedule",
+            "'30 25 * * *' is not a cron expression 'minute hour day month weekday' such as"
+            " '30 3 * * *': Error validating expression '25'",
+        ),
+        (
+            "retention_weekday_by_number.toml",
+            "store.retention_schedule",
+            "'30 3 * * 0': write weekdays by name (sun, mon-fri), not by number",
+        ),
+        (
+            "seen_ids_shorter_than_session.toml",
+            "store",
+            "keep_seen_ids (3 days, 0:00:00) is shorter than hub.session_expiry (7 days, 0:00:00)",
+        ),
     ],
     ids=lambda value: value.removesuffix(".toml") if value.endswith(".toml") else "",
 )
@@ -178,7 +196,62 @@ def test_invalid_file_is_refused_naming_file_key_and_reason(
 
 
 def test_every_invalid_file_is_covered_by_a_rejection_test() -> None:
-    assert len(list(INVALID.glob("*.toml"))) == 13
+    assert len(list(INVALID.glob("*.toml"))) == 16
+
+
+def test_retention_defaults_keep_ids_longer_than_the_broker_keeps_a_session(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write(tmp_path, MINIMAL), {})
+
+    store = config.store
+    assert store.keep_processed == timedelta(days=7)
+    assert store.keep_seen_ids == timedelta(days=30)
+    assert store.keep_seen_ids >= config.hub.session_expiry
+    assert (store.keep_dead_letters, store.max_dead_letters) == (timedelta(days=30), 10_000)
+    assert store.retention_schedule == "30 3 * * *"
+
+
+def test_retention_keys_load_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    text = MINIMAL + 'session_expiry = "1d"\n\n[store]\nkeep_seen_ids = "1d"\n'
+    environ = {"PLANTSYNC_STORE__RETENTION_SCHEDULE": "15 2 * * mon-fri"}
+
+    config = load_config(write(tmp_path, text), environ)
+
+    assert config.store.keep_seen_ids == timedelta(days=1), "as long as the session: enough"
+    assert config.store.retention_schedule == "15 2 * * mon-fri"
+
+
+def test_a_session_longer_than_the_default_id_window_is_refused_naming_both_keys(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, MINIMAL + 'session_expiry = "60d"\n')
+
+    [problem] = problems_of(path)
+
+    assert problem.key == "store"
+    assert "keep_seen_ids (30 days, 0:00:00) is shorter than hub.session_expiry" in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("30 3 * *", "Wrong number of fields; got 4, expected 5"),
+        ("@daily", "Wrong number of fields; got 1, expected 5"),
+        ("*/0 * * * *", "Increment must be higher than 0"),
+        ("30 3 31 2 *", "'30 3 31 2 *' never fires (no such date)"),
+        ("0 4 * * 1-5", "write weekdays by name"),
+    ],
+)
+def test_a_retention_schedule_that_is_not_a_usable_crontab_is_refused(
+    tmp_path: Path, schedule: str, reason: str
+) -> None:
+    path = write(tmp_path, MINIMAL + f'\n[store]\nretention_schedule = "{schedule}"\n')
+
+    [problem] = problems_of(path)
+
+    assert (problem.file, problem.key) == (str(path), "store.retention_schedule")
+    assert reason in problem.reason
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

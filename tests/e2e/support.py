@@ -22,12 +22,12 @@ from plantsync.config.model import (
     AgentConfig,
     ApiConfig,
     HubConfig,
-    OpcUaServerConfig,
     PolicyConfig,
     ReconnectConfig,
     SiteConfig,
     StoreConfig,
 )
+from plantsync.config.plant import OpcUaServerConfig
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable
 

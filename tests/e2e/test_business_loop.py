@@ -15,13 +15,8 @@ import pytest
 from pydantic import SecretStr
 
 from plantsync.agent.service import Agent
-from plantsync.config.model import (
-    AgentConfig,
-    ApiConfig,
-    MesConfig,
-    OpcUaServerConfig,
-    ScheduleConfig,
-)
+from plantsync.config.model import AgentConfig, ApiConfig, ScheduleConfig
+from plantsync.config.plant import MesConfig, OpcUaServerConfig
 from plantsync.contracts.orders import ProductionConfirmation
 from plantsync.contracts.schedule import Quantity
 from plantsync.tools.localbroker import Mosquitto

@@ -3,17 +3,32 @@ reports their states and confirmations."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from plantsync.agent.business import BusinessWriter
+from plantsync.agent.downlink import Downlink
+from plantsync.agent.policy import SchedulePolicy
+from plantsync.agent.reporting import PlantEventReporter
+from plantsync.agent.sequencer import Sequencer
+from plantsync.agent.supervisor import LinkHealth
+from plantsync.buffer.store import Store
+from plantsync.contracts import Topics
 from plantsync.contracts.orders import JobOrderState, OrderStatus, ProductionConfirmation
 from plantsync.contracts.schedule import Quantity, RequestState
 from plantsync.drivers.jobcontrol import JobControlSink
 from plantsync.sim.plant import SimulatedPlant
+from tests.contracts.examples import SITE, down_message, encoded
 from tests.fixtures.opcua import free_port
-from tests.jobcontrol.support import change, next_event, order, revised
+from tests.jobcontrol.support import WAIT, change, next_event, order, revised
 
 LONG = "1000"
 """An order quantity that keeps a machine busy for the whole test."""
@@ -110,3 +125,84 @@ async def test_a_revision_of_a_running_order_is_refused_as_invalid_job_order_sta
 
     assert not verdict.applied
     assert verdict.reason == "jobcontrol: InvalidJobOrderStatus"
+
+
+# ---- the agent around it: a confirmation names the schedule it answers, across a restart ------
+
+TOPICS = Topics("plantsync/v1", SITE)
+STORE_BYTES = 1 << 24
+
+
+async def test_a_confirmation_after_a_restart_carries_the_correlation_of_the_schedule(
+    running_plant: SimulatedPlant, tmp_path: Path
+) -> None:
+    path = tmp_path / "store.db"
+    config = running_plant.jobcontrol_config(publishing_interval="50ms")
+    release = down_message(
+        "schedule.release",
+        correlation_id="plan-X",
+        payload={"orders": [order("JO-1", quantity="5").model_dump(mode="json")]},
+    )
+    async with (
+        await Store.open(path, max_size_bytes=STORE_BYTES) as store,
+        JobControlSink(config) as sink,
+    ):
+        await _apply(store, sink, encoded(release))
+
+    # The agent restarted: the plant repeats JO-1's latest confirmation to a fresh session.
+    confirmed: list[bool] = []
+    async with await Store.open(path, max_size_bytes=STORE_BYTES) as store:
+        reporter = PlantEventReporter(
+            BusinessWriter(
+                store.outbox,
+                TOPICS,
+                Sequencer(await store.outbox.last_sequences()),
+                asyncio.Event(),
+            ),
+            store.inbox,
+            on_confirmed=confirmed.append,
+        )
+        async with JobControlSink(config) as sink:
+            reporting = asyncio.create_task(reporter.report(sink.name, sink))
+            try:
+                async with asyncio.timeout(WAIT):
+                    while True not in confirmed:  # noqa: ASYNC110 - the callback is the signal
+                        await asyncio.sleep(0.02)
+            finally:
+                reporting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporting
+        reported = [m for m in await _business(store) if m["stream"] == "order/JO-1"]
+
+    confirmations = [m for m in reported if m["type"] == "production.confirmation"]
+    assert confirmations
+    assert confirmations[-1]["payload"]["final"] is True
+    assert {m["correlation_id"] for m in reported} == {"plan-X"}, "status and confirmations"
+
+
+async def _apply(store: Store, sink: JobControlSink, payload: bytes) -> None:
+    """Receive one down message and let the downlink apply it through ``sink``."""
+    downlink = Downlink(
+        store,
+        TOPICS,
+        Sequencer(await store.outbox.last_sequences()),
+        policy=SchedulePolicy(timedelta(0), Decimal(10**6)),
+        outbox_changed=asyncio.Event(),
+    )
+    await downlink.receive(TOPICS.down_schedule, payload)
+    running = asyncio.create_task(downlink.run(sink, LinkHealth("plant")))
+    try:
+        async with asyncio.timeout(WAIT):
+            while downlink.counters.applied < 1:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.02)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def _business(store: Store) -> list[dict[str, Any]]:
+    """Every message in the outbox, decoded, in the order HQ gets them."""
+    claimed = await store.outbox.begin(10_000)
+    await store.outbox.nack([row.row_id for row in claimed])
+    return [json.loads(row.record.payload) for row in claimed]

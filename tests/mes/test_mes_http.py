@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from plantsync.config.model import MesConfig
+from plantsync.config.plant import MesConfig
 from plantsync.drivers.base import OrderChange
 from plantsync.drivers.mes_http import MesHttpSink
 from plantsync.errors import SourceUnavailable

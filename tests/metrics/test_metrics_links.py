@@ -12,7 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from plantsync.agent.service import Agent
-from plantsync.config.model import AgentConfig, ApiConfig, OpcUaServerConfig
+from plantsync.config.model import AgentConfig, ApiConfig
+from plantsync.config.plant import OpcUaServerConfig
 from plantsync.contracts import new_message_id
 from plantsync.tools.localbroker import Mosquitto
 from tests.api.support import confirmation

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from plantsync.config.model import SecurityMode, SecurityPolicy
+from plantsync.config.plant import SecurityMode, SecurityPolicy
 from plantsync.drivers.opcua import OpcUaSource
 from plantsync.errors import LinkMisconfigured
 from plantsync.sim.plant import PlantSecurity, SimulatedPlant

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from plantsync.config.model import Deadband, MachineConfig, OpcUaServerConfig, TagConfig
+from plantsync.config.plant import Deadband, MachineConfig, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import ItemState, Quality
 from plantsync.drivers.opcua import OpcUaSource
 from plantsync.errors import LinkMisconfigured, SourceUnavailable

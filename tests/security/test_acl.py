@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from plantsync.config.model import HubConfig, MqttProtocol, Tls
+from plantsync.config.model import HubConfig, MqttProtocol
+from plantsync.config.types import Tls
 from plantsync.drivers.hub import InboundMessage
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import LinkMisconfigured

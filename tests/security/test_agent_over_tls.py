@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from plantsync.config.model import HubConfig, OpcUaServerConfig, Tls
+from plantsync.config.model import HubConfig
+from plantsync.config.plant import OpcUaServerConfig
+from plantsync.config.types import Tls
 from plantsync.contracts.orders import ProductionConfirmation
 from plantsync.contracts.schedule import Quantity
 from plantsync.drivers.mqtt import HubConnection

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from plantsync.config.model import HubConfig, MqttProtocol, Tls
+from plantsync.config.model import HubConfig, MqttProtocol
+from plantsync.config.types import Tls
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import LinkMisconfigured
 from plantsync.tools.localbroker import Mosquitto

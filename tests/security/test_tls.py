@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plantsync.config.model import HubConfig, Tls
+from plantsync.config.model import HubConfig
+from plantsync.config.types import Tls
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable, LinkMisconfigured
 from plantsync.tools.localbroker import Mosquitto

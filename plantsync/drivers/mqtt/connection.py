@@ -37,7 +37,8 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from plantsync.config.model import HubConfig, MqttProtocol, Tls
+from plantsync.config.model import HubConfig, MqttProtocol
+from plantsync.config.types import Tls
 from plantsync.drivers.hub import InboundMessage, Outgoing, Will
 from plantsync.drivers.mqtt.client import connect, new_client
 from plantsync.drivers.mqtt.inbound import InboundQueue, inbound_message

@@ -20,7 +20,7 @@ from typing import Any
 
 from paho.mqtt.reasoncodes import ReasonCode
 
-from plantsync.config.model import Tls
+from plantsync.config.types import Tls
 from plantsync.errors import HubUnavailable, LinkMisconfigured, PlantsyncError
 
 REFUSED_FOR_GOOD = frozenset(

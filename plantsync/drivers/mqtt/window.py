@@ -12,7 +12,7 @@
 
 Paho's in-flight window and queue are switched off (see ``client.py``): the caller bounds how
 many publishes are un-acknowledged (``HubConfig.max_inflight``). Paho rescans its whole window on
-every PUBACK, so a large paho window is slower than an application-side one (see MEASURED.md).
+every PUBACK, so a large paho window is slower than an application-side one (see docs/measured.md).
 
 Bulk senders (the uplink) use ``send``/``acknowledged``: the network thread publishes their
 messages itself, refilling the window as PUBACKs arrive, so a message crosses between threads
