@@ -43,3 +43,35 @@ def test_an_unknown_protocol_is_refused_naming_the_versions_allowed(tmp_path: Pa
     [problem] = caught.value.problems
     assert problem.key == "hub.protocol"
     assert "'auto', '5' or '3.1.1'" in problem.reason
+
+
+# -- hub.url as a list: a broker cluster's nodes ---------------------------------------------
+
+
+def test_a_list_of_urls_is_kept_in_order_also_from_one_comma_separated_string(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(MINIMAL.replace('"mqtt://127.0.0.1:1883"', '["mqtt://a:1883", "mqtt://b"]'))
+    listed = load_config(path, {}).hub
+    assert listed.urls == ("mqtt://a:1883", "mqtt://b")
+    assert (listed.host, listed.port) == ("a", 1883)
+    from_env = load_config(path, {"PLANTSYNC_HUB__URL": "mqtt://c:1, mqtt://d:2"}).hub
+    assert from_env.urls == ("mqtt://c:1", "mqtt://d:2")
+
+
+@pytest.mark.parametrize(
+    ("urls", "reason"),
+    [
+        ('["mqtt://a", "mqtts://b"]', "mqtt:// and mqtts:// cannot be mixed"),
+        ('["mqtt://a", "http://b"]', "'http://b' must start with mqtt:// or mqtts://"),
+        ('"mqtt://a,"', "'' must start with mqtt://"),
+    ],
+)
+def test_every_url_of_a_list_is_checked(tmp_path: Path, urls: str, reason: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(MINIMAL.replace('"mqtt://127.0.0.1:1883"', urls))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    [problem] = caught.value.problems
+    assert (problem.key, reason in problem.reason) == ("hub.url", True), problem

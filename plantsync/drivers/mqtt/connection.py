@@ -41,6 +41,7 @@ from plantsync.config.model import HubConfig, MqttProtocol
 from plantsync.config.types import Tls
 from plantsync.drivers.hub import InboundMessage, Outgoing, Will
 from plantsync.drivers.mqtt.client import connect, new_client
+from plantsync.drivers.mqtt.failover import UrlOrder
 from plantsync.drivers.mqtt.inbound import InboundQueue, inbound_message
 from plantsync.drivers.mqtt.negotiation import Handshake, ProtocolChoice
 from plantsync.drivers.mqtt.network import LOOP_TIMEOUT, NetworkThread
@@ -73,8 +74,11 @@ class HubConnection:
         manual_ack: bool = False,
         inbound_queue_size: int = 10_000,
         protocols: ProtocolChoice | None = None,
+        endpoints: UrlOrder | None = None,
     ) -> None:
-        self._config = config
+        self._base = config
+        self._config = config  # the URL being tried, then the one in use
+        self._endpoints = endpoints or UrlOrder(config.urls)
         self._protocols = protocols or ProtocolChoice(config.protocol)
         self._protocol: MqttProtocol | None = None
         self._client_id = client_id
@@ -92,6 +96,11 @@ class HubConnection:
         self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._session_present = False
         self._tls_context: ClientContext | None = None
+
+    @property
+    def url(self) -> str:
+        """The hub URL this connection reached (or is trying): one node of a list."""
+        return self._config.url
 
     @property
     def protocol(self) -> MqttProtocol | None:
@@ -117,10 +126,13 @@ class HubConnection:
         """Connect and wait for a successful CONNACK, each version offered within
         ``config.connect_timeout``; with "auto", MQTT 3.1.1 when the broker does not accept 5."""
         self._loop = asyncio.get_running_loop()
-        self._protocol, self._session_present = await self._protocols.connect(
-            self._config, self._connect
-        )
+        await self._endpoints.connect(self._base, self._connect_to)
         return self
+
+    async def _connect_to(self, config: HubConfig) -> None:
+        """One URL of the hub: the MQTT versions to offer it, one CONNECT each."""
+        self._config = config
+        self._protocol, self._session_present = await self._protocols.connect(config, self._connect)
 
     async def _connect(self, protocol: MqttProtocol, probe: float | None) -> bool:
         """One CONNECT with ``protocol``, on a paho client and network thread of its own;
@@ -342,6 +354,8 @@ class HubConnection:
         assert self._thread_done is not None
         assert self._network is not None
         self._thread_done.set()
+        if error is not None and self._protocol is not None and not self._network.stopping:
+            self._endpoints.dropped(self._config.url)  # it was up: the next connect tries on
         failure = error or HubUnavailable(f"{self._config.url}: connection closed")
         handshake.ended(failure)
         if not self._done.done():
