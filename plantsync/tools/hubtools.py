@@ -79,7 +79,7 @@ async def tail(
         await hub.subscribe([(topic_filter, 1)])
         if notice is not None:
             version = hub.protocol.value if hub.protocol else "?"
-            line = f"tail: {config.url} (MQTT {version}), subscribed to {topic_filter}"
+            line = f"tail: {hub.url} (MQTT {version}), subscribed to {topic_filter}"
             print(line, file=notice, flush=True)
         if limit is not None and limit <= 0:
             return 0
