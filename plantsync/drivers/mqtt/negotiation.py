@@ -22,7 +22,10 @@ What is remembered: the version each URL accepted, for the life of the process (
 reconnects; a hub tool connects once). MQTT 5 is offered again only when the remembered 3.1.1
 did not get a CONNACK in one of the three ways (another broker now answers at that URL), or
 after the process restarts. A failure that says nothing about the version forgets nothing, so
-a broker restart costs no probe.
+a broker restart costs no probe. The price of the probe: a broker that speaks MQTT 5 but takes
+longer than PROBE_TIMEOUT to answer CONNECT is reached over 3.1.1, and stays so until 3.1.1
+fails or the agent restarts; it still works, without what MQTT 5 adds (session expiry,
+Receive Maximum, reason codes).
 """
 
 from __future__ import annotations
