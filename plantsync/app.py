@@ -26,7 +26,7 @@ from plantsync.drivers import SCHEDULE_SINKS, SOURCES
 from plantsync.drivers.base import ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.drivers.localschedule import LocalScheduleSink
-from plantsync.drivers.mqtt import HubConnection
+from plantsync.drivers.mqtt import HubConnection, ProtocolChoice, UrlOrder
 from plantsync.web.api import create_app
 from plantsync.web.apiserver import ApiServer
 from plantsync.web.metrics import AgentMetrics
@@ -61,11 +61,30 @@ def archive_policy(config: AgentConfig) -> ArchivePolicy:
     return ArchivePolicy(config.store.archive_max_age.total_seconds(), config.store.archive_bytes)
 
 
-def mqtt_hub(config: AgentConfig) -> HubFactory:
-    """Hub sessions over MQTT: persistent, down messages acknowledged once durable."""
+def mqtt_hub(
+    config: AgentConfig,
+    protocols: ProtocolChoice | None = None,
+    endpoints: UrlOrder | None = None,
+) -> HubFactory:
+    """Hub sessions over MQTT: persistent, down messages acknowledged once durable.
+
+    The sessions share ``protocols`` and ``endpoints``, so a reconnect offers first the MQTT
+    version the broker accepted last, and goes to the hub's next URL after a drop. For the
+    status page and metrics: ``endpoints.current`` is the URL in use (while the link is up),
+    ``protocols.negotiated(url)`` its MQTT version.
+    """
+    choice = protocols or ProtocolChoice(config.hub.protocol)
+    order = endpoints or UrlOrder(config.hub.urls)
 
     def connect(will: Will) -> Hub:
-        return HubConnection(config.hub, client_id=config.client_id, will=will, manual_ack=True)
+        return HubConnection(
+            config.hub,
+            client_id=config.client_id,
+            will=will,
+            manual_ack=True,
+            protocols=choice,
+            endpoints=order,
+        )
 
     return connect
 

@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
+    BeforeValidator,
     ByteSize,
     Field,
     SecretStr,
@@ -37,7 +38,33 @@ class SiteConfig(Section):
     name: str = ""
 
 
+def _joined_urls(value: object) -> object:
+    """A TOML list of URLs becomes one comma-separated string, the form an environment
+    variable (PLANTSYNC_HUB__URL) can carry too."""
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return ", ".join(value)
+    return value
+
+
+def _check_mqtt_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Refused without quoting the url: it holds a secret in a plain, logged string.
+        raise ValueError("put credentials in username and password, not in the url")
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"{url!r} must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host")
+    try:
+        parts.port  # noqa: B018 - urlsplit validates the port lazily
+    except ValueError as exc:
+        raise ValueError(f"{url!r} has an invalid port") from exc
+
+
 class MqttProtocol(StrEnum):
+    """The MQTT version offered to the hub; AUTO negotiates (drivers/mqtt/negotiation.py)."""
+
+    AUTO = "auto"
     V5 = "5"
     V311 = "3.1.1"
 
@@ -45,8 +72,14 @@ class MqttProtocol(StrEnum):
 class HubConfig(Section):
     """The MQTT hub at headquarters (or the site broker that bridges to it)."""
 
-    url: str = Field(description="mqtt://host:port or mqtts://host:port")
-    protocol: MqttProtocol = MqttProtocol.V5
+    url: Annotated[str, BeforeValidator(_joined_urls)] = Field(
+        description="mqtt://host:port or mqtts://host:port; for a broker cluster a list of its"
+        " nodes (or one string, comma-separated): the agent moves to the next when one fails"
+    )
+    protocol: MqttProtocol = Field(
+        default=MqttProtocol.AUTO,
+        description="'auto': MQTT 5, else 3.1.1 when the broker does not accept 5; or '5', '3.1.1'",
+    )
     client_id: str | None = Field(
         default=None, description="stable id for the persistent session; default plantsync-<site>"
     )
@@ -57,7 +90,8 @@ class HubConfig(Section):
     keepalive: Duration = timedelta(seconds=30)
     connect_timeout: Duration = timedelta(seconds=10)
     session_expiry: Duration = Field(
-        default=timedelta(days=7), description="MQTT 5 session expiry; the broker queues for this"
+        default=timedelta(days=7),
+        description="MQTT 5 session expiry; the broker queues for this (3.1.1: the broker decides)",
     )
     max_inflight: int = Field(default=100, ge=1, le=65535, description="unacked QoS 1 publishes")
     stall_timeout: Duration = Field(
@@ -68,19 +102,12 @@ class HubConfig(Section):
     @field_validator("url")
     @classmethod
     def _url_is_mqtt(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.username is not None or parts.password is not None:
-            # Refused without quoting the url: it holds a secret in a plain, logged string.
-            raise ValueError("put credentials in username and password, not in the url")
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"{url!r} must start with mqtt:// or mqtts://")
-        if not parts.hostname:
-            raise ValueError(f"{url!r} has no host")
-        try:
-            parts.port  # noqa: B018 - urlsplit validates the port lazily
-        except ValueError as exc:
-            raise ValueError(f"{url!r} has an invalid port") from exc
-        return url
+        urls = [part.strip() for part in url.split(",")]
+        for one in urls:
+            _check_mqtt_url(one)
+        if len({urlsplit(one).scheme for one in urls}) > 1:
+            raise ValueError("mqtt:// and mqtts:// cannot be mixed: one TLS setting serves all")
+        return ", ".join(urls)
 
     @field_validator("topic_prefix")
     @classmethod
@@ -90,17 +117,23 @@ class HubConfig(Section):
         return prefix
 
     @property
+    def urls(self) -> tuple[str, ...]:
+        """Every URL of the hub, in the order given (one, or a cluster's nodes)."""
+        return tuple(self.url.split(", "))
+
+    @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
+        """The host of the first URL (the only one, unless the hub is a list)."""
+        return urlsplit(self.urls[0]).hostname or ""
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self.url)
+        parts = urlsplit(self.urls[0])
         return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
     @property
     def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
+        return urlsplit(self.urls[0]).scheme == "mqtts" or self.tls is not None
 
 
 class ApiConfig(Section):

@@ -3,9 +3,11 @@
 plantsync run [--config PATH]              the service (default /etc/plantsync/agent.toml)
 plantsync check-config PATH                validate; summary and exit 0, or problems and exit 2
 plantsync demo [--duration S]              simulated plant + local broker + agent
-plantsync hub tail --broker URL [--site S] HQ side: print hub messages as they arrive
-plantsync hub publish FILE --site S --broker URL
+plantsync hub tail [--site S] [hub options] HQ side: print hub messages as they arrive
+plantsync hub publish FILE --site S [hub options]
                                            HQ side: send a schedule, print its acks
+    hub options: --config FILE (its [hub]), --broker URL, --protocol, --username,
+    --password-env VAR, --ca-file, --cert-file, --key-file, --tls-verify; PLANTSYNC_HUB__*
 plantsync status [--url URL] [--token-env VAR]   the running agent's links, outbox, inbox
 plantsync deadletter list|retry ID|discard ID [--url URL] [--token-env VAR]
 plantsync buffer inspect [--config PATH]   counts, oldest, per stream (read-only)
@@ -22,19 +24,25 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import Any, TypeVar
 
 from plantsync import __version__
 from plantsync.config import config_hash, load_config, summarize
 from plantsync.config.model import AgentConfig, HubConfig
 from plantsync.contracts.envelope import SITE_PATTERN
-from plantsync.errors import ConfigError, StoreError
+from plantsync.errors import ConfigError, HubUnavailable, LinkMisconfigured, StoreError
+from plantsync.tools.hubsettings import add_hub_options, one_line, settings_from_args
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+_T = TypeVar("_T")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
+HUB_EXITS = (
+    "Exit codes: 1 the hub cannot be reached or dropped the connection (a retry may pass),"
+    " 2 bad settings or arguments, 3 the hub refused us (credentials, certificate, topic"
+    " rights: the settings must change)."
+)
 DEFAULT_CONFIG = Path("/etc/plantsync/agent.toml")
 
 
@@ -76,23 +84,24 @@ def _parser() -> argparse.ArgumentParser:
     hub = commands.add_parser("hub", help="HQ-side tools").add_subparsers(
         required=True, metavar="TOOL"
     )
-    tail = hub.add_parser("tail", help="print hub messages as they arrive")
-    tail.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    tail = hub.add_parser(
+        "tail",
+        help="print hub messages as they arrive",
+        description="Exit 0 after --limit messages or ^C. " + HUB_EXITS,
+    )
     tail.add_argument("--site", default=None, help="one site; default: every site")
-    tail.add_argument("--prefix", default="plantsync/v1", help="topic prefix")
     tail.add_argument("--limit", type=int, default=None, help="stop after N messages")
+    add_hub_options(tail)
     tail.set_defaults(handler=_hub_tail)
 
     publish = hub.add_parser(
         "publish",
         help="send a schedule message to a site and print its acknowledgements",
         description="Exit 0 on a final outcome (applied, rejected, failed, waiting-for-approval,"
-        " duplicate), 1 when none came within --wait or the hub failed, 2 for a bad file.",
+        " duplicate), 1 when none came within --wait, 2 for a bad file. " + HUB_EXITS,
     )
     publish.add_argument("file", type=Path, help="JSON or .toml: an envelope, or type and payload")
     publish.add_argument("--site", required=True, help="the site the message is for")
-    publish.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
-    publish.add_argument("--prefix", default="plantsync/v1", help="topic prefix")
     publish.add_argument("--source", default=None, help="the envelope's source; default hq:cli")
     publish.add_argument(
         "--seq", type=int, default=None, help="the site's down seq; default: last + 1"
@@ -108,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=30.0, help="seconds to wait for a final ack (default 30)"
     )
     publish.add_argument("--correlation-id", default=None, help="default: the message id")
+    add_hub_options(publish)
     publish.set_defaults(handler=_hub_publish)
 
     _operator_commands(commands)
@@ -202,26 +212,52 @@ def _demo(args: argparse.Namespace) -> int:
 def _hub_tail(args: argparse.Namespace) -> int:
     from plantsync.tools.hubtools import tail
 
-    try:
-        hub = HubConfig(url=args.broker, topic_prefix=args.prefix)
-    except ValidationError as exc:
-        reasons = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
-        print(f"plantsync hub tail: --broker/--prefix: {reasons}", file=sys.stderr)
+    hub = _hub_config(args, "tail")
+    if isinstance(hub, int):
+        return hub
+    if args.site is not None and not re.fullmatch(SITE_PATTERN, args.site):
+        print(f"plantsync hub tail: --site {args.site!r} is not a site id", file=sys.stderr)
         return EXIT_CONFIG
-    asyncio.run(tail(hub, site=args.site, out=sys.stdout, limit=args.limit))
-    return EXIT_OK
+    run = tail(hub, site=args.site, out=sys.stdout, limit=args.limit, notice=sys.stderr)
+    return _hub_run("tail", run, lambda _printed: EXIT_OK)
+
+
+def _hub_config(args: argparse.Namespace, tool: str) -> HubConfig | int:
+    """The hub settings of a hub tool, or the exit code after one line on stderr."""
+    try:
+        return settings_from_args(args, os.environ)
+    except ConfigError as exc:
+        print(f"plantsync hub {tool}: {one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _hub_run(tool: str, run: Coroutine[Any, Any, _T], exit_code: Callable[[_T], int]) -> int:
+    """Run a hub tool to its exit code; a hub failure is one line on stderr and its exit code,
+    never a traceback. A closed stdout (``| head``) ends the tool quietly."""
+    try:
+        return exit_code(asyncio.run(run))
+    except LinkMisconfigured as exc:
+        print(f"plantsync hub {tool}: the hub refused us: {_line(exc)}", file=sys.stderr)
+        return EXIT_REFUSED
+    except HubUnavailable as exc:
+        print(f"plantsync hub {tool}: {_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_OK
+
+
+def _line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def _hub_publish(args: argparse.Namespace) -> int:
-    from plantsync.errors import MessageRejected, PlantsyncError
+    from plantsync.errors import MessageRejected
     from plantsync.tools import hubtools
 
-    try:
-        hub = HubConfig(url=args.broker, topic_prefix=args.prefix)
-    except ValidationError as exc:
-        reasons = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
-        print(f"plantsync hub publish: --broker/--prefix: {reasons}", file=sys.stderr)
-        return EXIT_CONFIG
+    hub = _hub_config(args, "publish")
+    if isinstance(hub, int):
+        return hub
     if not re.fullmatch(SITE_PATTERN, args.site):
         print(f"plantsync hub publish: --site {args.site!r} is not a site id", file=sys.stderr)
         return EXIT_CONFIG
@@ -241,14 +277,8 @@ def _hub_publish(args: argparse.Namespace) -> int:
     except (OSError, ValueError, MessageRejected) as exc:
         print(f"plantsync hub publish: {args.file}: {exc}; nothing sent", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        final = asyncio.run(
-            hubtools.publish(hub, message, out=sys.stdout, wait=args.wait, seq_state=state)
-        )
-    except PlantsyncError as exc:
-        print(f"plantsync hub publish: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    return EXIT_OK if final is not None else EXIT_FAILURE
+    run = hubtools.publish(hub, message, out=sys.stdout, wait=args.wait, seq_state=state)
+    return _hub_run("publish", run, lambda final: EXIT_FAILURE if final is None else EXIT_OK)
 
 
 # ---- operator commands ------------------------------------------------------------------------

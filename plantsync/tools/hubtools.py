@@ -38,6 +38,7 @@ from plantsync.contracts import (
     ReasonCode,
     ScheduleAck,
     ScheduleAckMessage,
+    SiteStatus,
     Topics,
     new_message_id,
     parse_down_message,
@@ -61,9 +62,11 @@ async def tail(
     out: TextIO,
     limit: int | None = None,
     idle_timeout: float | None = None,
+    notice: TextIO | None = None,
 ) -> int:
     """Print the hub's messages for ``site`` (every site when None) until ``limit`` messages,
     ``idle_timeout`` seconds without one, or cancellation; return how many were printed.
+    ``notice`` gets one line once subscribed: the broker, the MQTT version, the filter.
 
     Subscribes with a clean session at QoS 1, so it leaves nothing queued on the broker.
     Raises HubUnavailable / LinkMisconfigured when the hub cannot be reached or refuses it.
@@ -74,6 +77,10 @@ async def tail(
     printed = 0
     async with HubConnection(config, client_id=client_id, clean_start=True) as hub:
         await hub.subscribe([(topic_filter, 1)])
+        if notice is not None:
+            version = hub.protocol.value if hub.protocol else "?"
+            line = f"tail: {hub.url} (MQTT {version}), subscribed to {topic_filter}"
+            print(line, file=notice, flush=True)
         if limit is not None and limit <= 0:
             return 0
         with contextlib.suppress(TimeoutError):
@@ -214,12 +221,17 @@ async def publish(
 
     ``seq_state`` records the seq once the broker has the message (PUBACK). Raises
     HubUnavailable / LinkMisconfigured when the hub cannot be reached or refuses it.
+
+    Without a final ack it says only what it knows: the broker has the message; whether the
+    site gets it depends on the site's session, which the broker tells the site alone; and
+    the site's last status as the broker retains it (online, offline and why, or none).
     """
     topics = Topics(config.topic_prefix, message.site)
     client_id = f"plantsync-publish-{os.getpid()}-{message.message_id[-12:]}"
+    status: list[SiteStatus] = []
     async with HubConnection(config, client_id=client_id, clean_start=True) as hub:
         # Subscribed first: an agent that answers at once must not be missed.
-        await hub.subscribe([(topics.ack, 1)])
+        await hub.subscribe([(topics.ack, 1), (topics.status, 1)])
         await _published(hub, topics.down_schedule, message.payload, config)
         if seq_state is not None:
             seq_state.store(message.seq)
@@ -232,6 +244,9 @@ async def publish(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 async for inbound in hub.messages():
+                    if inbound.topic == topics.status:
+                        status[:] = _status_of(inbound.payload)
+                        continue
                     ack = _ack_of(inbound.payload, message.message_id)
                     if ack is None:
                         continue
@@ -240,12 +255,31 @@ async def publish(
                     if is_final(ack.payload):
                         return ack.payload
     print(
-        f"no final acknowledgement within {wait:g}s; the hub has the message (PUBACK) and"
-        " keeps it for the site's session: do not send it again blindly",
+        f"no final acknowledgement within {wait:g}s; the hub has the message (PUBACK); the"
+        " site gets it if its agent is subscribed or has a persistent session on this broker,"
+        f" which the broker tells the site alone; {_site_state(message.site, status)}: do not"
+        " send it again blindly",
         file=out,
         flush=True,
     )
     return None
+
+
+def _status_of(payload: bytes) -> list[SiteStatus]:
+    """The retained site status, or nothing (an empty payload clears it; junk is ignored)."""
+    try:
+        return [SiteStatus.model_validate_json(payload)]
+    except ValidationError:
+        return []
+
+
+def _site_state(site: str, status: list[SiteStatus]) -> str:
+    if not status:
+        return (
+            f"the hub holds no status of {site} (its agent never connected here, or the"
+            " status was cleared)"
+        )
+    return f"{site}'s agent is {status[0].state} ({status[0].reason}, per its retained status)"
 
 
 async def _published(hub: Hub, topic: str, payload: bytes, config: HubConfig) -> None:

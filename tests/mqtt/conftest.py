@@ -1,4 +1,4 @@
-"""Every HubConnection test must leave no network thread behind."""
+"""Every HubConnection test must leave no network thread behind; amqtt, the second broker."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
+from tests.fixtures.amqtt import amqtt_broker
+
+__all__ = ["amqtt_broker", "no_network_thread_left"]
 
 
 @pytest.fixture(autouse=True)

@@ -5,15 +5,21 @@
     network.py     the network thread: connect, then paho's loop parts around our select()
     window.py      publishes on their way to a PUBACK: send()'s window, publish()'s futures
     inbound.py     the bounded queue behind messages()
+    negotiation.py the MQTT version offered ("auto": 5, else 3.1.1), CONNECT to CONNACK
+    failover.py    the hub's URLs (a cluster's nodes), tried in turn within one connect
     client.py      the paho client as the config asks for it, paho's own machinery switched off
     tls.py         the SSL context, and where paho, OS and ssl failures become plantsync errors
 
-HubConnection is the one public name; the modules below it never import connection.py, and
-each can be read on its own.
+HubConnection is the public name, with ProtocolChoice and UrlOrder, which the connections of
+one process share so that each offers first the version the broker accepted last and starts
+at the URL that worked; the modules below it never import connection.py, and each can be read
+on its own.
 """
 
 from __future__ import annotations
 
 from plantsync.drivers.mqtt.connection import HubConnection
+from plantsync.drivers.mqtt.failover import UrlOrder
+from plantsync.drivers.mqtt.negotiation import ProtocolChoice
 
-__all__ = ["HubConnection"]
+__all__ = ["HubConnection", "ProtocolChoice", "UrlOrder"]

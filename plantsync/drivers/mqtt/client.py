@@ -1,7 +1,11 @@
 """The paho client as the config asks for it, with paho's own machinery switched off.
 
-    HubConfig + session options ─▶ new_client() ─▶ paho Client (no callbacks for results yet)
-                                   connect()    ─▶ CONNECT, from the network thread
+    HubConfig + version + session options ─▶ new_client() ─▶ paho Client (no result callbacks)
+                                            connect()    ─▶ CONNECT, from the network thread
+
+The version is the one being tried (``negotiation.py``), never ``config.protocol``, which may
+be "auto". On 3.1.1 a persistent session is clean session off; session expiry and Receive
+Maximum exist only in MQTT 5 (see ``inbound.py`` for what bounds the inbound queue there).
 
 What is switched off, and why:
 - reconnecting: the agent's supervisor owns reconnection and backoff, so a drop stays visible;
@@ -30,6 +34,7 @@ from plantsync.drivers.hub import Will
 def new_client(
     config: HubConfig,
     *,
+    protocol: MqttProtocol,
     client_id: str,
     clean_start: bool,
     manual_ack: bool,
@@ -37,7 +42,7 @@ def new_client(
     tls_context: ssl.SSLContext | None,
 ) -> Client:
     """A paho client for one session; callbacks for results are the caller's to register."""
-    v5 = config.protocol is MqttProtocol.V5
+    v5 = protocol is MqttProtocol.V5
     client = Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -69,13 +74,14 @@ def connect(
     client: Client,
     config: HubConfig,
     *,
+    protocol: MqttProtocol,
     clean_start: bool,
     manual_ack: bool,
     receive_maximum: int,
 ) -> None:
     """Open the socket and send CONNECT; blocks, so only the network thread calls it."""
     keepalive = int(config.keepalive.total_seconds())
-    if config.protocol is MqttProtocol.V5:
+    if protocol is MqttProtocol.V5:
         properties = _connect_properties(
             config, clean_start=clean_start, manual_ack=manual_ack, receive_maximum=receive_maximum
         )

@@ -11,13 +11,16 @@
     messages() ◀ bounded deque ◀── call_soon_threadsafe ◀ on_message
     wait_closed() ◀──────────────── call_soon_threadsafe ◀ the loop ends (error rc / exception)
 
-A connection is used once: when the link drops, the object is finished and every waiter gets
+Entering connects: with ``hub.protocol = "auto"`` that may take two CONNECTs, one paho client
+and network thread each (MQTT 5, then 3.1.1 at once; ``negotiation.py`` says when). A
+connection is used once: when the link drops, the object is finished and every waiter gets
 HubUnavailable. Reconnection, backoff and re-subscribing belong to the agent's supervisor, so
 paho never reconnects by itself (we drive paho's ``loop_read``/``loop_write``/``loop_misc``
 with our own ``select`` instead of ``loop_forever``).
 
 This module is the event loop's side; ``network.py`` is the network thread's, ``window.py``
-the publishes on their way to a PUBACK, ``inbound.py`` the bounded deque behind messages().
+the publishes on their way to a PUBACK, ``inbound.py`` the bounded deque behind messages(),
+``negotiation.py`` the CONNECT/CONNACK exchange and the version offered.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from plantsync.config.model import HubConfig
+from plantsync.config.model import HubConfig, MqttProtocol
 from plantsync.config.types import Tls
 from plantsync.drivers.hub import InboundMessage, Outgoing, Will
 from plantsync.drivers.mqtt.client import connect, new_client
+from plantsync.drivers.mqtt.failover import UrlOrder
 from plantsync.drivers.mqtt.inbound import InboundQueue, inbound_message
+from plantsync.drivers.mqtt.negotiation import Handshake, ProtocolChoice
 from plantsync.drivers.mqtt.network import LOOP_TIMEOUT, NetworkThread
 from plantsync.drivers.mqtt.tls import ClientContext, refusal, tls_context
 from plantsync.drivers.mqtt.window import PublishWindow
@@ -55,7 +60,8 @@ class HubConnection:
 
     Use as ``async with HubConnection(config, client_id=...) as hub``. A dropped link is final:
     ``wait_closed()``, ``messages()`` and every pending publish raise HubUnavailable, and the
-    supervisor builds a new connection.
+    supervisor builds a new connection. ``protocols`` is shared by the connections of one
+    process, so each starts with the version the broker accepted last.
     """
 
     def __init__(
@@ -67,8 +73,14 @@ class HubConnection:
         clean_start: bool = False,
         manual_ack: bool = False,
         inbound_queue_size: int = 10_000,
+        protocols: ProtocolChoice | None = None,
+        endpoints: UrlOrder | None = None,
     ) -> None:
-        self._config = config
+        self._base = config
+        self._config = config  # the URL being tried, then the one in use
+        self._endpoints = endpoints or UrlOrder(config.urls)
+        self._protocols = protocols or ProtocolChoice(config.protocol)
+        self._protocol: MqttProtocol | None = None
         self._client_id = client_id
         self._will = will
         self._clean_start = clean_start
@@ -78,12 +90,22 @@ class HubConnection:
         self._client: Client | None = None
         self._network: NetworkThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connack: asyncio.Future[None] | None = None
+        self._handshake: Handshake | None = None
         self._done: asyncio.Future[None] | None = None
         self._thread_done: asyncio.Event | None = None
         self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._session_present = False
         self._tls_context: ClientContext | None = None
+
+    @property
+    def url(self) -> str:
+        """The hub URL this connection reached (or is trying): one node of a list."""
+        return self._config.url
+
+    @property
+    def protocol(self) -> MqttProtocol | None:
+        """The MQTT version the broker accepted (never AUTO); None before it did."""
+        return self._protocol
 
     @property
     def session_present(self) -> bool:
@@ -101,27 +123,33 @@ class HubConnection:
         return self._inbound.dropped
 
     async def __aenter__(self) -> Self:
-        """Connect and wait for a successful CONNACK within ``config.connect_timeout``."""
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._connack = loop.create_future()
-        self._done = loop.create_future()
+        """Connect and wait for a successful CONNACK, each version offered within
+        ``config.connect_timeout``; with "auto", MQTT 3.1.1 when the broker does not accept 5."""
+        self._loop = asyncio.get_running_loop()
+        await self._endpoints.connect(self._base, self._connect_to)
+        return self
+
+    async def _connect_to(self, config: HubConfig) -> None:
+        """One URL of the hub: the MQTT versions to offer it, one CONNECT each."""
+        self._config = config
+        self._protocol, self._session_present = await self._protocols.connect(config, self._connect)
+
+    async def _connect(self, protocol: MqttProtocol, probe: float | None) -> bool:
+        """One CONNECT with ``protocol``, on a paho client and network thread of its own;
+        returns "session present". A failed attempt leaves no thread behind."""
+        assert self._loop is not None
+        self._handshake = Handshake(self._loop, self._config.url, protocol)
+        self._done = self._loop.create_future()
         self._thread_done = asyncio.Event()
-        self._client = self._build_client()
-        self._network = self._network_thread(self._client)
+        self._window.ready.clear()  # a failed attempt before this one set it
+        self._client = self._build_client(protocol)
+        self._network = self._network_thread(self._client, self._handshake)
         self._network.start()
         try:
-            async with asyncio.timeout(self._config.connect_timeout.total_seconds()):
-                await self._connack
-        except TimeoutError as exc:
-            await self._shut_down(clean=False)
-            raise HubUnavailable(
-                f"no CONNACK from {self._config.url} within {self._config.connect_timeout}"
-            ) from exc
+            return await self._handshake.accepted(self._config.connect_timeout, probe)
         except BaseException:
             await self._shut_down(clean=False)
             raise
-        return self
 
     async def __aexit__(
         self,
@@ -223,12 +251,13 @@ class HubConnection:
 
     # -- setup -------------------------------------------------------------------------------
 
-    def _build_client(self) -> Client:
+    def _build_client(self, protocol: MqttProtocol) -> Client:
         config = self._config
-        if config.uses_tls:
+        if config.uses_tls and self._tls_context is None:
             self._tls_context = tls_context(config.tls or Tls())
         client = new_client(
             config,
+            protocol=protocol,
             client_id=self._client_id,
             clean_start=self._clean_start,
             manual_ack=self._manual_ack,
@@ -241,15 +270,18 @@ class HubConnection:
         client.on_message = self._on_message
         return client
 
-    def _network_thread(self, client: Client) -> NetworkThread:
-        connect_now = functools.partial(
-            connect,
-            client,
-            self._config,
-            clean_start=self._clean_start,
-            manual_ack=self._manual_ack,
-            receive_maximum=self._inbound.size,
-        )
+    def _network_thread(self, client: Client, handshake: Handshake) -> NetworkThread:
+        def connect_now() -> None:
+            connect(
+                client,
+                self._config,
+                protocol=handshake.protocol,
+                clean_start=self._clean_start,
+                manual_ack=self._manual_ack,
+                receive_maximum=self._inbound.size,
+            )
+            self._notify(handshake.sent)
+
         return NetworkThread(
             client,
             name=f"plantsync-mqtt-{self._client_id}",
@@ -257,7 +289,7 @@ class HubConnection:
             connect=connect_now,
             window=self._window,
             tls_context=self._tls_context,
-            ended=functools.partial(self._notify, self._link_ended),
+            ended=functools.partial(self._notify, self._link_ended, handshake),
         )
 
     def _notify(self, callback: Callable[..., None], *args: object) -> None:
@@ -278,7 +310,7 @@ class HubConnection:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._notify(self._connack_received, flags.session_present, reason)
+        self._notify(self._connack_received, client, flags.session_present, reason)
 
     def _on_publish(
         self,
@@ -305,31 +337,27 @@ class HubConnection:
 
     # -- results, in the event loop thread -----------------------------------------------------
 
-    def _connack_received(self, session_present: bool, reason: ReasonCode) -> None:
-        assert self._connack is not None
-        if self._connack.done():
-            return
-        if reason.is_failure:
-            self._connack.set_exception(refusal(reason, f"{self._config.url} refused CONNECT"))
-        else:
-            self._session_present = session_present
-            self._connack.set_result(None)
+    def _connack_received(self, client: Client, session_present: bool, reason: ReasonCode) -> None:
+        if client is self._client and self._handshake is not None:  # not a failed attempt's
+            self._handshake.connack(session_present, reason)
 
     def _suback_received(self, mid: int, reasons: list[ReasonCode]) -> None:
         future = self._subscribes.pop(mid, None)
         if future is not None and not future.done():
             future.set_result(reasons)
 
-    def _link_ended(self, error: PlantsyncError | None) -> None:
+    def _link_ended(self, handshake: Handshake, error: PlantsyncError | None) -> None:
         """The network thread has finished: fail every waiter, wake every reader."""
-        assert self._connack is not None
+        if handshake is not self._handshake:
+            return  # a failed attempt's thread, ending after its wait gave up on it
         assert self._done is not None
         assert self._thread_done is not None
         assert self._network is not None
         self._thread_done.set()
+        if error is not None and self._protocol is not None and not self._network.stopping:
+            self._endpoints.dropped(self._config.url)  # it was up: the next connect tries on
         failure = error or HubUnavailable(f"{self._config.url}: connection closed")
-        if not self._connack.done():
-            self._connack.set_exception(failure)
+        handshake.ended(failure)
         if not self._done.done():
             if error is None or self._network.stopping:
                 self._done.set_result(None)

@@ -9,7 +9,10 @@ Overflow policy: drop the newest message and count it (``dropped``). With manual
 message was never acknowledged, so the broker delivers it again in the next session; with
 MQTT 5 the connection also asks the broker (Receive Maximum) to send no more un-acknowledged
 QoS 1/2 messages than the queue holds, so holding acks back until the local inbox has them
-cannot overflow it.
+cannot overflow it. MQTT 3.1.1 has no Receive Maximum: there the broker's own in-flight limit
+is the bound (Mosquitto's max_inflight_messages, 20 by default, well below the queue), and a
+broker without one can overflow the queue; what it drops waits for the next session, and the
+down sequence number's gap makes the agent ask HQ for a snapshot meanwhile.
 """
 
 from __future__ import annotations
