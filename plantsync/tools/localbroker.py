@@ -7,6 +7,7 @@ autosaved yet, and ``restart()`` brings it back on the same port with the same f
 
 from __future__ import annotations
 
+import abc
 import os
 import shutil
 import signal
@@ -43,25 +44,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-class Mosquitto:
-    """One Mosquitto broker process listening on ``host:port`` only, its files in ``workdir``."""
+class BrokerProcess(abc.ABC):
+    """One broker process of ours on a loopback port, its files in ``workdir``: what every
+    broker the tests and the demo start has in common. A subclass spawns it (``_spawn``) and
+    names the signal of a clean ``stop``."""
 
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        port: int | None = None,
-        host: str = "127.0.0.1",
-        persistence: bool = True,
-        max_queued_messages: int = 1000,
-        extra_config: str = "",
-    ) -> None:
+    stop_signal = signal.SIGTERM
+    start_timeout = _START_TIMEOUT
+
+    def __init__(self, workdir: Path, *, host: str, port: int | None) -> None:
         self.workdir = workdir
         self.host = host
         self.port = port if port is not None else free_port(host)
-        self.persistence = persistence
-        self.max_queued_messages = max_queued_messages
-        self.extra_config = extra_config
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,47 +64,33 @@ class Mosquitto:
         return f"mqtt://{self.host}:{self.port}"
 
     @property
-    def config_file(self) -> Path:
-        return self.workdir / "mosquitto.conf"
-
-    @property
+    @abc.abstractmethod
     def log_file(self) -> Path:
-        return self.workdir / "mosquitto.log"
+        """Where the broker writes its log."""
 
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Write the config, spawn the broker and wait until its port accepts connections."""
+        """Spawn the broker and wait until its port accepts connections."""
         if self.running:
             return
-        executable = find_mosquitto()
-        if executable is None:
-            raise MosquittoFailed("Mosquitto is needed: sudo apt-get install mosquitto")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(self._config_text())
-        # Its own session, so a ^C at the terminal reaches us and we stop it in order.
-        self._process = subprocess.Popen(
-            [executable, "-c", str(self.config_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self._process = self._spawn()
         if not self._wait_until_listening():
             self._terminate(signal.SIGKILL)
-            raise MosquittoFailed(
-                f"Mosquitto did not come up on {self.host}:{self.port} within "
-                f"{_START_TIMEOUT:.0f}s; the end of {self.log_file}:\n{self.log_tail()}"
+            raise self._failed(
+                f"did not come up on {self.host}:{self.port} within {self.start_timeout:.0f}s;"
+                f" the end of {self.log_file}:\n{self.log_tail()}"
             )
 
     def stop(self) -> None:
-        """SIGTERM (the broker saves its persistence file), then SIGKILL if it hangs."""
-        self._terminate(signal.SIGTERM)
+        """The broker's clean shutdown, then SIGKILL if it hangs."""
+        self._terminate(self.stop_signal)
 
     def kill(self) -> None:
-        """SIGKILL: sessions and messages since the last autosave are lost, as in a crash."""
+        """SIGKILL: whatever the broker had not saved is lost, as in a crash."""
         self._terminate(signal.SIGKILL)
 
     def restart(self) -> None:
@@ -138,6 +118,83 @@ class Mosquitto:
     ) -> None:
         self.stop()
 
+    @abc.abstractmethod
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        """Write the broker's config and start it, in a session of its own."""
+
+    def _failed(self, reason: str) -> Exception:
+        return RuntimeError(f"{type(self).__name__} {reason}")
+
+    def _wait_until_listening(self) -> bool:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                return False
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def _terminate(self, signum: signal.Signals) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signum)
+        try:
+            process.wait(timeout=_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=_STOP_TIMEOUT)
+
+
+class Mosquitto(BrokerProcess):
+    """One Mosquitto broker process listening on ``host:port`` only, its files in ``workdir``.
+
+    ``stop()`` (SIGTERM) lets it save its persistence file; ``kill()`` loses what it had not
+    autosaved yet."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        persistence: bool = True,
+        max_queued_messages: int = 1000,
+        extra_config: str = "",
+    ) -> None:
+        super().__init__(workdir, host=host, port=port)
+        self.persistence = persistence
+        self.max_queued_messages = max_queued_messages
+        self.extra_config = extra_config
+
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        executable = find_mosquitto()
+        if executable is None:
+            raise MosquittoFailed("Mosquitto is needed: sudo apt-get install mosquitto")
+        self.config_file.write_text(self._config_text())
+        # Its own session, so a ^C at the terminal reaches us and we stop it in order.
+        return subprocess.Popen(
+            [executable, "-c", str(self.config_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _failed(self, reason: str) -> Exception:
+        return MosquittoFailed(f"Mosquitto {reason}")
+
     def _config_text(self) -> str:
         lines = [
             f"listener {self.port} {self.host}",
@@ -161,27 +218,3 @@ class Mosquitto:
             # chmod-ing the work directory open to everyone.
             lines.append("user root")
         return "\n".join([*lines, self.extra_config, ""])
-
-    def _wait_until_listening(self) -> bool:
-        deadline = time.monotonic() + _START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not self.running:
-                return False
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return True
-            except OSError:
-                time.sleep(0.02)
-        return False
-
-    def _terminate(self, signum: signal.Signals) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signum)
-            try:
-                process.wait(timeout=_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=_STOP_TIMEOUT)

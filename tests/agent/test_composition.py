@@ -19,7 +19,6 @@ from typing import Any, Self
 
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkHealth, LinkState
-from plantsync.app import build_agent
 from plantsync.config.model import (
     AgentConfig,
     ApiConfig,
@@ -33,7 +32,7 @@ from plantsync.drivers.hub import Hub, InboundMessage, Outgoing, Will
 from plantsync.errors import HubUnavailable
 from plantsync.sim.plant import SimulatedPlant
 from tests.api.support import down, order
-from tests.e2e.support import FAST_RECONNECT, eventually
+from tests.e2e.support import FAST_RECONNECT, eventually, running_agent
 
 SITE = "plant-fake"
 
@@ -141,18 +140,10 @@ def _config(
     )
 
 
-@contextlib.asynccontextmanager
-async def _running(config: AgentConfig, broker: FakeBroker) -> AsyncIterator[Agent]:
-    agent = build_agent(config, config_hash="fake", hub=broker.connect)
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="agent")
-    try:
-        yield agent
-        assert not task.done(), "the agent ended on its own"
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task
+def _running(
+    config: AgentConfig, broker: FakeBroker
+) -> contextlib.AbstractAsyncContextManager[Agent]:
+    return running_agent(config, hub=broker.connect)
 
 
 async def test_readings_reach_a_fake_hub_through_the_pipeline_and_the_store(

@@ -28,6 +28,7 @@ from plantsync.config.model import (
     StoreConfig,
 )
 from plantsync.config.plant import OpcUaServerConfig
+from plantsync.drivers.hub import HubFactory
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable
 
@@ -72,13 +73,18 @@ def config_toml(store: Path, broker_url: str, server: OpcUaServerConfig) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(config: AgentConfig) -> AsyncIterator[Agent]:
-    """The agent in this process; stopped (cleanly, bounded) when the block ends."""
-    agent = build_agent(config, config_hash="e2e")
+async def running_agent(
+    config: AgentConfig, *, hub: HubFactory | None = None
+) -> AsyncIterator[Agent]:
+    """The agent in this process, as ``build_agent`` makes it (``hub`` replaces its MQTT
+    transport); stopped (cleanly, bounded) when the block ends. An agent that ended on its own
+    before that fails the test: no counterpart going away may end it."""
+    agent = build_agent(config, config_hash="e2e", hub=hub)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop), name="agent")
     try:
         yield agent
+        assert not task.done(), "the agent ended on its own"
     finally:
         stop.set()
         async with asyncio.timeout(30):

@@ -8,21 +8,20 @@ Each test prints its timings (run with ``-s``): connect, and time to resume afte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from plantsync.agent.service import Agent
-from plantsync.app import build_agent, mqtt_hub
+from plantsync.app import mqtt_hub
 from plantsync.config.model import AgentConfig, MqttProtocol, ReconnectConfig
 from plantsync.drivers.mqtt import ProtocolChoice
 from plantsync.sim.plant import SimulatedPlant
 from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.hq import Hq, order, outcomes
-from tests.e2e.support import HubRecorder, agent_config, eventually, recording
+from tests.e2e.support import HubRecorder, agent_config, eventually, recording, running_agent
 from tests.fixtures.amqtt import Amqtt
 
 pytestmark = pytest.mark.slow
@@ -52,19 +51,10 @@ def config_for(broker: Broker, plant: SimulatedPlant, store: Path) -> AgentConfi
     return config.model_copy(update={"reconnect": ReconnectConfig()})
 
 
-@contextlib.asynccontextmanager
-async def running_agent(config: AgentConfig, protocols: ProtocolChoice) -> AsyncIterator[Agent]:
-    """The agent as ``build_agent`` makes it, its MQTT hub factory given the ProtocolChoice
-    that the test reads back (``build_agent`` builds the same factory when given none)."""
-    agent = build_agent(config, config_hash="any-broker", hub=mqtt_hub(config, protocols))
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop), name="agent")
-    try:
-        yield agent
-    finally:
-        stop.set()
-        async with asyncio.timeout(30):
-            await task
+def agent_on(config: AgentConfig, protocols: ProtocolChoice) -> AbstractAsyncContextManager[Agent]:
+    """The agent, its MQTT hub factory given the ProtocolChoice that the test reads back
+    (``build_agent`` builds the same factory when given none)."""
+    return running_agent(config, hub=mqtt_hub(config, protocols))
 
 
 async def speed_arrives(plant: SimulatedPlant, hub: HubRecorder, value: float) -> None:
@@ -80,7 +70,7 @@ async def test_the_agent_connects_with_defaults_and_delivers_both_ways(
     hq = Hq(any_broker.url)
     async with recording(any_broker.url) as hub:
         started = time.monotonic()
-        async with running_agent(config, protocols) as agent:
+        async with agent_on(config, protocols) as agent:
             await eventually(lambda: agent.health["hub"].connects >= 1, within=20)
             connected = time.monotonic() - started
             await hub.wait_for(lambda: len(hub.streams()) == len(MACHINES), within=30)
@@ -106,7 +96,7 @@ async def test_the_agent_resumes_after_the_broker_restarts(
     config = config_for(any_broker, opcua_plant, tmp_path / "store.db")
     protocols = ProtocolChoice(config.hub.protocol)
     hq = Hq(any_broker.url)
-    async with recording(any_broker.url) as hub, running_agent(config, protocols) as agent:
+    async with recording(any_broker.url) as hub, agent_on(config, protocols) as agent:
         link = agent.health["hub"]
         await eventually(lambda: link.connects >= 1, within=20)
         await speed_arrives(opcua_plant, hub, 1.0)
