@@ -63,6 +63,8 @@ class LinkHealth:
     connects: int = 0
     failures: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    peer: str | None = None
+    """What the link reached last, for people (the hub's node and MQTT version)."""
     """What the link's driver counted this session (``drivers.base.Counted``), e.g. values lost."""
     clock: Clock = field(default=time.monotonic, repr=False, compare=False)
     """Measures durations; ``wall_clock`` stamps ``since`` and ``last_activity``."""

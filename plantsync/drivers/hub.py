@@ -57,6 +57,11 @@ class Hub(Connection, Protocol):
         """Whether the broker resumed a stored session (queued down messages survive)."""
         ...
 
+    @property
+    def peer(self) -> str:
+        """What the session is connected to, for people: the node and the protocol version."""
+        ...
+
     async def subscribe(self, filters: Sequence[tuple[str, int]]) -> None:
         """Subscribe to ``(filter, qos)`` pairs and wait for the broker's answer."""
         ...

@@ -112,6 +112,8 @@ class LinkView(BaseModel):
     seconds_since_activity: float | None
     """Monotonic: what "connected, but nothing flows" is judged on."""
     counters: dict[str, int] = {}
+    peer: str | None = None
+    """What the link reached last: for the hub, its node and the MQTT version it accepted."""
     """What the link's driver counted this session: ``dropped``, ``overflows`` (values lost),
     ``more_notifications``, ``publish_requests`` (an OPC UA server's cap at work)."""
 
@@ -371,6 +373,7 @@ def _link_view(health: LinkHealth, scrub: Scrub) -> LinkView:
         seconds_in_state=round(health.seconds_in_state(), 3),
         seconds_since_activity=round(activity, 3) if activity is not None else None,
         counters=dict(health.counters),
+        peer=health.peer,
     )
 
 

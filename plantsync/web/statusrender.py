@@ -149,7 +149,7 @@ def _overview(status: Status) -> str:
         idle = link.seconds_since_activity
         rows.append(
             f'<tr class="link" data-link="{_e(name)}" data-level="{level}">'
-            f'<td><span class="dot {level}"></span>{_e(_link_title(name))}</td>'
+            f'<td><span class="dot {level}"></span>{_e(_link_title(name))}{_peer(link)}</td>'
             f'<td class="state {level}">{_e(label)}</td>'
             f"<td>{f'{_duration(idle)} ago' if idle is not None else 'never'}</td>"
             f"<td>{_duration(link.seconds_in_state)}</td>"
@@ -166,6 +166,10 @@ def _overview(status: Status) -> str:
         "<th>In state for</th><th>Last error</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _peer(link: LinkView) -> str:
+    return f'<br><small class="peer">{_e(link.peer)}</small>' if link.peer else ""
 
 
 def _link_title(name: str) -> str:

@@ -48,6 +48,10 @@ class FakeHub:
         self._closed = asyncio.Event()
 
     @property
+    def peer(self) -> str:
+        return "fake hub (in memory)"
+
+    @property
     def session_present(self) -> bool:
         return True  # the fake broker keeps the session: no resync request
 
@@ -154,6 +158,7 @@ async def test_readings_reach_a_fake_hub_through_the_pipeline_and_the_store(
     async with _running(config, broker) as agent:
         await eventually(lambda: bool(broker.messages("/state")), within=20)
         assert agent.health["hub"].state is LinkState.UP
+        assert agent.health["hub"].peer == "fake hub (in memory)"
         assert broker.subscriptions == [f"plantsync/v1/{SITE}/down/schedule"]
         [first, *_] = broker.messages("/state")
         assert first["type"] == "machine.state"

@@ -78,7 +78,9 @@ async def test_the_agent_connects_with_defaults_and_delivers_both_ways(
             release = await hq.release(order("JO-1"))
             await hub.wait_for(lambda: "applied" in outcomes(hub, release["id"]), within=30)
             applied = time.monotonic() - started
+            peer = agent.health["hub"].peer  # what the status page shows
     assert protocols.negotiated(any_broker.url) is EXPECTED[kind(any_broker)]
+    assert peer == f"{any_broker.url} (MQTT {EXPECTED[kind(any_broker)].value})"
     print(
         f"\n{kind(any_broker)}: hub link up over MQTT {EXPECTED[kind(any_broker)].value}"
         f" {connected:.2f} s after start;"

@@ -129,6 +129,9 @@ async def test_a_link_that_lost_values_says_so_and_why(
     lossy = (await page.get("/status/fragment")).json()["sections"]["overview"]
 
     assert "Data lost" not in quiet
+    agent.health["hub"].peer = "mqtt://hub-2:1883 (MQTT 3.1.1)"
+    with_peer = (await page.get("/status/fragment")).json()["sections"]["overview"]
+    assert '<small class="peer">mqtt://hub-2:1883 (MQTT 3.1.1)</small>' in with_peer
     assert "Data lost: 7 values overflowed the server&#x27;s queues" in lossy
     assert "the server capped 40 messages" in lossy
 

@@ -108,6 +108,12 @@ class HubConnection:
         return self._protocol
 
     @property
+    def peer(self) -> str:
+        """``Hub.peer``: the node reached and the MQTT version it accepted."""
+        version = self._protocol.value if self._protocol is not None else "?"
+        return f"{self.url} (MQTT {version})"
+
+    @property
     def session_present(self) -> bool:
         """Whether the broker resumed a stored session (from the CONNACK)."""
         return self._session_present
