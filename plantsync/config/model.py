@@ -283,7 +283,11 @@ class ReconnectConfig(Section):
     """Capped exponential backoff with full jitter, shared by every link."""
 
     initial_delay: Duration = timedelta(seconds=1)
-    max_delay: Duration = timedelta(seconds=60)
+    max_delay: Duration = Field(
+        default=timedelta(seconds=15),
+        description="longest delay: a link back after an outage is found within it; full"
+        " jitter spreads a fleet of agents over it",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
