@@ -5,12 +5,10 @@ claim the tool cannot know."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from plantsync.tools.cli import main
 from plantsync.tools.localbroker import Mosquitto, free_port
 from tests.contracts.examples import PAYLOADS, SITE
 from tests.fixtures.amqtt import Amqtt
-from tests.hq.test_publish import APPLIED, FakeAgent
+from tests.hq.test_publish import APPLIED, fake_agent
 
 TOPICS = Topics("plantsync/v1", SITE)
 
@@ -121,21 +119,6 @@ def test_bad_settings_are_one_line_and_exit_2(
 # ---- hub publish -------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def fake_agent(url: str) -> AsyncIterator[FakeAgent]:
-    agent = FakeAgent([APPLIED])
-    subscribed = asyncio.Event()
-    task = asyncio.create_task(agent.run(url, subscribed), name="fake-agent")
-    try:
-        async with asyncio.timeout(15):
-            await subscribed.wait()
-        yield agent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def publish(url: str, tmp_path: Path, *options: str) -> int:
     file = tmp_path / "release.json"
     file.write_text(
@@ -149,7 +132,7 @@ async def publish(url: str, tmp_path: Path, *options: str) -> int:
 async def test_publish_to_amqtt_with_default_settings_prints_the_acks(
     amqtt_broker: Amqtt, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with fake_agent(amqtt_broker.url) as agent:
+    async with fake_agent(amqtt_broker.url, APPLIED) as agent:
         code = await publish(amqtt_broker.url, tmp_path)
     assert code == 0
     assert len(agent.received) == 1

@@ -99,12 +99,12 @@ class FakeAgent:
 
 
 @contextlib.asynccontextmanager
-async def fake_agent(broker: Mosquitto, *answers: Answer) -> AsyncIterator[FakeAgent]:
+async def fake_agent(broker_url: str, *answers: Answer) -> AsyncIterator[FakeAgent]:
     agent = FakeAgent(answers)
     subscribed = asyncio.Event()
-    task = asyncio.create_task(agent.run(broker.url, subscribed), name="fake-agent")
+    task = asyncio.create_task(agent.run(broker_url, subscribed), name="fake-agent")
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(15):
             await subscribed.wait()
         yield agent
     finally:
@@ -144,7 +144,7 @@ ACCEPTED: Answer = (AckOutcome.ACCEPTED, None)
 async def test_publish_prints_each_ack_and_exits_0_on_applied(
     broker: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with fake_agent(broker, ACCEPTED, APPLIED) as agent:
+    async with fake_agent(broker.url, ACCEPTED, APPLIED) as agent:
         code = await publish(broker, write_release(tmp_path / "release.json"), tmp_path)
     assert code == 0
     [sent] = agent.received
@@ -168,7 +168,7 @@ async def test_publish_prints_each_ack_and_exits_0_on_applied(
 async def test_a_rejection_waiting_or_duplicate_also_ends_the_wait(
     broker: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str], answer: Answer
 ) -> None:
-    async with fake_agent(broker, answer):
+    async with fake_agent(broker.url, answer):
         code = await publish(broker, write_release(tmp_path / "release.json"), tmp_path)
     assert code == 0
     last = capsys.readouterr().out.splitlines()[-1]
@@ -180,7 +180,7 @@ async def test_a_rejection_waiting_or_duplicate_also_ends_the_wait(
 async def test_without_a_final_ack_within_wait_it_exits_1(
     broker: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with fake_agent(broker, ACCEPTED):
+    async with fake_agent(broker.url, ACCEPTED):
         code = await publish(broker, write_release(tmp_path / "r.json"), tmp_path, "--wait", "1")
     assert code == 1
     lines = capsys.readouterr().out.splitlines()
@@ -221,7 +221,7 @@ async def test_an_invalid_file_exits_2_with_the_reason_and_sends_nothing(
 ) -> None:
     file = tmp_path / "bad.json"
     file.write_text(content)
-    async with fake_agent(broker, APPLIED) as agent:
+    async with fake_agent(broker.url, APPLIED) as agent:
         code = await publish(broker, file, tmp_path / "state")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.5):
@@ -240,7 +240,7 @@ async def test_a_toml_file_is_sent_as_the_same_json_with_exact_quantities(
 ) -> None:
     file = tmp_path / "release.toml"
     file.write_text(TOML_RELEASE)
-    async with fake_agent(broker, APPLIED) as agent:
+    async with fake_agent(broker.url, APPLIED) as agent:
         assert await publish(broker, file, tmp_path) == 0
     [order] = agent.received[0]["payload"]["orders"]
     assert order["quantity"] == {"value": "1200.000", "unit": "kg"}
@@ -252,7 +252,7 @@ async def test_the_seq_state_file_counts_the_sites_down_messages(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
     file = write_release(tmp_path / "release.json")
-    async with fake_agent(broker, APPLIED) as agent:
+    async with fake_agent(broker.url, APPLIED) as agent:
         for options in ([], [], ["--seq", "10"], []):
             assert await publish(broker, file, tmp_path / "state", *options) == 0
     assert [message["seq"] for message in agent.received] == [1, 2, 10, 11]
