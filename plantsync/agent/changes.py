@@ -7,9 +7,17 @@ Every down message becomes a list of per-order changes, each at a revision:
     order.material-substitution                the applied order with one material replaced
 
 ``decide`` compares each change with the last-known-good schedule (stale? already applied?
-unknown order? waits for approval?) and returns a Decision; ``Decision.apply`` delivers the
-changes through a plant system. A message is decided as a whole: if one of its orders is stale,
-the message is rejected and none of it is applied.
+the applied revision with other content, a conflict? unknown order? waits for approval?) and
+returns a Decision; ``Decision.apply`` delivers the
+changes through a plant system. A message is decided as a whole: if one of its orders is stale
+or in conflict, the message is rejected and none of it is applied.
+
+A conflict is the applied revision of an order arriving again with other content: two HQ
+systems (or two versions of one) disagree about what revision N is. The applied content stays,
+HQ hears "conflict" with the fields that differ, and settles it by sending a higher revision.
+Content is compared as values, not as text: "12.5" and "12.500" kg, or one instant written in
+two time zones, are the same order. A snapshot is no exception: it would otherwise overwrite
+one side of the disagreement silently.
 """
 
 from __future__ import annotations
@@ -110,15 +118,20 @@ class ChangePlan:
         for item in self.orders:
             known = await inbox.order(item.order_id)
             current = ProductionOrder.model_validate_json(known.order_json) if known else None
+            proposed = item.proposed(current)
             if known is not None and item.revision <= known.revision:
-                if item.revision == known.revision or self._is_snapshot:
-                    continue  # applied already (a resend, or a snapshot of what we have)
+                if item.revision == known.revision and current is not None:
+                    differing = differences(current, proposed)
+                    if differing:
+                        return self.refused(ReasonCode.CONFLICT, _conflict(item, differing))
+                    continue  # applied already: a resend, or a snapshot of what we have
+                if self._is_snapshot:
+                    continue  # a snapshot older than what we have
                 return self.refused(
                     ReasonCode.STALE,
                     f"order {item.order_id} revision "
                     f"{item.revision} is older than the applied {known.revision}",
                 )
-            proposed = item.proposed(current)
             if proposed is None:
                 return self.refused(
                     ReasonCode.UNKNOWN_ORDER,
@@ -178,6 +191,50 @@ def idempotency_key(order_id: str, revision: int) -> str:
     same key, and a plant system that honours keys takes it effect once.
     """
     return f"{order_id}@{revision}"
+
+
+MAX_FIELDS_NAMED = 6
+"""A conflict's reason names at most this many differing fields, then says how many more."""
+
+
+def differences(applied: ProductionOrder, proposed: ProductionOrder | None) -> list[str]:
+    """The fields in which ``proposed`` differs from ``applied``, as dotted paths
+    (``quantity.value``, ``materials[1].material_id``); empty when they are the same order."""
+    if proposed is None:
+        return []
+    return _differing(applied.model_dump(), proposed.model_dump(), "")
+
+
+def _differing(applied: object, proposed: object, path: str) -> list[str]:
+    if isinstance(applied, dict) and isinstance(proposed, dict):
+        keys = [*applied, *(key for key in proposed if key not in applied)]
+        return [
+            found
+            for key in keys
+            for found in _differing(applied.get(key), proposed.get(key), _join(path, key))
+        ]
+    if isinstance(applied, list) and isinstance(proposed, list) and len(applied) == len(proposed):
+        return [
+            found
+            for index, (one, other) in enumerate(zip(applied, proposed, strict=True))
+            for found in _differing(one, other, f"{path}[{index}]")
+        ]
+    return [] if applied == proposed else [path]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _conflict(item: _OrderChange, differing: list[str]) -> str:
+    named = ", ".join(differing[:MAX_FIELDS_NAMED])
+    more = len(differing) - MAX_FIELDS_NAMED
+    if more > 0:
+        named += f" (and {more} more)"
+    return (
+        f"conflict: order {item.order_id} revision {item.revision} is applied with other"
+        f" content; differs in {named}; the applied content stays (send a higher revision)"
+    )
 
 
 def plan_changes(message: DownMessage) -> ChangePlan:

@@ -8,6 +8,7 @@
                             run(): one row at a time, in arrival order
                                        ▼
           older revision than applied ───────▶ REJECTED "stale"        ┐
+          applied revision, other content ───▶ REJECTED "conflict"     │
           hold / cancel of an unknown order ─▶ REJECTED "unknown-order"│ status, ack to HQ and
           policy: frozen horizon, quantity ──▶ WAITING_APPROVAL        │ last-known-good schedule
           plant system applies it ───────────▶ APPLIED                 │ in one transaction
@@ -75,6 +76,8 @@ class DownlinkCounters:
     rejected: int = 0
     waiting: int = 0
     retries: int = 0
+    conflicts: int = 0
+    """Rejected as a revision conflict (also counted in ``rejected``)."""
 
 
 class Downlink:
@@ -265,6 +268,10 @@ class Downlink:
             )
         self._count(decision.outcome)
         self._outbox_changed.set()
+        if decision.reason_code is ReasonCode.CONFLICT:
+            self.counters.conflicts += 1
+            log.warning("%s %s: %s", decision.message_type, row.message_id, decision.reason)
+            return
         log.info(
             "%s %s: %s%s",
             decision.message_type,

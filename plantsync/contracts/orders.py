@@ -61,6 +61,7 @@ class ReasonCode(StrEnum):
     """Why a down message was rejected, failed or is still pending."""
 
     STALE = "stale"  # a revision older than the one applied
+    CONFLICT = "conflict"  # the applied revision, with other content
     DUPLICATE = "duplicate"  # this message id was already received
     MALFORMED_JSON = "malformed-json"  # not UTF-8 JSON, or not a JSON object
     SCHEMA_VIOLATION = "schema-violation"  # JSON, but not a valid message of its type

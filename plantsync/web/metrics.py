@@ -217,6 +217,11 @@ def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:
     yield _counter("plantsync_schedule_duplicates", "redeliveries", values["duplicates"])
     yield _counter("plantsync_dead_letters", "down messages refused", values["dead_letters"])
     yield _counter("plantsync_schedule_retries", "plant system unreachable", values["retries"])
+    yield _counter(
+        "plantsync_schedule_conflicts",
+        "down messages rejected: an applied order revision with other content",
+        values["conflicts"],
+    )
     settled = CounterMetricFamily(
         "plantsync_schedule_messages_settled",
         "down messages settled, by outcome (rejected includes failed)",

@@ -196,8 +196,18 @@ def _buffer(status: Status, samples: list[DepthSample], now: float) -> str:
         f" evicted since creation: {status.outbox.evicted_total}.</p>"
         f"<p>Inbox: {inbox.pending} pending"
         f"{f', oldest {_duration(inbox.oldest_pending_age_seconds)}' if inbox.oldest_pending_age_seconds else ''}"  # noqa: E501
-        f"; {status.dead_letters} dead letter(s).</p></div>"
+        f"; {status.dead_letters} dead letter(s)"
+        f"{_conflicts(status.downlink.get('conflicts', 0))}.</p></div>"
         f"<div>{depth_chart(samples, now)}</div></div>"
+    )
+
+
+def _conflicts(count: int) -> str:
+    if not count:
+        return ""
+    return (
+        f'; <span class="warn" title="an applied order revision arrived with other content;'
+        f' rejected, the applied content stays">{count} revision conflict(s) since start</span>'
     )
 
 
