@@ -92,7 +92,9 @@ class MessageRejected(PlantsyncError):
 
     ``reason_code`` is one of :class:`plantsync.contracts.ReasonCode`'s values; ``detail`` is one
     short line, safe to log and to send back (it never echoes the input at length).
-    ``message_id`` and ``correlation_id`` are the original's, when they could be read.
+    ``message_id`` and ``correlation_id`` are the original's, when they could be read;
+    ``seq`` and ``seq_epoch`` too, when the message is on this site's down stream, so that a
+    refused message still counts as received for gap detection.
     """
 
     def __init__(
@@ -103,10 +105,14 @@ class MessageRejected(PlantsyncError):
         correlation_id: str | None = None,
         *,
         message_type: str | None = None,
+        seq: int | None = None,
+        seq_epoch: int = 0,
     ) -> None:
         self.reason_code = reason_code
         self.detail = detail
         self.message_id = message_id
         self.correlation_id = correlation_id
         self.message_type = message_type
+        self.seq = seq
+        self.seq_epoch = seq_epoch
         super().__init__(f"{reason_code}: {detail}")

@@ -15,6 +15,9 @@
           plant system refuses it ───────────▶ REJECTED "plant-rejected"┘
           plant system unreachable ──────────▶ RETRY (backoff), "pending" ack once
 
+Every message received moves the down sequence's mark, whatever its verdict (a dead letter too,
+when its seq can be read): only a seq that never arrived is a gap (``resync/sequence.py``).
+
 Order is kept plant-wide: while the head row waits for a retry, nothing behind it is applied.
 A retry's time is stored as a Unix time (it must survive a restart); one that lies further ahead
 than the longest retry delay was scheduled before the wall clock stepped back and is due now, so
@@ -36,6 +39,7 @@ from plantsync.agent.business import Acknowledgement, ack_record, resync_record
 from plantsync.agent.changes import Decision, plan_changes
 from plantsync.agent.logs import correlation
 from plantsync.agent.policy import SchedulePolicy
+from plantsync.agent.resync import sequence
 from plantsync.agent.sequencer import Sequencer
 from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState
 from plantsync.buffer.inbox import InboxRow, InboxStatus
@@ -78,6 +82,10 @@ class DownlinkCounters:
     retries: int = 0
     conflicts: int = 0
     """Rejected as a revision conflict (also counted in ``rejected``)."""
+    seq_gaps: int = 0
+    """Gaps in the down sequence: each asked HQ for a snapshot."""
+    seq_resets: int = 0
+    """Sequence resets by HQ (a higher ``seq_epoch``)."""
 
 
 class Downlink:
@@ -119,7 +127,6 @@ class Downlink:
             await self._receive(topic, payload, message)
 
     async def _receive(self, topic: str, payload: bytes, message: DownMessage) -> None:
-        previous_seq = await self._store.inbox.last_down_seq()
         orders = tuple(plan.order_id for plan in plan_changes(message).orders)
         fresh = await self._store.inbox.receive(
             message.id, topic, payload, received_at=self._clock(), seq=message.seq, order_ids=orders
@@ -139,9 +146,7 @@ class Downlink:
                 ReasonCode.DUPLICATE,
                 reason,
             )
-        records = [ack]
-        gap = previous_seq is not None and fresh and message.seq > previous_seq + 1
-        await self._write(records, resync=(previous_seq or 0, message.seq) if gap else None)
+        await self._write([ack], seq=(message.seq, message.seq_epoch))
         self.wakeup.set()
 
     async def request_resync(self, reason: ResyncReason) -> None:
@@ -177,6 +182,8 @@ class Downlink:
         self.counters.dead_letters += 1
         self._outbox_changed.set()
         log.warning("dead letter from %s: %s", topic, rejected)
+        if rejected.seq is not None:
+            await self._write([], seq=(rejected.seq, rejected.seq_epoch))
 
     # ---- applying: one row at a time, in arrival order ------------------------------------
 
@@ -335,16 +342,25 @@ class Downlink:
 
     # ---- records for the outbox -----------------------------------------------------------
 
-    async def _write(self, acks: list[Acknowledgement], *, resync: tuple[int, int] | None) -> None:
+    async def _write(self, acks: list[Acknowledgement], *, seq: tuple[int, int]) -> None:
+        """The acks of a received message, and what its (seq, epoch) does to the down
+        sequence's mark (a resync request on a gap), in one transaction."""
+        seen = sequence.step(await self._store.inbox.down_seq_mark(), *seq)
         async with self._sequencer.assigning() as next_seq:
             records = [ack_record(self._topics, next_seq, ack) for ack in acks]
-            if resync is not None:
-                last, received = resync
+            if seen.gap is not None:
+                last, received = seen.gap
                 records.append(
                     resync_record(self._topics, next_seq, ResyncReason.GAP, last, received)
                 )
-            await self._store.outbox.add(records)
+            if seen.mark is not None:
+                await self._store.inbox.mark_down_seq(seen.mark, records)
+            elif records:
+                await self._store.outbox.add(records)
+        self.counters.seq_gaps += seen.gap is not None
+        self.counters.seq_resets += seen.reset
         self._outbox_changed.set()
+        sequence.report(seen)
 
     def _count(self, outcome: AckOutcome) -> None:
         if outcome is AckOutcome.APPLIED:

@@ -6,6 +6,8 @@
     settle(row_id, status, …)         ONE transaction: the row's new status, the acknowledgements
                                       to HQ (outbox rows) and the orders it applied
     dead_letter(…)                    bad input, stored with its reason and its rejection ack
+    mark_down_seq(mark, records)      ONE transaction: the down sequence's new mark (for gap
+                                      detection) and the records it causes (acks, resyncs)
 
     RECEIVED ─▶ RETRY (a plant system is down; due again at retry_at) ─▶ …
              ─▶ WAITING_APPROVAL (a planner decides on the status page) ─▶ APPLIED | REJECTED
@@ -96,6 +98,14 @@ class OrderState:
 
 
 @dataclass(frozen=True, slots=True)
+class DownSeqMark:
+    """Where the site's down sequence stands: the highest ``seq`` received in ``epoch``."""
+
+    seq: int
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Bad input kept for plant IT: what arrived, when, and why it was refused."""
 
@@ -138,8 +148,7 @@ class Inbox(Protocol):
     ) -> bool:
         """Commit an inbound message as RECEIVED; False (nothing stored) if its id was seen.
 
-        Also raises the last down sequence to ``seq`` when given and higher.
-        """
+        ``seq`` is kept with the row; the down sequence's mark is ``mark_down_seq``'s."""
         ...
 
     async def pending(self, limit: int, *, due_by: float | None = None) -> list[InboxRow]:
@@ -227,7 +236,17 @@ class Inbox(Protocol):
         ...
 
     async def last_down_seq(self) -> int | None:
-        """The highest down sequence number ``receive`` was given, for gap detection."""
+        """The seq of the down sequence's mark, None before the first; see ``down_seq_mark``."""
+        ...
+
+    async def down_seq_mark(self) -> DownSeqMark | None:
+        """The down sequence's mark as ``mark_down_seq`` last set it; None before the first."""
+        ...
+
+    async def mark_down_seq(self, mark: DownSeqMark, records: Sequence[Record] = ()) -> None:
+        """In ONE transaction: set the mark (to exactly ``mark``: whether a seq moves it, and
+        a reset moves it back, is the caller's decision) and add ``records`` to the outbox like
+        ``Outbox.add``. Raises ``StoreFull`` (nothing committed) when they do not fit."""
         ...
 
     async def inbox_stats(self) -> InboxStats:

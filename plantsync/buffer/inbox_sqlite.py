@@ -1,7 +1,9 @@
 """The durable inbox, dead letters and last-known-good schedule, in the store's one database.
 
     receive   BEGIN IMMEDIATE; INSERT seen_ids … ON CONFLICT DO NOTHING RETURNING (none: a
-              redelivery, stop); INSERT inbox; raise meta.last_down_seq; COMMIT
+              redelivery, stop); INSERT inbox; COMMIT
+    mark_down_seq  BEGIN IMMEDIATE; UPSERT meta.last_down_seq and meta.down_seq_epoch;
+              outbox.add_in(records); COMMIT
     settle    BEGIN IMMEDIATE; UPDATE inbox … RETURNING; outbox.add_in(acks); UPSERT orders
               (executemany), each with the down message and correlation id that applied it;
               COMMIT
@@ -27,6 +29,7 @@ from plantsync.buffer.database import Database
 from plantsync.buffer.inbox import (
     SETTLED,
     DeadLetter,
+    DownSeqMark,
     InboxRow,
     InboxStats,
     InboxStatus,
@@ -46,9 +49,13 @@ _INSERT_ROW = (
     " RETURNING id, message_id, topic, payload, received_at, seq, status, attempts, reason,"
     " updated_at, retry_at, order_ids"
 )
-_RAISE_DOWN_SEQ = (
-    "INSERT INTO meta (key, value) VALUES ('last_down_seq', ?)"
-    " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)"
+_MARK_DOWN_SEQ = (
+    "INSERT INTO meta (key, value) VALUES ('last_down_seq', ?), ('down_seq_epoch', ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+_DOWN_SEQ_MARK = (
+    "SELECT (SELECT value FROM meta WHERE key = 'last_down_seq'),"
+    " coalesce((SELECT value FROM meta WHERE key = 'down_seq_epoch'), 0)"
 )
 _PENDING = (
     "SELECT id, message_id, topic, payload, received_at, seq, status, attempts, reason,"
@@ -126,11 +133,8 @@ class SqliteInbox:
         """Commit the message as RECEIVED unless its id was seen; see ``Inbox.receive``."""
         arrival = (message_id, topic, payload, received_at, seq, json.dumps(list(order_ids)))
         async with self._database.write() as transaction:
-            connection = transaction.connection
-            if await _insert_received(connection, arrival, self._clock()) is None:
+            if await _insert_received(transaction.connection, arrival, self._clock()) is None:
                 return False
-            if seq is not None:
-                await connection.execute(_RAISE_DOWN_SEQ, (seq,))
         return True
 
     async def pending(self, limit: int, *, due_by: float | None = None) -> list[InboxRow]:
@@ -246,11 +250,22 @@ class SqliteInbox:
         return None if due is None else float(due)
 
     async def last_down_seq(self) -> int | None:
-        """The highest down sequence number ``receive`` was given, or None."""
-        query = "SELECT value FROM meta WHERE key = 'last_down_seq'"
+        """The seq of the down sequence's mark, or None."""
+        mark = await self.down_seq_mark()
+        return None if mark is None else mark.seq
+
+    async def down_seq_mark(self) -> DownSeqMark | None:
+        """The down sequence's mark, or None before the first."""
         async with self._database.read() as connection:
-            rows = list(await connection.execute_fetchall(query))
-        return int(rows[0][0]) if rows else None
+            ((seq, epoch),) = await connection.execute_fetchall(_DOWN_SEQ_MARK)
+        return None if seq is None else DownSeqMark(int(seq), int(epoch))
+
+    async def mark_down_seq(self, mark: DownSeqMark, records: Sequence[Record] = ()) -> None:
+        """The mark and its records in one transaction; see ``Inbox.mark_down_seq``."""
+        async with self._database.write() as transaction:
+            await transaction.connection.execute(_MARK_DOWN_SEQ, (mark.seq, mark.epoch))
+            if records:
+                await self._outbox.add_in(transaction, records)
 
     async def inbox_stats(self) -> InboxStats:
         """Rows per status, dead letters, the age of the oldest pending message."""

@@ -13,7 +13,10 @@ The checks run cheapest first, and each one has its reason code:
 
 Whatever the bytes, the only exception that leaves :func:`parse_down_message` is
 :class:`~plantsync.errors.MessageRejected`, carrying the original's ``id`` and
-``correlation_id`` whenever they could be read, so the rejection ack can name the message.
+``correlation_id`` whenever they could be read, so the rejection ack can name the message, and
+its ``seq`` and ``seq_epoch`` when it is on this site's down stream (``site`` this site,
+``stream`` "schedule", both valid; of an oversized message, read from its first bytes), so
+that a refused message counts as received for gap detection.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pydantic import TypeAdapter, ValidationError
 from plantsync.contracts.orders import ReasonCode
 from plantsync.contracts.schedule import (
     DOWN_MESSAGE_CLASSES,
+    MAX_SEQ_EPOCH,
+    SCHEDULE_STREAM,
     SUPPORTED_DOWN_VERSIONS,
     DownMessage,
 )
@@ -56,16 +61,20 @@ def parse_down_message(
 ) -> DownMessage:
     """Validate one down message addressed to ``site``; raise MessageRejected if it is not one."""
     if len(payload) > max_bytes:
+        seq, seq_epoch = _leading_seq(payload, site)
         raise MessageRejected(
             ReasonCode.OVERSIZED,
             f"the message has {len(payload)} bytes, the limit is {max_bytes}",
             _leading_id(payload),
+            seq=seq,
+            seq_epoch=seq_epoch,
         )
     document = _json_object(payload)
     context = _Context(
         message_id=_short_string(document.get("id")),
         correlation_id=_short_string(document.get("correlation_id")),
     )
+    context.seq, context.seq_epoch = sequence_of(document, site)
     message_type = _known_type(document, context)
     _check_version(document, message_type, context)
     _check_site(document, site, context)
@@ -97,6 +106,8 @@ class _Context:
         self.message_id = message_id
         self.correlation_id = correlation_id
         self.message_type: str | None = None
+        self.seq: int | None = None
+        self.seq_epoch = 0
 
     def reject(self, reason_code: ReasonCode, detail: str) -> MessageRejected:
         return MessageRejected(
@@ -105,7 +116,27 @@ class _Context:
             self.message_id,
             self.correlation_id,
             message_type=self.message_type,
+            seq=self.seq,
+            seq_epoch=self.seq_epoch,
         )
+
+
+def sequence_of(document: dict[str, Any], site: str) -> tuple[int | None, int]:
+    """The down ``seq`` and ``seq_epoch`` of a message that may be invalid otherwise; seq None
+    unless the message is addressed to ``site`` on the schedule stream with a valid seq and
+    epoch: a message for another site counts on that site's stream, not on this one."""
+    if document.get("site") != site or document.get("stream") != SCHEDULE_STREAM:
+        return None, 0
+    seq, epoch = document.get("seq"), document.get("seq_epoch", 0)
+    if not _whole(seq, 1, None) or not _whole(epoch, 0, MAX_SEQ_EPOCH):
+        return None, 0
+    return seq, epoch
+
+
+def _whole(value: object, low: int, high: int | None) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return low <= value and (high is None or value <= high)
 
 
 def strict_json(payload: bytes) -> Any:
@@ -212,6 +243,19 @@ def _short_string(value: object, limit: int = _ID_MAX_CHARS) -> str | None:
     if isinstance(value, str) and 0 < len(value) <= limit and value.isprintable():
         return value
     return None
+
+
+def _leading_seq(payload: bytes, site: str) -> tuple[int | None, int]:
+    """``sequence_of`` an oversized message, from the envelope in its first bytes. Only keys
+    followed by another one are complete (the prefix may cut the last one short)."""
+    try:
+        leading = pydantic_core.from_json(payload[:KEPT_PREFIX_BYTES], allow_partial=True)
+    except ValueError:
+        return None, 0
+    if not isinstance(leading, dict) or len(leading) < 2:
+        return None, 0
+    complete = dict(list(leading.items())[:-1])
+    return sequence_of(complete, site)
 
 
 def _leading_id(payload: bytes) -> str | None:

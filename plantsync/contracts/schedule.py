@@ -10,9 +10,13 @@ The vocabulary is ISA-95 / B2MML, cut down to what a plant needs to run an order
 
 Every message shares the site's one stream, ``schedule``, and carries the site's down sequence
 number in ``seq``, so the agent applies a site's changes in the order HQ made them and sees a gap
-(then asks for a ``schedule.snapshot``). Every change to an order, holds and cancellations
-included, carries the order's new ``revision``: the plant applies an order id and revision once,
-and rejects a revision older than the one it applied as stale.
+(then asks for a ``schedule.snapshot``). ``seq`` counts from 1 within a ``seq_epoch`` (0 unless
+HQ ever restarted its count): a message with a higher epoch than any before is a sequence
+reset, and its seq the first of a new count; see ``DownEnvelope``.
+
+Every change to an order, holds and cancellations included, carries the order's new
+``revision``: the plant applies an order id and revision once, rejects a revision older than
+the one it applied as stale, and the revision it applied, with other content, as a conflict.
 
 Quantities travel as JSON strings in plain decimal notation (``"12.500"``), never as JSON numbers:
 most JSON parsers read a number into a binary float, so the precision would be lost in the
@@ -25,7 +29,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal
 
 from pydantic import (
     AfterValidator,
@@ -37,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from plantsync.contracts.envelope import Contract, Envelope
+from plantsync.contracts.envelope import Contract, Envelope, PayloadT
 from plantsync.contracts.topics import ORDER_ID_PATTERN
 
 SCHEDULE_STREAM: Literal["schedule"] = "schedule"
@@ -235,7 +239,36 @@ class MaterialSubstitution(Contract):
         return self
 
 
-class ScheduleReleaseMessage(Envelope[ScheduleRelease]):
+MAX_SEQ_EPOCH = 2**53 - 1
+"""The largest epoch: exact in every JSON reader (a Unix time in ms fits)."""
+
+
+class DownEnvelope(Envelope[PayloadT], Generic[PayloadT]):
+    """The envelope of every down message: the common one and the epoch of the site's count.
+
+    A sequence reset is HQ starting its down count again (its counter was lost, restored from
+    a backup, or moved to another system): it sends the next message with a ``seq_epoch``
+    higher than any it sent before, and ``seq`` counts from 1 again in it. The site takes the
+    first message of a higher epoch as the start of a new count (seqs it skipped in the new
+    epoch are a gap), and never compares seqs across epochs. A message of a lower epoch than
+    the site's is late news from an old count: it is decided as usual but says nothing about
+    gaps. Without ``seq_epoch`` a message is in epoch 0, so an HQ that never resets never
+    sends it. HQ that does not know its last epoch may take the Unix time in milliseconds.
+    """
+
+    seq_epoch: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEQ_EPOCH,
+        exclude_if=lambda epoch: epoch == 0,  # absent on the wire, as HQ sends it
+        description=(
+            "the epoch of the site's down seq: a higher one than before resets the count"
+            " (seq starts again at 1); 0 when absent"
+        ),
+    )
+
+
+class ScheduleReleaseMessage(DownEnvelope[ScheduleRelease]):
     """``schedule.release``: orders HQ releases to the plant."""
 
     type: Literal["schedule.release"]
@@ -243,7 +276,7 @@ class ScheduleReleaseMessage(Envelope[ScheduleRelease]):
     stream: Literal["schedule"]
 
 
-class ScheduleRevisionMessage(Envelope[ScheduleRelease]):
+class ScheduleRevisionMessage(DownEnvelope[ScheduleRelease]):
     """``schedule.revision``: orders the plant already has, at higher revisions."""
 
     type: Literal["schedule.revision"]
@@ -251,7 +284,7 @@ class ScheduleRevisionMessage(Envelope[ScheduleRelease]):
     stream: Literal["schedule"]
 
 
-class OrderHoldMessage(Envelope[OrderHold]):
+class OrderHoldMessage(DownEnvelope[OrderHold]):
     """``order.hold``: stop an order from starting (or continuing), e.g. a quality hold."""
 
     type: Literal["order.hold"]
@@ -259,7 +292,7 @@ class OrderHoldMessage(Envelope[OrderHold]):
     stream: Literal["schedule"]
 
 
-class OrderHoldReleaseMessage(Envelope[OrderHold]):
+class OrderHoldReleaseMessage(DownEnvelope[OrderHold]):
     """``order.hold-release``: lift a hold."""
 
     type: Literal["order.hold-release"]
@@ -267,7 +300,7 @@ class OrderHoldReleaseMessage(Envelope[OrderHold]):
     stream: Literal["schedule"]
 
 
-class MaterialSubstitutionMessage(Envelope[MaterialSubstitution]):
+class MaterialSubstitutionMessage(DownEnvelope[MaterialSubstitution]):
     """``order.material-substitution``."""
 
     type: Literal["order.material-substitution"]
@@ -275,7 +308,7 @@ class MaterialSubstitutionMessage(Envelope[MaterialSubstitution]):
     stream: Literal["schedule"]
 
 
-class OrderCancelMessage(Envelope[OrderCancel]):
+class OrderCancelMessage(DownEnvelope[OrderCancel]):
     """``order.cancel``."""
 
     type: Literal["order.cancel"]
@@ -283,7 +316,7 @@ class OrderCancelMessage(Envelope[OrderCancel]):
     stream: Literal["schedule"]
 
 
-class ScheduleSnapshotMessage(Envelope[ScheduleSnapshot]):
+class ScheduleSnapshotMessage(DownEnvelope[ScheduleSnapshot]):
     """``schedule.snapshot``: the site's open orders; gap detection resumes after its ``seq``."""
 
     type: Literal["schedule.snapshot"]

@@ -222,6 +222,14 @@ def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:
         "down messages rejected: an applied order revision with other content",
         values["conflicts"],
     )
+    yield _counter(
+        "plantsync_schedule_seq_gaps",
+        "down seqs that never arrived: each asked HQ for a snapshot",
+        values["seq_gaps"],
+    )
+    yield _counter(
+        "plantsync_schedule_seq_resets", "down sequence resets by HQ", values["seq_resets"]
+    )
     settled = CounterMetricFamily(
         "plantsync_schedule_messages_settled",
         "down messages settled, by outcome (rejected includes failed)",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from plantsync.buffer.base import Lane, Record
-from plantsync.buffer.inbox import InboxRow, InboxStatus, OrderState
+from plantsync.buffer.inbox import DownSeqMark, InboxRow, InboxStatus, OrderState
 from plantsync.buffer.store import Store
 from plantsync.errors import StoreError, StoreFull
 from tests.buffer.harness import ROOMY, make_record
@@ -294,16 +294,38 @@ async def test_a_later_settlement_replaces_the_order_as_last_applied(store: Stor
     assert await store.inbox.applied_revision("unknown") is None
 
 
-async def test_last_down_seq_tracks_the_highest_seen(stores: Stores) -> None:
+async def test_the_down_seq_mark_is_set_with_its_records_and_survives_a_reopen(
+    stores: Stores,
+) -> None:
     store = await stores.open()
+    assert await store.inbox.down_seq_mark() is None
     assert await store.inbox.last_down_seq() is None
 
-    await receive(store, 1, seq=5)
-    await receive(store, 2, seq=3)
-    await receive(store, 3, seq=None)
+    await store.inbox.mark_down_seq(DownSeqMark(5), [ack(1)])
+    await store.inbox.mark_down_seq(DownSeqMark(2, epoch=1))  # a reset moves it back
 
-    assert await store.inbox.last_down_seq() == 5
-    assert await (await stores.open()).inbox.last_down_seq() == 5
+    reopened = await stores.open()
+    assert await reopened.inbox.down_seq_mark() == DownSeqMark(2, epoch=1)
+    assert await reopened.inbox.last_down_seq() == 2
+    assert [item.record for item in await reopened.outbox.begin(10)] == [ack(1)]
+
+
+async def test_receiving_keeps_the_seq_with_the_row_and_leaves_the_mark_alone(
+    store: Store,
+) -> None:
+    await receive(store, 1, seq=5)
+
+    assert [row.seq for row in await store.inbox.pending(10)] == [5]
+    assert await store.inbox.down_seq_mark() is None
+
+
+async def test_a_mark_whose_records_do_not_fit_is_not_set(stores: Stores) -> None:
+    store = await stores.open(max_size_bytes=2 * ack(0).size)
+    await store.outbox.add([ack(1)])
+    with pytest.raises(StoreFull):
+        await store.inbox.mark_down_seq(DownSeqMark(7), [ack(2), ack(3)])
+
+    assert await store.inbox.down_seq_mark() is None
 
 
 async def test_inbox_stats_counts_statuses_dead_letters_and_oldest_pending_age(

@@ -1,0 +1,1 @@
+"""Keeping the site's down sequence: gap detection and sequence resets (``sequence``)."""
