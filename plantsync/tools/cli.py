@@ -104,7 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--site", required=True, help="the site the message is for")
     publish.add_argument("--source", default=None, help="the envelope's source; default hq:cli")
     publish.add_argument(
-        "--seq", type=int, default=None, help="the site's down seq; default: last + 1"
+        "--seq",
+        type=int,
+        default=None,
+        help="the site's down seq; default: last + 1. One not above the last is a sequence"
+        " reset: the message starts the next seq_epoch (the tool says so)",
     )
     publish.add_argument(
         "--state-dir",
@@ -266,13 +270,15 @@ def _hub_publish(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     state = hubtools.SeqState.for_site(args.state_dir, hub, args.site)
     try:
+        last = state.last()
         message = hubtools.prepare_down_message(
             hubtools.read_message_file(args.file),
             site=args.site,
-            default_seq=lambda: state.last() + 1,
+            default_seq=lambda: last.seq + 1,
             seq=args.seq,
             source=args.source,
             correlation_id=args.correlation_id,
+            after=last,
         )
     except (OSError, ValueError, MessageRejected) as exc:
         print(f"plantsync hub publish: {args.file}: {exc}; nothing sent", file=sys.stderr)

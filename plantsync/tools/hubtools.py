@@ -8,6 +8,12 @@
     read file ─▶ fill the envelope ─▶ validate (the agent's parser) ─▶ SUBSCRIBE up/ack
         ─▶ PUBLISH down/schedule (QoS 1) ─▶ PUBACK: record seq ─▶ print acks until a final one
 
+Its seq state is the last (``seq_epoch``, ``seq``) it published to the site. A seq that is not
+above the last one (``--seq 2`` after 5) is a sequence reset, as the contract defines it: the
+message starts the next epoch, the tool says so, and the state holds the new epoch, so the next
+plain publish continues it (3 in epoch 1) and never sends a seq again in the epoch it was used
+in. The state only ever moves forward in that order.
+
 A final outcome is one after which no further ack for the message is due: ``applied``,
 ``rejected``, ``failed``, ``waiting-for-approval`` (a planner decides, maybe hours later; the
 later ack shows in ``hub tail``) and the ``duplicate`` answer to an id the site already had.
@@ -98,9 +104,18 @@ async def tail(
 # ---- hub publish ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, order=True)
+class SeqMark:
+    """A position in a site's down sequence, ordered by epoch, then seq."""
+
+    epoch: int = 0
+    seq: int = 0
+
+
 @dataclass(frozen=True)
 class SeqState:
-    """The last down ``seq`` this tool published to one site, in a one-line file.
+    """The last down ``seq`` this tool published to one site, and its ``seq_epoch``, in a
+    one-line file (``11``, or ``2 1`` for seq 2 of epoch 1).
 
     A stand-in for the counter a real HQ system owns (in its database, next to the schedules):
     it is per machine and per user, and two tools publishing at once can take the same number.
@@ -117,21 +132,31 @@ class SeqState:
         host = re.sub(r"[^A-Za-z0-9.-]", "_", config.host)
         return cls(state_dir / f"{host}_{site}.seq")
 
-    def last(self) -> int:
-        """0 when nothing was published yet; ValueError when the file holds no number."""
+    def last(self) -> SeqMark:
+        """Seq 0 of epoch 0 when nothing was published yet; ValueError when the file holds
+        something else than a seq and an optional epoch."""
         try:
             text = self.path.read_text(encoding="ascii").strip()
         except FileNotFoundError:
-            return 0
-        if not text.isdigit():
+            return SeqMark()
+        except UnicodeDecodeError:
+            text = "?"
+        numbers = text.split()
+        if not 1 <= len(numbers) <= 2 or not all(number.isdigit() for number in numbers):
             raise ValueError(f"the seq state file {self.path} holds {text[:20]!r}, not a number")
-        return int(text)
+        seq, epoch = int(numbers[0]), int(numbers[1]) if len(numbers) == 2 else 0
+        return SeqMark(epoch, seq)
 
-    def store(self, seq: int) -> None:
-        """Replace the file atomically, so a crash leaves the old number or the new one."""
+    def store(self, mark: SeqMark) -> None:
+        """Record ``mark`` unless the file already holds a later one (another publish got
+        there first): the state never moves back. Replaced atomically, so a crash leaves the
+        old line or the new one."""
+        if mark <= self.last():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".seq.tmp")
-        partial.write_text(f"{seq}\n", encoding="ascii")
+        line = f"{mark.seq} {mark.epoch}" if mark.epoch else f"{mark.seq}"
+        partial.write_text(f"{line}\n", encoding="ascii")
         os.replace(partial, self.path)
 
 
@@ -144,6 +169,31 @@ class DownMessageOut:
     message_type: str
     seq: int
     payload: bytes
+    seq_epoch: int = 0
+    reset_from: SeqMark | None = None
+    """The last mark published before, when this message resets the sequence."""
+
+    @property
+    def mark(self) -> SeqMark:
+        return SeqMark(self.seq_epoch, self.seq)
+
+    def reset_notice(self) -> str | None:
+        """What the reset means, in words; None when the message is no reset."""
+        if self.reset_from is None:
+            return None
+        before = self.reset_from
+        notice = (
+            f"seq {self.seq} is not above the last published {before.seq} (epoch"
+            f" {before.epoch}): this is a sequence reset; the message starts seq epoch"
+            f" {self.seq_epoch}, and the next publish continues it with {self.seq + 1}"
+        )
+        if self.seq > 1:
+            missing = "seq 1" if self.seq == 2 else f"seqs 1-{self.seq - 1}"
+            notice += (
+                f"; a new epoch counts from 1, so the site will see {missing} of it as"
+                " missing and ask for a snapshot"
+            )
+        return notice
 
 
 def read_message_file(path: Path) -> dict[str, Any]:
@@ -165,13 +215,16 @@ def prepare_down_message(
     seq: int | None = None,
     source: str | None = None,
     correlation_id: str | None = None,
+    after: SeqMark | None = None,
 ) -> DownMessageOut:
     """Complete ``document`` into an envelope for ``site`` and validate it as the agent would.
 
     The document's own keys are kept, except that ``seq``, ``source`` and ``correlation_id``
     given here win. Missing keys are filled: a new UUIDv7 ``id``, ``seq`` from ``default_seq()``,
-    ``correlation_id`` = the id, ``event_time`` now. Raises MessageRejected with the agent's
-    reason code (and reason) when the site would refuse the message.
+    ``correlation_id`` = the id, ``event_time`` now, and with ``after`` (the last mark
+    published to the site) ``seq_epoch``: ``after``'s, or the next one when the seq is not above
+    ``after``'s (a sequence reset). Raises MessageRejected with the agent's reason code (and
+    reason) when the site would refuse the message.
     """
     message_id = document["id"] if "id" in document else new_message_id()
     filled: dict[str, Any] = {
@@ -191,9 +244,24 @@ def prepare_down_message(
     if source is not None:
         envelope["source"] = source
     envelope["correlation_id"] = correlation_id or envelope["correlation_id"] or message_id
+    reset_from = _number_epoch(envelope, after)
     payload = json.dumps(envelope, default=_toml_value, ensure_ascii=False).encode()
     message = parse_down_message(payload, site=site)
-    return DownMessageOut(site, message.id, message.type, message.seq, payload)
+    return DownMessageOut(
+        site, message.id, message.type, message.seq, payload, message.seq_epoch, reset_from
+    )
+
+
+def _number_epoch(envelope: dict[str, Any], after: SeqMark | None) -> SeqMark | None:
+    """Fill ``seq_epoch`` from ``after`` (see ``prepare_down_message``); the mark it resets
+    from, or None. An epoch the file sets is its author's: kept, and no reset is inferred."""
+    if after is None or "seq_epoch" in envelope or not isinstance(envelope["seq"], int):
+        return None
+    resets = after.seq > 0 and envelope["seq"] <= after.seq
+    epoch = after.epoch + 1 if resets else after.epoch
+    if epoch:
+        envelope["seq_epoch"] = epoch
+    return after if resets else None
 
 
 def _toml_value(value: object) -> str:
@@ -232,11 +300,15 @@ async def publish(
     async with HubConnection(config, client_id=client_id, clean_start=True) as hub:
         # Subscribed first: an agent that answers at once must not be missed.
         await hub.subscribe([(topics.ack, 1), (topics.status, 1)])
+        notice = message.reset_notice()
+        if notice is not None:
+            print(notice, file=out, flush=True)
         await _published(hub, topics.down_schedule, message.payload, config)
         if seq_state is not None:
-            seq_state.store(message.seq)
+            seq_state.store(message.mark)
+        epoch = f" (epoch {message.seq_epoch})" if message.seq_epoch else ""
         print(
-            f"published {message.message_type} #{message.seq} {message.message_id} "
+            f"published {message.message_type} #{message.seq}{epoch} {message.message_id} "
             f"to {topics.down_schedule}",
             file=out,
             flush=True,

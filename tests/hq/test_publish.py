@@ -27,7 +27,13 @@ from plantsync.contracts import (
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import MessageRejected
 from plantsync.tools.cli import main
-from plantsync.tools.hubtools import SeqState, is_final, prepare_down_message, read_message_file
+from plantsync.tools.hubtools import (
+    SeqMark,
+    SeqState,
+    is_final,
+    prepare_down_message,
+    read_message_file,
+)
 from plantsync.tools.localbroker import Mosquitto
 from tests.contracts.examples import PAYLOADS, SITE, down_message
 
@@ -261,6 +267,25 @@ async def test_the_seq_state_file_counts_the_sites_down_messages(
     assert state.path.read_text() == "11\n"
 
 
+async def test_publishing_a_seq_below_the_last_resets_the_sequence_and_says_so(
+    broker: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's case: --seq 2 after seq 5 starts epoch 1, and the next plain publish sends
+    seq 3 of epoch 1, not seq 3 again."""
+    file = write_release(tmp_path / "release.json")
+    async with fake_agent(broker.url, APPLIED) as agent:
+        for options in ([], [], [], [], [], ["--seq", "2"], []):
+            assert await publish(broker, file, tmp_path / "state", *options) == 0
+    sent = [(message.get("seq_epoch", 0), message["seq"]) for message in agent.received]
+    assert sent == [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 2), (1, 3)]
+    state = SeqState.for_site(tmp_path / "state", HubConfig(url=broker.url), SITE)
+    assert state.path.read_text() == "3 1\n"
+    out = capsys.readouterr().out
+    assert out.count("sequence reset") == 1
+    assert "seq 2 is not above the last published 5 (epoch 0)" in out
+    assert "published schedule.release #3 (epoch 1)" in out
+
+
 # ---- the envelope the tool builds (no broker) ---------------------------------------------------
 
 
@@ -319,12 +344,43 @@ def test_a_toml_local_time_without_offset_is_refused(tmp_path: Path) -> None:
 
 def test_a_seq_state_file_without_a_number_is_an_error(tmp_path: Path) -> None:
     state = SeqState(tmp_path / "x.seq")
-    assert state.last() == 0
-    state.store(3)
-    assert state.last() == 3
+    assert state.last() == SeqMark()
+    state.store(SeqMark(seq=3))
+    assert state.last() == SeqMark(seq=3)
     state.path.write_text("three")
     with pytest.raises(ValueError, match="not a number"):
         state.last()
+
+
+def test_the_seq_state_never_moves_back(tmp_path: Path) -> None:
+    state = SeqState(tmp_path / "x.seq")
+    state.store(SeqMark(seq=5))
+    state.store(SeqMark(seq=4))  # another publish got further first
+    assert state.path.read_text() == "5\n"
+    state.store(SeqMark(epoch=1, seq=2))  # a reset: a later epoch
+    assert state.last() == SeqMark(epoch=1, seq=2)
+    assert state.path.read_text() == "2 1\n"
+
+
+def test_a_seq_not_above_the_last_starts_the_next_epoch() -> None:
+    document = {"type": "order.cancel", "payload": PAYLOADS["order.cancel"]}
+    after = SeqMark(epoch=0, seq=5)
+
+    reset = prepare_down_message(document, site=SITE, default_seq=first_seq, seq=2, after=after)
+    onward = prepare_down_message(document, site=SITE, default_seq=lambda: 6, after=after)
+    own = prepare_down_message(
+        {**document, "seq_epoch": 0}, site=SITE, default_seq=first_seq, seq=2, after=after
+    )
+
+    assert (reset.mark, reset.reset_from) == (SeqMark(epoch=1, seq=2), after)
+    assert json.loads(reset.payload)["seq_epoch"] == 1
+    notice = reset.reset_notice()
+    assert notice is not None
+    assert "sequence reset" in notice
+    assert "see seq 1 of it as missing" in notice
+    assert (onward.mark, onward.reset_notice()) == (SeqMark(epoch=0, seq=6), None)
+    assert "seq_epoch" not in json.loads(onward.payload)  # epoch 0 is never written
+    assert (own.mark, own.reset_from) == (SeqMark(epoch=0, seq=2), None)  # the author's epoch
 
 
 @pytest.mark.parametrize(
