@@ -26,7 +26,7 @@ from plantsync.drivers import SCHEDULE_SINKS, SOURCES
 from plantsync.drivers.base import ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.drivers.localschedule import LocalScheduleSink
-from plantsync.drivers.mqtt import HubConnection, ProtocolChoice, UrlOrder
+from plantsync.drivers.mqtt import HubConnection, ProtocolChoice, UrlOrder, maximum_packet_size
 from plantsync.web.api import create_app
 from plantsync.web.apiserver import ApiServer
 from plantsync.web.metrics import AgentMetrics
@@ -84,6 +84,7 @@ def mqtt_hub(
             manual_ack=True,
             protocols=choice,
             endpoints=order,
+            maximum_packet_size=maximum_packet_size(int(config.schedule.max_message_size)),
         )
 
     return connect

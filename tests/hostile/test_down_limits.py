@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from plantsync.config.model import AgentConfig, MqttProtocol
 from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.hq import Hq, acks, order
@@ -20,6 +21,15 @@ pytestmark = pytest.mark.slow
 MB = 1 << 20
 
 
+def _on_mqtt_3_1_1(config: AgentConfig) -> AgentConfig:
+    """These messages are far above the limit: on MQTT 5 the broker would not send them at all
+    (Maximum Packet Size, ``test_packet_size.py``); on 3.1.1 the agent's own check refuses
+    them, which is what is tested here."""
+    return config.model_copy(
+        update={"hub": config.hub.model_copy(update={"protocol": MqttProtocol.V311})}
+    )
+
+
 def _store_bytes(store: Path) -> int:
     return sum(p.stat().st_size for p in store.parent.glob(store.name + "*"))
 
@@ -29,7 +39,7 @@ async def test_a_20_mb_down_message_is_rejected_and_only_its_prefix_is_kept(
 ) -> None:
     store = tmp_path / "store.db"
     hq = Hq(broker.url)
-    config = business_config(store, broker, None)
+    config = _on_mqtt_3_1_1(business_config(store, broker, None))
     async with recording(broker.url) as hub, running_agent(config) as agent:
         await eventually(lambda: agent.health["hub"].connects >= 1, within=20)
         first = await hq.release(order("JO-1"))
@@ -63,7 +73,7 @@ async def test_the_dead_letter_keeps_a_prefix_with_the_reason(
 ) -> None:
     store = tmp_path / "store.db"
     hq = Hq(broker.url)
-    config = business_config(store, broker, None)
+    config = _on_mqtt_3_1_1(business_config(store, broker, None))
     async with recording(broker.url) as hub, running_agent(config) as agent:
         message = hq.message("schedule.release", {"orders": [order("JO-2")]})
         message["payload"]["padding"] = "x" * (2 * MB)

@@ -18,8 +18,9 @@ on its own.
 
 from __future__ import annotations
 
+from plantsync.drivers.mqtt.client import maximum_packet_size
 from plantsync.drivers.mqtt.connection import HubConnection
 from plantsync.drivers.mqtt.failover import UrlOrder
 from plantsync.drivers.mqtt.negotiation import ProtocolChoice
 
-__all__ = ["HubConnection", "ProtocolChoice", "UrlOrder"]
+__all__ = ["HubConnection", "ProtocolChoice", "UrlOrder", "maximum_packet_size"]

@@ -4,8 +4,17 @@
                                             connect()    ─▶ CONNECT, from the network thread
 
 The version is the one being tried (``negotiation.py``), never ``config.protocol``, which may
-be "auto". On 3.1.1 a persistent session is clean session off; session expiry and Receive
-Maximum exist only in MQTT 5 (see ``inbound.py`` for what bounds the inbound queue there).
+be "auto". On 3.1.1 a persistent session is clean session off; session expiry, Receive
+Maximum and Maximum Packet Size exist only in MQTT 5 (see ``inbound.py`` for what bounds the
+inbound queue there).
+
+Maximum Packet Size: the broker does not send a packet larger than this to the client; it
+drops it (Mosquitto logs it; the message is gone for this session). The agent sets it a
+little above its largest down message (``maximum_packet_size``), so a message somewhat over
+the limit still arrives and is answered with a rejection that names its size, id and hash,
+while one far beyond it is never read into memory; the seq it took shows as a gap, and the
+agent asks HQ for a snapshot. On 3.1.1 the agent's own size check is the only guard: the
+client reads every packet whole first.
 
 What is switched off, and why:
 - reconnecting: the agent's supervisor owns reconnection and backoff, so a drop stays visible;
@@ -29,6 +38,19 @@ from paho.mqtt.properties import Properties
 
 from plantsync.config.model import HubConfig, MqttProtocol
 from plantsync.drivers.hub import Will
+
+PACKET_OVERHEAD = 64 * 1024
+"""Room above the largest down message for the rest of a PUBLISH packet: fixed header, topic
+(at most 64 KiB by the protocol) and properties."""
+
+LARGEST_PACKET = 268_435_455
+"""The largest packet MQTT can express (its variable byte integer's maximum)."""
+
+
+def maximum_packet_size(max_message_bytes: int) -> int:
+    """The MQTT 5 Maximum Packet Size for a client whose largest message is
+    ``max_message_bytes``: so much, plus ``PACKET_OVERHEAD``."""
+    return min(max_message_bytes + PACKET_OVERHEAD, LARGEST_PACKET)
 
 
 def new_client(
@@ -78,6 +100,7 @@ def connect(
     clean_start: bool,
     manual_ack: bool,
     receive_maximum: int,
+    maximum_packet_size: int | None = None,
 ) -> None:
     """Open the socket and send CONNECT; blocks, so only the network thread calls it."""
     keepalive = int(config.keepalive.total_seconds())
@@ -85,6 +108,8 @@ def connect(
         properties = _connect_properties(
             config, clean_start=clean_start, manual_ack=manual_ack, receive_maximum=receive_maximum
         )
+        if maximum_packet_size is not None:
+            properties.MaximumPacketSize = maximum_packet_size
         client.connect(
             config.host, config.port, keepalive, clean_start=clean_start, properties=properties
         )

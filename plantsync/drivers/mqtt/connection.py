@@ -75,7 +75,9 @@ class HubConnection:
         inbound_queue_size: int = 10_000,
         protocols: ProtocolChoice | None = None,
         endpoints: UrlOrder | None = None,
+        maximum_packet_size: int | None = None,
     ) -> None:
+        self._maximum_packet_size = maximum_packet_size  # MQTT 5 only; see client.py
         self._base = config
         self._config = config  # the URL being tried, then the one in use
         self._endpoints = endpoints or UrlOrder(config.urls)
@@ -285,6 +287,7 @@ class HubConnection:
                 clean_start=self._clean_start,
                 manual_ack=self._manual_ack,
                 receive_maximum=self._inbound.size,
+                maximum_packet_size=self._maximum_packet_size,
             )
             self._notify(handshake.sent)
 
