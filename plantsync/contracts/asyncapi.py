@@ -110,7 +110,12 @@ def _channels() -> tuple[_Channel, ...]:
             _address(_TOPICS.down_schedule),
             "receive",
             "Every schedule change HQ sends the site, on one topic so it keeps its order; "
-            "stream 'schedule', seq is the site's down sequence number (a gap triggers a resync).",
+            "stream 'schedule', seq is the site's down sequence number (a gap triggers a resync). "
+            "Every message received counts as seen, whatever its verdict: only a seq that never "
+            "arrived is a gap. seq counts from 1 within seq_epoch (0 when absent); a message with "
+            "a higher seq_epoch than before is a sequence reset that starts a new count, and seqs "
+            "are never compared across epochs. An order revision the site applied, sent again "
+            "with other content, is rejected with reason_code 'conflict' naming the fields.",
             _down_messages(),
         ),
         _Channel(

@@ -3,6 +3,12 @@
 The registry is an explicit dict, not import side effects: adding a driver is writing its
 module and one line here, keyed by its config section's name; ``plantsync.app`` builds each
 configured section's driver from it, and nothing in ``plantsync.agent`` names a driver.
+
+Each driver module is imported by its link's first connect, not with the registry: asyncua
+(OPC UA, Job Control) is a third of the agent's start-up CPU, httpx with its command line (the
+MES) a tenth, and an agent pays only for the drivers it uses, after READY=1. Start-up is
+CPU-bound, so on a loaded machine this moves READY=1 by seconds (docs/performance.md,
+"Start-up").
 """
 
 from __future__ import annotations
@@ -11,18 +17,34 @@ from collections.abc import Callable
 from typing import Any
 
 from plantsync.drivers.base import Reading, ScheduleSink, Source
-from plantsync.drivers.jobcontrol import JobControlSink
-from plantsync.drivers.mes_http import MesHttpSink
-from plantsync.drivers.opcua import OpcUaSource
+
+
+def _opcua(config: Any) -> Source:
+    from plantsync.drivers.opcua import OpcUaSource
+
+    return OpcUaSource(config)
+
+
+def _jobcontrol(config: Any) -> ScheduleSink:
+    from plantsync.drivers.jobcontrol import JobControlSink
+
+    return JobControlSink(config)
+
+
+def _mes(config: Any) -> ScheduleSink:
+    from plantsync.drivers.mes_http import MesHttpSink
+
+    return MesHttpSink(config)
+
 
 SOURCES: dict[str, Callable[[Any], Source]] = {
-    "opcua": OpcUaSource,
+    "opcua": _opcua,
 }
 """Source kind (the config section's name) → constructor taking that section's config."""
 
 SCHEDULE_SINKS: dict[str, Callable[[Any], ScheduleSink]] = {
-    "jobcontrol": JobControlSink,
-    "mes": MesHttpSink,
+    "jobcontrol": _jobcontrol,
+    "mes": _mes,
 }
 """Plant systems that take the schedule, in order of preference when several are configured
 (machines through Job Control ahead of the MES) → constructor taking that section's config.
