@@ -58,7 +58,8 @@ async def test_rejected_and_invalid_messages_interleaved_cause_no_resync(
             "order.hold", {"order_id": "JO-9", "revision": 1, "reason": "quality"}
         )
         oversized = hq.message("schedule.release", {"orders": [order("JO-5")]})
-        oversized["payload"]["padding"] = "x" * (2 * MAX_MESSAGE)
+        # Over the limit, but within the MQTT 5 Maximum Packet Size (64 KiB more): delivered.
+        oversized["payload"]["padding"] = "x" * (MAX_MESSAGE + 16 * 1024)
         conflict = hq.message("schedule.revision", {"orders": [{**first["payload"]["orders"][0]}]})
         conflict["payload"]["orders"][0]["priority"] = 1
         session = [stale, invalid, unknown_type, unknown_version, unknown_order, oversized]
