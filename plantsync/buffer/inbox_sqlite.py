@@ -113,6 +113,11 @@ class SqliteInbox:
         self._outbox = outbox
         self._clock = clock
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock that stamps what the store records (Unix time)."""
+        return self._clock
+
     async def receive(
         self,
         message_id: str,

@@ -3,6 +3,7 @@
     store = await Store.open(path, max_size_bytes=…)
     store.outbox    the ``Outbox`` (up): SqliteOutbox
     store.inbox     the ``Inbox`` (down), dead letters, last-known-good schedule: SqliteInbox
+    store.keys      idempotency keys of what the plant sends up (``idempotency/``)
     await store.close()
 
     await store.prune(policy, now)   retention (``retention.py``): what is settled and old
@@ -22,6 +23,7 @@ from types import TracebackType
 
 from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
+from plantsync.buffer.idempotency import IdempotencyKeys
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.retention import PruneReport, RetentionPolicy, last_pruned_at, prune
 from plantsync.buffer.sqlite import SqliteOutbox
@@ -38,6 +40,7 @@ class Store:
         self._database = database
         self._outbox = outbox
         self._inbox = inbox
+        self._keys = IdempotencyKeys(database, outbox, clock=inbox.clock)
 
     @classmethod
     async def open(
@@ -85,6 +88,11 @@ class Store:
     def inbox(self) -> SqliteInbox:
         """The queue from the MQTT subscription to the downlink, and what it applied."""
         return self._inbox
+
+    @property
+    def keys(self) -> IdempotencyKeys:
+        """Idempotency keys: a request from the plant committed once, its answer kept."""
+        return self._keys
 
     async def prune(self, policy: RetentionPolicy, now: float) -> PruneReport:
         """Delete what ``policy`` no longer keeps at ``now`` (never anything pending), in short

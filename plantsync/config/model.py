@@ -236,6 +236,16 @@ class StoreConfig(Section):
     max_dead_letters: int = Field(
         default=10_000, ge=1, description="row cap on dead letters; the oldest go first"
     )
+    keep_idempotency_keys: Duration = Field(
+        default=timedelta(days=7),
+        description="a retry of a confirmation or order status under the same key is answered"
+        " with the first answer this long",
+    )
+    dead_letter_max_size: ByteSize = Field(
+        default=ByteSize(64 * 1024),
+        description="a dead letter keeps at most this much of a message, with its whole size"
+        " and sha256; dead letters count toward max_size",
+    )
     retention_schedule: str = Field(
         default="30 3 * * *",
         description="when pruning runs: cron 'minute hour day month weekday', local time",

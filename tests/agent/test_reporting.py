@@ -65,7 +65,7 @@ async def test_events_carry_the_stores_correlation_and_each_confirmation_is_coun
     counted: list[bool] = []
     async with await Store.open(tmp_path / "store.db", max_size_bytes=1 << 24) as store:
         await apply(store, "JO-1", "plan-X")
-        business = BusinessWriter(store.outbox, TOPICS, Sequencer({}), asyncio.Event())
+        business = BusinessWriter(store, TOPICS, Sequencer({}), asyncio.Event())
         reporter = PlantEventReporter(business, store.inbox, on_confirmed=counted.append)
         partial = confirmed("JO-1", final=False)
         plant = ReportingPlant(status("JO-1"), partial, partial, confirmed("JO-9", final=True))
