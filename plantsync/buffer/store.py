@@ -27,6 +27,7 @@ from plantsync.buffer.idempotency import IdempotencyKeys
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.retention import PruneReport, RetentionPolicy, last_pruned_at, prune
 from plantsync.buffer.sqlite import SqliteOutbox
+from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
 
 class Store:
@@ -51,6 +52,7 @@ class Store:
         clock: Callable[[], float] = time.time,
         archive: ArchivePolicy | None = None,
         on_corrupt: OnCorrupt = "raise",
+        dead_letter_max_bytes: int = KEPT_PREFIX_BYTES,
     ) -> Store:
         """Open (or create) the store at ``path``, owner-only, migrated to the current schema.
 
@@ -58,6 +60,8 @@ class Store:
         records and decides which retries are due; ``archive`` keeps acknowledged rows for
         replay (``archive.py``); ``on_corrupt="quarantine"`` moves a corrupt file aside and
         starts fresh (``health.quarantine`` then says so) instead of raising ``CorruptStore``.
+        A dead letter keeps at most ``dead_letter_max_bytes`` of its message, and dead letters
+        count toward ``max_size_bytes``.
         """
         database = await Database.open(path, on_corrupt=on_corrupt)
         try:
@@ -67,7 +71,10 @@ class Store:
         except BaseException:
             await database.close()
             raise
-        return cls(database, outbox, SqliteInbox(database, outbox, clock=clock))
+        inbox = SqliteInbox(
+            database, outbox, clock=clock, dead_letter_max_bytes=dead_letter_max_bytes
+        )
+        return cls(database, outbox, inbox)
 
     @property
     def path(self) -> Path:
@@ -97,7 +104,9 @@ class Store:
     async def prune(self, policy: RetentionPolicy, now: float) -> PruneReport:
         """Delete what ``policy`` no longer keeps at ``now`` (never anything pending), in short
         batches, then shrink the file; see ``retention.py``."""
-        return await prune(self._database, policy, now)
+        report = await prune(self._database, policy, now)
+        await self._outbox.recount_held()  # dead letters pruned: they no longer count
+        return report
 
     async def last_pruned_at(self) -> float | None:
         """The ``now`` of the last completed ``prune`` (unix time), or None if none ever did."""

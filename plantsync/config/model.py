@@ -29,6 +29,7 @@ from pydantic import (
 from plantsync.config.plant import JobControlConfig, MesConfig, OpcUaServerConfig
 from plantsync.config.types import Duration, Section, Tls
 from plantsync.contracts.envelope import SITE_PATTERN
+from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
 
 class SiteConfig(Section):
@@ -242,7 +243,8 @@ class StoreConfig(Section):
         " with the first answer this long",
     )
     dead_letter_max_size: ByteSize = Field(
-        default=ByteSize(64 * 1024),
+        default=ByteSize(KEPT_PREFIX_BYTES),
+        ge=1024,
         description="a dead letter keeps at most this much of a message, with its whole size"
         " and sha256; dead letters count toward max_size",
     )

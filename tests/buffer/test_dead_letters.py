@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -56,6 +57,8 @@ async def test_dead_letter_is_stored_with_its_reason_and_rejection_ack(store: St
             reason="bad JSON #1",
             received_at=1001.0,
             dead_at=NOW,
+            size=len(b"{not json"),
+            sha256=hashlib.sha256(b"{not json").hexdigest(),
         )
     ]
     assert [item.record for item in await store.outbox.begin(10)] == [rejection(1)]
