@@ -3,6 +3,7 @@ other content under the same key is refused, and an order HQ never sent is flagg
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,15 @@ async def test_an_order_hq_never_sent_is_flagged_unplanned_and_counted(
         "conflicts": 0,
     }
     assert "unplanned orders in 1 confirmation(s) and 1 status report(s)" in page
+
+
+async def test_two_posts_of_one_key_at_once_are_one_message(
+    agent: Agent, api: httpx.AsyncClient
+) -> None:
+    body = _confirmation("JO-1")
+
+    answers = await asyncio.gather(*(_post(api, body) for _ in range(5)))
+
+    [message] = await business_messages(agent)
+    assert sorted(answer.status_code for answer in answers) == [200, 200, 200, 200, 202]
+    assert {answer.json()["message_id"] for answer in answers} == {message["id"]}
