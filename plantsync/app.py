@@ -53,6 +53,7 @@ async def open_store(config: AgentConfig) -> Store:
         max_size_bytes=int(config.store.max_size),
         archive=archive_policy(config),
         on_corrupt="quarantine",
+        dead_letter_max_bytes=int(config.store.dead_letter_max_size),
     )
 
 

@@ -8,11 +8,19 @@ the acks and resync requests the downlink answers HQ with, each a record for the
 A confirmation is committed to the outbox before its producer hears "accepted" (the API's 202),
 so a confirmation the plant reported is never lost, and status and confirmations of one order
 share one stream: HQ sees them in the order they happened, numbered without gaps.
+
+Every request that comes with a key (``ClientKey``: a confirmation id, an Idempotency-Key
+header) is committed once: the key, the message and the answer the client was given are one
+transaction in the store (``buffer/idempotency``). A retry gets the kept answer (the same
+message id) and HQ no second message, also after a restart; the same key with other content
+is a ``KeyConflict`` that names the fields that differ. An order that is not in the
+last-known-good schedule is reported all the same, flagged ``unplanned``, and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,15 +28,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from plantsync.agent.sequencer import Sequencer
-from plantsync.buffer.base import Lane, Outbox, Record
-from plantsync.contracts import Envelope, Topics, new_message_id
+from plantsync.buffer.base import Lane, Record
+from plantsync.buffer.idempotency import KeptAnswer, KeyedRequest, Reply
+from plantsync.buffer.store import Store
+from plantsync.contracts import Contract, Envelope, Topics, new_message_id
 from plantsync.contracts.orders import (
     ACK_STREAM,
     RESYNC_STREAM,
     AckOutcome,
+    ConfirmationPayload,
     OrderRef,
     OrderStatus,
     OrderStatusMessage,
+    OrderStatusPayload,
     ProductionConfirmation,
     ProductionConfirmationMessage,
     ReasonCode,
@@ -41,33 +53,101 @@ from plantsync.contracts.orders import (
 )
 
 
+@dataclass(frozen=True)
+class ClientKey:
+    """The key a request from the plant came with, and what to answer a retry.
+
+    ``kind`` names the way in and what the key is (``KINDS``), so one client's key cannot
+    answer for another endpoint. With ``compare`` a retry with other content is a
+    ``KeyConflict``; without, the key alone names the request (a Job Control response read
+    again after a restart has a later ``actual_end`` but is the same report)."""
+
+    kind: str
+    key: str
+    reply: Reply | None = None
+    compare: bool = True
+
+
+KINDS = {
+    "api:confirmation_id": "the confirmation_id of a confirmation posted to the local API",
+    "api:confirmations:Idempotency-Key": "the Idempotency-Key header of such a post",
+    "api:order-status:Idempotency-Key": "the Idempotency-Key header of an order-status post",
+    "api:order-status:content": "an order-status post without one: its content's sha256",
+    "plant:confirmation_id": "a confirmation read from Job Control",
+}
+"""The kinds of key the agent keeps (``idempotency_keys.kind``)."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """A committed message's id; ``replayed`` when the request was a retry of a kept key (then
+    nothing was written and HQ gets no second message)."""
+
+    message_id: str
+    replayed: KeptAnswer | None = None
+    unplanned: bool = False
+
+
+class KeyConflict(Exception):
+    """A key came again with other content: the first request stands, this one is refused."""
+
+    def __init__(self, key: ClientKey, kept: KeptAnswer, differing: list[str]) -> None:
+        self.key, self.kept, self.differing = key, kept, differing
+        when = datetime.fromtimestamp(kept.created_at, UTC).isoformat(timespec="seconds")
+        super().__init__(
+            f"key {key.key!r} ({KINDS.get(key.kind, key.kind)}) was first used at {when} for"
+            f" other content: {'; '.join(differing) or 'the content differs'}. The first"
+            f" request (message {kept.message_id}) stands; send this one under a new key"
+        )
+
+
+@dataclass
+class BusinessCounters:
+    """What the writer counted since start, for the metrics and the status page."""
+
+    unplanned_confirmations: int = 0
+    unplanned_statuses: int = 0
+    replayed: int = 0
+    """Retries answered with the kept answer, nothing sent again."""
+    conflicts: int = 0
+    """Keys that came again with other content (refused)."""
+
+
 class BusinessWriter:
-    """Commits order.status and production.confirmation messages to the outbox."""
+    """Commits order.status and production.confirmation messages to the outbox, each keyed
+    request once; flags orders that are not in the last-known-good schedule as unplanned."""
 
     def __init__(
         self,
-        outbox: Outbox,
+        store: Store,
         topics: Topics,
         sequencer: Sequencer,
         outbox_changed: asyncio.Event,
     ) -> None:
-        self._outbox, self._topics = outbox, topics
+        self._store, self._topics = store, topics
         self._sequencer, self._outbox_changed = sequencer, outbox_changed
+        self.counters = BusinessCounters()
 
     async def order_status(
-        self, status: OrderStatus, *, source: str, correlation_id: str | None = None
-    ) -> str:
-        """Commit one ``order.status``; returns its message id. Raises StoreFull when full."""
+        self,
+        status: OrderStatus,
+        *,
+        source: str,
+        correlation_id: str | None = None,
+        key: ClientKey | None = None,
+    ) -> Written:
+        """Commit one ``order.status`` (once per ``key``). Raises StoreFull when full,
+        KeyConflict when ``key`` was used for other content."""
         topic = self._topics.order_status(status.order_id)
-        return await self._write(
-            OrderStatusMessage,
-            status,
-            status.order_id,
-            topic,
-            status.changed_at,
+        written = await self._write(
+            _Message(OrderStatusMessage, OrderStatusPayload, status, topic, status.changed_at),
             source,
             correlation_id,
+            key,
         )
+        if written.unplanned and written.replayed is None:
+            self.counters.unplanned_statuses += 1
+        return written
 
     async def confirmation(
         self,
@@ -75,44 +155,107 @@ class BusinessWriter:
         *,
         source: str,
         correlation_id: str | None = None,
-    ) -> str:
-        """Commit one ``production.confirmation``; returns its message id. Raises StoreFull."""
+        key: ClientKey | None = None,
+    ) -> Written:
+        """Commit one ``production.confirmation`` (once per ``key``). Raises StoreFull when
+        full, KeyConflict when ``key`` was used for other content."""
         topic = self._topics.confirmation(confirmation.order_id)
-        return await self._write(
-            ProductionConfirmationMessage,
-            confirmation,
-            confirmation.order_id,
-            topic,
-            confirmation.actual_end,
+        written = await self._write(
+            _Message(
+                ProductionConfirmationMessage,
+                ConfirmationPayload,
+                confirmation,
+                topic,
+                confirmation.actual_end,
+            ),
             source,
             correlation_id,
+            key,
         )
+        if written.unplanned and written.replayed is None:
+            self.counters.unplanned_confirmations += 1
+        return written
 
     async def _write(
-        self,
-        model: type[OrderStatusMessage] | type[ProductionConfirmationMessage],
-        payload: Any,
-        order_id: str,
-        topic: str,
-        event_time: datetime,
-        source: str,
-        correlation_id: str | None,
-    ) -> str:
+        self, what: _Message, source: str, correlation_id: str | None, key: ClientKey | None
+    ) -> Written:
+        order_id = what.report.order_id
+        unplanned = await self._store.inbox.order(order_id) is None
         stream = order_stream(order_id)
+        built: list[Record] = []
         async with self._sequencer.assigning() as next_seq:
-            message = model(
-                id=new_message_id(),
-                site=self._topics.site,
-                source=source,
-                stream=stream,
-                seq=next_seq(stream),
-                event_time=event_time,
-                correlation_id=correlation_id,
-                payload=payload,
-            )
-            await self._outbox.add([business_record(message, topic)])
+
+            def build() -> Record:
+                message = what.model.model_validate(
+                    {
+                        "id": new_message_id(),
+                        "site": self._topics.site,
+                        "source": source,
+                        "stream": stream,
+                        "seq": next_seq(stream),
+                        "event_time": what.event_time,
+                        "correlation_id": correlation_id,
+                        "payload": what.payload(**dict(what.report), unplanned=unplanned),
+                    }
+                )
+                built.append(business_record(message, what.topic))
+                return built[-1]
+
+            if key is None:
+                await self._store.outbox.add([build()])
+            else:
+                request = KeyedRequest(key.kind, key.key, _content(what.report, key))
+                kept = await self._store.keys.add_once(request, build, key.reply)
+                if kept is not None:  # build() never ran: no sequence number was taken
+                    return self._replayed(key, request, kept)
         self._outbox_changed.set()
-        return message.id
+        return Written(built[0].message_id, unplanned=unplanned)
+
+    def _replayed(self, key: ClientKey, request: KeyedRequest, kept: KeptAnswer) -> Written:
+        if not kept.same_request(request):
+            self.counters.conflicts += 1
+            raise KeyConflict(key, kept, differences(kept.request, request.request))
+        self.counters.replayed += 1
+        return Written(kept.message_id, replayed=kept)
+
+
+@dataclass(frozen=True)
+class _Message:
+    """One report on its way to becoming a message: its model, its payload type, the topic."""
+
+    model: type[OrderStatusMessage] | type[ProductionConfirmationMessage]
+    payload: type[OrderStatusPayload] | type[ConfirmationPayload]
+    report: OrderStatus | ProductionConfirmation
+    topic: str
+    event_time: datetime
+
+
+def _content(report: Contract, key: ClientKey) -> bytes:
+    """What a retry is compared by: the report's canonical JSON, or the key alone."""
+    return report.model_dump_json().encode() if key.compare else key.key.encode()
+
+
+def differences(before: bytes, now: bytes, *, limit: int = 5) -> list[str]:
+    """The fields two JSON objects disagree on, dotted for nested ones, with both values."""
+    found: list[str] = []
+    _differ(json.loads(before), json.loads(now), "", found)
+    shown = found[:limit]
+    if len(found) > limit:
+        shown.append(f"and {len(found) - limit} more")
+    return shown
+
+
+def _differ(before: Any, now: Any, path: str, found: list[str]) -> None:
+    if isinstance(before, dict) and isinstance(now, dict):
+        for name in sorted(before.keys() | now.keys()):
+            _differ(before.get(name), now.get(name), f"{path}.{name}" if path else name, found)
+    elif before != now:
+        found.append(f"{path or 'the body'} was {_shown(before)}, is {_shown(now)} now")
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def business_record(message: Envelope[Any], topic: str) -> Record:

@@ -47,9 +47,9 @@ from plantsync.buffer.store import Store
 from plantsync.contracts import DownMessage, Topics
 from plantsync.contracts.inbound import (
     MAX_DOWN_MESSAGE_BYTES,
-    kept_of,
     parse_down_message,
     payload_fingerprint,
+    rejection_reason,
 )
 from plantsync.contracts.orders import (
     AckOutcome,
@@ -160,7 +160,7 @@ class Downlink:
         log.info("asked HQ for a schedule snapshot (%s, last seq %d)", reason.value, last)
 
     async def _dead_letter(self, topic: str, payload: bytes, rejected: MessageRejected) -> None:
-        kept, reason = kept_of(payload, rejected)
+        reason = rejection_reason(payload, rejected)
         ack = Acknowledgement(
             rejected.message_id or payload_fingerprint(payload),
             rejected.message_type,
@@ -172,7 +172,7 @@ class Downlink:
         async with self._sequencer.assigning() as next_seq:
             await self._store.inbox.dead_letter(
                 topic,
-                kept,
+                payload,
                 rejected.reason_code,
                 reason,
                 received_at=self._clock(),

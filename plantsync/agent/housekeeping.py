@@ -74,7 +74,9 @@ class HousekeepingStats:
     last_error: str | None = None
     """Why the last prune failed; None once one completes."""
     removed_total: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("inbox", "seen_ids", "dead_letters"), 0)
+        default_factory=lambda: dict.fromkeys(
+            ("inbox", "seen_ids", "dead_letters", "idempotency_keys"), 0
+        )
     )
     """Rows removed per table since start."""
 
@@ -96,6 +98,7 @@ def retention_policy(store: StoreConfig) -> RetentionPolicy:
         keep_seen_ids_seconds=store.keep_seen_ids.total_seconds(),
         keep_dead_letters_seconds=store.keep_dead_letters.total_seconds(),
         max_dead_letters=store.max_dead_letters,
+        keep_idempotency_keys_seconds=store.keep_idempotency_keys.total_seconds(),
     )
 
 
@@ -188,12 +191,13 @@ class Housekeeping:
             return None
         self.stats.completed(report)
         log.info(
-            "retention: removed %d inbox rows, %d seen ids, %d dead letters (%d over the cap)"
-            " in %.1f s; store %.1f MB -> %.1f MB",
+            "retention: removed %d inbox rows, %d seen ids, %d dead letters (%d over the cap),"
+            " %d idempotency keys in %.1f s; store %.1f MB -> %.1f MB",
             report.inbox,
             report.seen_ids,
             report.dead_letters,
             report.dead_letters_over_cap,
+            report.idempotency_keys,
             report.seconds,
             report.bytes_before / 1e6,
             report.bytes_after / 1e6,

@@ -198,7 +198,7 @@ class Agent:
         ``sequencer`` numbers every stream (one is made from the outbox when not given)."""
         sequencer = sequencer or Sequencer(await store.outbox.last_sequences())
         self.store = store
-        self.business = BusinessWriter(store.outbox, self.topics, sequencer, outbox_changed)
+        self.business = BusinessWriter(store, self.topics, sequencer, outbox_changed)
         self.downlink = self._downlink(store, sequencer, outbox_changed)
         return self.downlink
 

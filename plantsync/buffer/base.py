@@ -79,6 +79,8 @@ class OutboxStats:
     size_bytes: int = 0
     max_size_bytes: int = 0
     evicted_total: int = 0
+    dead_letter_bytes: int = 0
+    """Of ``size_bytes``, what dead letters hold (they count toward the cap too)."""
 
     @property
     def depth(self) -> int:

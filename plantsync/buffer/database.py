@@ -116,6 +116,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRAGMA user_version = 5",
         ),
     ),
+    (
+        6,  # idempotency keys (``buffer/idempotency``); a dead letter's whole size and hash
+        (
+            "CREATE TABLE idempotency_keys (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " kind TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"
+            " request BLOB NOT NULL, message_id TEXT NOT NULL, status INTEGER, body BLOB,"
+            " created_at REAL NOT NULL, UNIQUE (kind, key))",
+            "CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at)",
+            "ALTER TABLE dead_letters ADD COLUMN size INTEGER",
+            "ALTER TABLE dead_letters ADD COLUMN sha256 TEXT",
+            "PRAGMA user_version = 6",
+        ),
+    ),
 )
 
 _AUTO_VACUUM_INCREMENTAL = 2

@@ -117,6 +117,16 @@ class DeadLetter:
     reason: str
     received_at: float
     dead_at: float
+    size: int | None = None
+    """The whole message's bytes; ``payload`` keeps at most its first bytes. None for dead
+    letters stored before the store kept it (their payload is whole)."""
+    sha256: str | None = None
+    """Hex sha256 of the whole message (None as ``size``)."""
+
+    @property
+    def whole(self) -> bool:
+        """Whether ``payload`` is the whole message (a retry can parse it again)."""
+        return self.size is None or self.size == len(self.payload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ ages) come from the clock it is given.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +37,7 @@ from plantsync.buffer.inbox import (
     OrderState,
 )
 from plantsync.buffer.sqlite import SqliteOutbox
+from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
 # Every query is one literal: the column lists are spelled out rather than composed, so no SQL
 # is ever built from strings. Row readers below unpack exactly these columns.
@@ -90,11 +92,11 @@ _SCHEDULE = (
 )
 _INSERT_DEAD = (
     "INSERT INTO dead_letters (message_id, topic, payload, reason_code, reason, received_at,"
-    " dead_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id"
+    " dead_at, size, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
 )
 _DEAD_LETTERS = (
-    "SELECT id, message_id, topic, payload, reason_code, reason, received_at, dead_at"
-    " FROM dead_letters ORDER BY id DESC LIMIT ?"
+    "SELECT id, message_id, topic, payload, reason_code, reason, received_at, dead_at, size,"
+    " sha256 FROM dead_letters ORDER BY id DESC LIMIT ?"
 )
 _DEAD_LETTER = "SELECT message_id, topic, payload, received_at FROM dead_letters WHERE id = ?"
 _DELETE_DEAD = "DELETE FROM dead_letters WHERE id = ? RETURNING id"
@@ -115,10 +117,17 @@ class SqliteInbox:
         outbox: SqliteOutbox,
         *,
         clock: Callable[[], float] = time.time,
+        dead_letter_max_bytes: int = KEPT_PREFIX_BYTES,
     ) -> None:
         self._database = database
         self._outbox = outbox
         self._clock = clock
+        self._dead_letter_max_bytes = dead_letter_max_bytes
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock that stamps what the store records (Unix time)."""
+        return self._clock
 
     async def receive(
         self,
@@ -198,15 +207,18 @@ class SqliteInbox:
         message_id: str | None,
         acks: Sequence[Record] = (),
     ) -> int:
-        """Store bad input and its rejection acks in one transaction; return its id."""
+        """Store bad input (its first ``dead_letter_max_bytes``, its size and sha256) and its
+        rejection acks in one transaction, within the store's cap; return its id."""
         _check_acks(acks)
-        params = (message_id, topic, payload, reason_code, reason, received_at, self._clock())
+        kept = payload[: self._dead_letter_max_bytes]
+        whole = (len(payload), hashlib.sha256(payload).hexdigest())
+        params = (message_id, topic, kept, reason_code, reason, received_at, self._clock(), *whole)
         async with self._database.write() as transaction:
             ((dead_letter_id,),) = await transaction.connection.execute_fetchall(
                 _INSERT_DEAD, params
             )
-            if acks:
-                await self._outbox.add_in(transaction, acks)
+            held = await self._outbox.held_in(transaction)
+            await self._outbox.add_in(transaction, acks, held=held)
         return int(dead_letter_id)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -219,6 +231,7 @@ class SqliteInbox:
         """Delete a dead letter; False if there was none."""
         async with self._database.write() as transaction:
             deleted = await transaction.connection.execute_fetchall(_DELETE_DEAD, (dead_letter_id,))
+            await self._outbox.held_in(transaction)
         return bool(deleted)
 
     async def retry_dead_letter(self, dead_letter_id: int) -> InboxRow | None:
@@ -234,6 +247,7 @@ class SqliteInbox:
             row = await _insert_received(connection, arrival, self._clock())
             if row is not None:
                 await connection.execute_fetchall(_DELETE_DEAD, (dead_letter_id,))
+                await self._outbox.held_in(transaction)
         return row
 
     async def dead_letter_count(self) -> int:
@@ -389,7 +403,17 @@ def _order_values(order: OrderState) -> tuple[Any, ...]:
 
 
 def _dead_letter(row: Iterable[Any]) -> DeadLetter:
-    dead_letter_id, message_id, topic, payload, reason_code, reason, received_at, dead_at = row
+    dead_letter_id, message_id, topic, payload, reason_code, reason, *times, size, sha256 = row
+    received_at, dead_at = times
     return DeadLetter(
-        dead_letter_id, message_id, topic, bytes(payload), reason_code, reason, received_at, dead_at
+        dead_letter_id,
+        message_id,
+        topic,
+        bytes(payload),
+        reason_code,
+        reason,
+        received_at,
+        dead_at,
+        size=size,
+        sha256=sha256,
     )

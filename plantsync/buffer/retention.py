@@ -4,6 +4,7 @@
       inbox         settled rows (APPLIED, REJECTED, FAILED) last updated before the window
       seen_ids      ids first seen before theirs, never one whose inbox row is still there
       dead_letters  older than theirs, then the oldest beyond the row cap
+      idempotency_keys  older than theirs (a retry after that is a new request)
       ─▶ meta.pruned_at = now
       ─▶ PRAGMA incremental_vacuum, in steps ─▶ wal_checkpoint(TRUNCATE): the file shrinks
 
@@ -50,6 +51,10 @@ _COUNT_DEAD = "SELECT COUNT(*) FROM dead_letters"
 _PRUNE_OLDEST_DEAD = (
     "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT ?)"
 )
+_PRUNE_KEYS = (
+    "DELETE FROM idempotency_keys WHERE id IN (SELECT id FROM idempotency_keys"
+    " WHERE created_at < ? LIMIT ?)"
+)
 _FREE_PAGES = "PRAGMA freelist_count"
 # The page count is a literal: a PRAGMA takes no bound parameters. executescript, because
 # sqlite3's execute() steps a PRAGMA once and incremental_vacuum frees one page per step.
@@ -75,6 +80,8 @@ class RetentionPolicy:
     keep_dead_letters_seconds: float = 30 * DAY_SECONDS
     max_dead_letters: int = 10_000
     """Row cap on dead letters; the oldest go first."""
+    keep_idempotency_keys_seconds: float = 7 * DAY_SECONDS
+    """Idempotency keys, counted from the first request under each."""
     batch_rows: int = 1000
     """Rows deleted per transaction: how long the agent's writers may wait for the lock."""
 
@@ -92,6 +99,7 @@ class PruneReport:
     bytes_before: int
     bytes_after: int
     seconds: float
+    idempotency_keys: int = 0
 
     @property
     def dead_letters(self) -> int:
@@ -99,7 +107,12 @@ class PruneReport:
 
     def removed(self) -> dict[str, int]:
         """Rows removed per table, for logs and metrics."""
-        return {"inbox": self.inbox, "seen_ids": self.seen_ids, "dead_letters": self.dead_letters}
+        return {
+            "inbox": self.inbox,
+            "seen_ids": self.seen_ids,
+            "dead_letters": self.dead_letters,
+            "idempotency_keys": self.idempotency_keys,
+        }
 
 
 async def prune(database: Database, policy: RetentionPolicy, now: float) -> PruneReport:
@@ -114,6 +127,8 @@ async def prune(database: Database, policy: RetentionPolicy, now: float) -> Prun
     dead_cutoff = now - policy.keep_dead_letters_seconds
     expired = await _delete_batches(database, _PRUNE_DEAD, (dead_cutoff,), batch)
     over_cap = await _delete_over_cap(database, policy.max_dead_letters, batch)
+    keys_cutoff = now - policy.keep_idempotency_keys_seconds
+    keys = await _delete_batches(database, _PRUNE_KEYS, (keys_cutoff,), batch)
     async with database.write() as transaction:
         await transaction.connection.execute(_RECORD_RUN, (math.ceil(now),))
     await _shrink(database)
@@ -125,6 +140,7 @@ async def prune(database: Database, policy: RetentionPolicy, now: float) -> Prun
         bytes_before=bytes_before,
         bytes_after=bytes_on_disk(database.path),
         seconds=time.monotonic() - started,
+        idempotency_keys=keys,
     )
 
 

@@ -7,7 +7,9 @@
            transaction; ``archive.py``)
 
 ``add_in`` is ``add`` inside a transaction someone else opened: the inbox commits the
-acknowledgements of a settled message with the settlement itself. Every call costs a fixed
+acknowledgements of a settled message with the settlement itself. Dead letters count toward
+the same cap (``held_in``: the inbox stores one with its rejection ack in one transaction), so
+refused input cannot grow the file beyond ``max_size`` unseen. Every call costs a fixed
 handful of awaits, never one per row, because each aiosqlite await costs about 95 µs. Row id
 lists travel as one JSON parameter (``json_each``), so no SQL is ever built from values.
 
@@ -31,6 +33,7 @@ import aiosqlite
 
 from plantsync.buffer.archive import ArchivePolicy, SentArchive
 from plantsync.buffer.base import (
+    ROW_OVERHEAD_BYTES,
     Claimed,
     Lane,
     LaneStats,
@@ -86,6 +89,10 @@ _TOTALS = (
     "SELECT (SELECT COALESCE(SUM(size), 0) FROM outbox),"
     " (SELECT value FROM meta WHERE key = 'evicted_total')"
 )
+_HELD = (  # what dead letters hold against the cap, counted like outbox rows (``Record.size``)
+    "SELECT COALESCE(SUM(length(payload) + length(topic) + length(reason) + ?), 0)"
+    " FROM dead_letters"
+)
 _EVICTION_PAGE = 256
 
 
@@ -104,6 +111,7 @@ class SqliteOutbox:
         size_bytes: int,
         evicted_total: int,
         archive: SentArchive | None = None,
+        held_bytes: int = 0,
     ) -> None:
         self._database = database
         self._archive = archive
@@ -111,6 +119,8 @@ class SqliteOutbox:
         self._max_size_bytes = max_size_bytes
         self._size_bytes = size_bytes
         self._evicted_total = evicted_total
+        self._held_bytes = held_bytes
+        """Bytes other tables hold against the cap: dead letters (``held_in``)."""
         self._cursor = dict.fromkeys(Lane, 0)
         """Per lane, the highest id ``begin`` handed out; every row after it is unclaimed."""
         self._claimed: dict[int, Lane] = {}
@@ -138,11 +148,13 @@ class SqliteOutbox:
             connection = transaction.connection
             await connection.execute(_RELEASE_ALL, (RowStatus.READY, RowStatus.INFLIGHT))
             ((size_bytes, evicted_total),) = await connection.execute_fetchall(_TOTALS)
+            held_bytes = await _held_at_load(connection)
         return cls(
             database,
             max_size_bytes=max_size_bytes,
             size_bytes=int(size_bytes),
             evicted_total=int(evicted_total),
+            held_bytes=int(held_bytes),
             archive=await SentArchive.load(database, archive)
             if archive is not None and archive.enabled
             else None,
@@ -155,24 +167,43 @@ class SqliteOutbox:
         async with self._database.write() as transaction:
             return await self.add_in(transaction, records)
 
-    async def add_in(self, transaction: Transaction, records: Sequence[Record]) -> int:
+    async def add_in(
+        self, transaction: Transaction, records: Sequence[Record], *, held: int | None = None
+    ) -> int:
         """``add`` inside the caller's write transaction, at most once per transaction.
 
         Raises ``StoreFull`` like ``add``; the caller's transaction then rolls back whole. The
-        size and eviction counters move only when that transaction commits.
+        size and eviction counters move only when that transaction commits. ``held``: what
+        dead letters hold once this transaction commits (``held_in``), if it stores one.
         """
         connection = transaction.connection
-        excess = self._size_bytes + _total_size(records) - self._max_size_bytes
+        held = self._held_bytes if held is None else held
+        excess = self._size_bytes + held + _total_size(records) - self._max_size_bytes
         freed, evicted = await _evict_telemetry(
             connection, excess, self._cursor[Lane.TELEMETRY], self._returned[Lane.TELEMETRY]
         )
         kept, shed = shed_incoming_telemetry(records, excess - freed)
         grown = _total_size(kept) - freed
-        if self._size_bytes + grown > self._max_size_bytes:
+        if self._size_bytes + held + grown > self._max_size_bytes:
             raise self._store_full(records)
         await _insert(connection, kept, records, evicted + shed)
         transaction.after_commit(lambda: self._count(grown, evicted + shed))
         return evicted + shed
+
+    async def held_in(self, transaction: Transaction) -> int:
+        """What dead letters hold against the cap as the caller's transaction leaves them;
+        the count moves to it once that transaction commits. Call it after changing them."""
+        rows = await transaction.connection.execute_fetchall(_HELD, (ROW_OVERHEAD_BYTES,))
+        ((held,),) = rows
+        transaction.after_commit(lambda: setattr(self, "_held_bytes", int(held)))
+        return int(held)
+
+    async def recount_held(self) -> None:
+        """Count what dead letters hold again, after someone else deleted some (retention)."""
+        async with self._database.read() as connection:
+            rows = await connection.execute_fetchall(_HELD, (ROW_OVERHEAD_BYTES,))
+            ((held,),) = rows
+            self._held_bytes = int(held)
 
     async def begin(self, limit: int) -> list[Claimed]:
         """Claim up to ``limit`` ready rows, business lane first, each lane in id order."""
@@ -250,7 +281,13 @@ class SqliteOutbox:
         lanes = {lane: LaneStats() for lane in Lane}
         for lane, depth, oldest in rows:
             lanes[Lane(lane)] = LaneStats(depth=depth, oldest_created_at=oldest)
-        return OutboxStats(lanes, self._size_bytes, self._max_size_bytes, self._evicted_total)
+        return OutboxStats(
+            lanes,
+            self._size_bytes + self._held_bytes,
+            self._max_size_bytes,
+            self._evicted_total,
+            dead_letter_bytes=self._held_bytes,
+        )
 
     async def last_sequences(self) -> dict[str, int]:
         """The highest sequence number ``add`` accepted per stream, dropped telemetry included."""
@@ -274,6 +311,15 @@ class SqliteOutbox:
             f" ({self._size_bytes} of {self._max_size_bytes} bytes)"
             f" with no telemetry left to evict: {business} business rows refused until it drains"
         )
+
+
+async def _held_at_load(connection: aiosqlite.Connection) -> int:
+    """``_HELD``, or 0 on a database whose schema has no dead letters (an outbox of old)."""
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letters'"
+    if not list(await connection.execute_fetchall(query)):
+        return 0
+    ((held,),) = await connection.execute_fetchall(_HELD, (ROW_OVERHEAD_BYTES,))
+    return int(held)
 
 
 async def _evict_telemetry(

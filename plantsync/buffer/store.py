@@ -3,6 +3,7 @@
     store = await Store.open(path, max_size_bytes=…)
     store.outbox    the ``Outbox`` (up): SqliteOutbox
     store.inbox     the ``Inbox`` (down), dead letters, last-known-good schedule: SqliteInbox
+    store.keys      idempotency keys of what the plant sends up (``idempotency/``)
     await store.close()
 
     await store.prune(policy, now)   retention (``retention.py``): what is settled and old
@@ -22,9 +23,11 @@ from types import TracebackType
 
 from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
+from plantsync.buffer.idempotency import IdempotencyKeys
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.retention import PruneReport, RetentionPolicy, last_pruned_at, prune
 from plantsync.buffer.sqlite import SqliteOutbox
+from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
 
 class Store:
@@ -38,6 +41,7 @@ class Store:
         self._database = database
         self._outbox = outbox
         self._inbox = inbox
+        self._keys = IdempotencyKeys(database, outbox, clock=inbox.clock)
 
     @classmethod
     async def open(
@@ -48,6 +52,7 @@ class Store:
         clock: Callable[[], float] = time.time,
         archive: ArchivePolicy | None = None,
         on_corrupt: OnCorrupt = "raise",
+        dead_letter_max_bytes: int = KEPT_PREFIX_BYTES,
     ) -> Store:
         """Open (or create) the store at ``path``, owner-only, migrated to the current schema.
 
@@ -55,6 +60,8 @@ class Store:
         records and decides which retries are due; ``archive`` keeps acknowledged rows for
         replay (``archive.py``); ``on_corrupt="quarantine"`` moves a corrupt file aside and
         starts fresh (``health.quarantine`` then says so) instead of raising ``CorruptStore``.
+        A dead letter keeps at most ``dead_letter_max_bytes`` of its message, and dead letters
+        count toward ``max_size_bytes``.
         """
         database = await Database.open(path, on_corrupt=on_corrupt)
         try:
@@ -64,7 +71,10 @@ class Store:
         except BaseException:
             await database.close()
             raise
-        return cls(database, outbox, SqliteInbox(database, outbox, clock=clock))
+        inbox = SqliteInbox(
+            database, outbox, clock=clock, dead_letter_max_bytes=dead_letter_max_bytes
+        )
+        return cls(database, outbox, inbox)
 
     @property
     def path(self) -> Path:
@@ -86,10 +96,17 @@ class Store:
         """The queue from the MQTT subscription to the downlink, and what it applied."""
         return self._inbox
 
+    @property
+    def keys(self) -> IdempotencyKeys:
+        """Idempotency keys: a request from the plant committed once, its answer kept."""
+        return self._keys
+
     async def prune(self, policy: RetentionPolicy, now: float) -> PruneReport:
         """Delete what ``policy`` no longer keeps at ``now`` (never anything pending), in short
         batches, then shrink the file; see ``retention.py``."""
-        return await prune(self._database, policy, now)
+        report = await prune(self._database, policy, now)
+        await self._outbox.recount_held()  # dead letters pruned: they no longer count
+        return report
 
     async def last_pruned_at(self) -> float | None:
         """The ``now`` of the last completed ``prune`` (unix time), or None if none ever did."""

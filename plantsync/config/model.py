@@ -29,6 +29,7 @@ from pydantic import (
 from plantsync.config.plant import JobControlConfig, MesConfig, OpcUaServerConfig
 from plantsync.config.types import Duration, Section, Tls
 from plantsync.contracts.envelope import SITE_PATTERN
+from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
 
 class SiteConfig(Section):
@@ -235,6 +236,17 @@ class StoreConfig(Section):
     keep_dead_letters: Duration = Field(default=timedelta(days=30))
     max_dead_letters: int = Field(
         default=10_000, ge=1, description="row cap on dead letters; the oldest go first"
+    )
+    keep_idempotency_keys: Duration = Field(
+        default=timedelta(days=7),
+        description="a retry of a confirmation or order status under the same key is answered"
+        " with the first answer this long",
+    )
+    dead_letter_max_size: ByteSize = Field(
+        default=ByteSize(KEPT_PREFIX_BYTES),
+        ge=1024,
+        description="a dead letter keeps at most this much of a message, with its whole size"
+        " and sha256; dead letters count toward max_size",
     )
     retention_schedule: str = Field(
         default="30 3 * * *",

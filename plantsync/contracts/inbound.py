@@ -3,7 +3,8 @@
 The checks run cheapest first, and each one has its reason code:
 
     oversized          longer than ``max_bytes``: not parsed at all; the rejection names its
-                       size and its id (read from the first bytes); ``kept_of`` adds its sha256
+                       size and its id (read from the first bytes); ``rejection_reason`` adds its
+                       sha256
     malformed-json     not UTF-8, not JSON (NaN, Infinity, a duplicate key, nesting deeper
                        than ``MAX_JSON_DEPTH``: ``strict_json``), or not a JSON object
     unknown-type       ``type`` missing or not a down message type
@@ -43,9 +44,10 @@ MAX_DOWN_MESSAGE_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 16
 """The deepest nesting any message of the contract has is 6 (schedule → payload → orders →
 order → quantity); deeper input is refused before the models see it."""
-KEPT_PREFIX_BYTES = 4096
-"""What a dead letter keeps of an oversized message: its first bytes (the envelope, for a
-person to recognise it); the size and hash of the whole are in the reason."""
+KEPT_PREFIX_BYTES = 64 * 1024
+"""What a dead letter keeps of a message by default (``store.dead_letter_max_size``): its
+first bytes, for a person to recognise it; the whole message's size and sha256 are kept
+beside them, so the store never grows by what it refused."""
 
 _ID_MAX_CHARS = 128
 _SHOWN_ERRORS = 3
@@ -84,14 +86,12 @@ def parse_down_message(
         raise context.reject(ReasonCode.SCHEMA_VIOLATION, _summary(exc, message_type)) from exc
 
 
-def kept_of(payload: bytes, rejected: MessageRejected) -> tuple[bytes, str]:
-    """What a dead letter stores of ``payload`` and its reason: all of it, but only the first
-    ``KEPT_PREFIX_BYTES`` of an oversized one (the store must not grow by what was refused),
-    whose reason then names the whole's hash."""
+def rejection_reason(payload: bytes, rejected: MessageRejected) -> str:
+    """The reason a dead letter and its rejection ack give: the rejection's, and for an
+    oversized message the hash of the whole (only its first bytes are kept)."""
     if rejected.reason_code == ReasonCode.OVERSIZED:
-        kept = f"{payload_fingerprint(payload)}; its first {KEPT_PREFIX_BYTES} bytes are kept"
-        return payload[:KEPT_PREFIX_BYTES], f"{rejected.detail} ({kept})"
-    return payload, rejected.detail
+        return f"{rejected.detail} ({payload_fingerprint(payload)})"
+    return rejected.detail
 
 
 def payload_fingerprint(payload: bytes) -> str:

@@ -11,6 +11,12 @@ more as its fate changes (accepted, then waiting-for-approval, then applied). Th
 ``correlation_id`` is the original's correlation id, or its id when it had none, so HQ can follow
 a schedule from release to confirmation.
 
+An ``order.status`` or ``production.confirmation`` for an order the site never received from HQ
+(not in its last-known-good schedule) is sent all the same, since plants make unplanned orders
+(rework, samples, a line started by hand), but its payload says ``"unplanned": true``. A
+confirmation carries the plant's ``confirmation_id``: the agent sends one message per id, so
+HQ books a quantity once even when the plant system posts it again.
+
 Job order states are those of OPC UA for ISA-95 Job Control (OPC 10031-4); confirmations are the
 plant's part of a B2MML OperationsResponse (SegmentResponse with material actuals).
 """
@@ -126,7 +132,8 @@ class JobOrderState(StrEnum):
 
 
 class OrderStatus(Contract):
-    """Payload of ``order.status``: the job order's state at the plant changed."""
+    """A job order's state at the plant changed: what the plant reports (the local API's body);
+    ``OrderStatusPayload`` is what HQ receives."""
 
     order_id: OrderId
     revision: Revision
@@ -139,7 +146,8 @@ class OrderStatus(Contract):
 
 
 class ProductionConfirmation(Contract):
-    """Payload of ``production.confirmation``: what the plant made (B2MML OperationsResponse)."""
+    """What the plant made (B2MML OperationsResponse), as the plant reports it (the local API's
+    body); ``ConfirmationPayload`` is what HQ receives."""
 
     confirmation_id: Identifier
     order_id: OrderId
@@ -161,7 +169,27 @@ class ProductionConfirmation(Contract):
         return self
 
 
-class OrderStatusMessage(Envelope[OrderStatus]):
+_UNPLANNED = Field(
+    default=False,
+    description="true when the order is not in the site's last-known-good schedule: HQ never"
+    " released it to this site (or the agent's store was replaced since); set by the agent",
+)
+
+
+class OrderStatusPayload(OrderStatus):
+    """Payload of ``order.status``: the plant's report, and whether HQ planned the order."""
+
+    unplanned: bool = _UNPLANNED
+
+
+class ConfirmationPayload(ProductionConfirmation):
+    """Payload of ``production.confirmation``: the plant's report, and whether HQ planned the
+    order."""
+
+    unplanned: bool = _UNPLANNED
+
+
+class OrderStatusMessage(Envelope[OrderStatusPayload]):
     """``order.status`` on ``<prefix>/<site>/up/order/<order_id>/status``."""
 
     type: Literal["order.status"] = ORDER_STATUS_TYPE
@@ -173,7 +201,7 @@ class OrderStatusMessage(Envelope[OrderStatus]):
         return self
 
 
-class ProductionConfirmationMessage(Envelope[ProductionConfirmation]):
+class ProductionConfirmationMessage(Envelope[ConfirmationPayload]):
     """``production.confirmation`` on ``<prefix>/<site>/up/order/<order_id>/confirmation``."""
 
     type: Literal["production.confirmation"] = PRODUCTION_CONFIRMATION_TYPE

@@ -115,6 +115,8 @@ def _order_status(message: OrderMessage) -> str:
         parts.append(f"request={status.request_state.value}")
     if status.equipment_id is not None:
         parts.append(f"on {status.equipment_id}")
+    if status.unplanned:
+        parts.append("unplanned")
     return " ".join(parts)
 
 
@@ -122,7 +124,8 @@ def _confirmation(message: OrderMessage) -> str:
     assert isinstance(message, ProductionConfirmationMessage)
     confirmation = message.payload
     good, scrap = _quantity(confirmation.good_quantity), _quantity(confirmation.scrap_quantity)
-    return f"good={good} scrap={scrap} {'final' if confirmation.final else 'partial'}"
+    unplanned = " unplanned" if confirmation.unplanned else ""
+    return f"good={good} scrap={scrap} {'final' if confirmation.final else 'partial'}{unplanned}"
 
 
 def _quantity(quantity: Quantity) -> str:

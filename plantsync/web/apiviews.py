@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -99,6 +100,10 @@ class DeadLetterView(BaseModel):
     size_bytes: int
     payload_preview: str
     """The first bytes as UTF-8 text, undecodable bytes replaced."""
+    kept_bytes: int | None = None
+    """How much of the message is kept (at most ``store.dead_letter_max_size``)."""
+    sha256: str | None = None
+    """Hex sha256 of the whole message."""
 
 
 class LinkView(BaseModel):
@@ -131,6 +136,8 @@ class OutboxView(BaseModel):
     evicted_total: int
     telemetry_dropped: int
     """Telemetry shed since start: evicted or refused at the cap, or refused on a full disk."""
+    dead_letter_bytes: int = 0
+    """Of ``size_bytes`` (all that counts toward the cap), what dead letters hold."""
 
 
 class QuarantineView(BaseModel):
@@ -174,6 +181,10 @@ class Status(BaseModel):
     dead_letters: int
     downlink: dict[str, int]
     """The downlink's counters since start: received, duplicates, applied, rejected, …"""
+    plant_input: dict[str, int] = {}
+    """What the plant sent up since start: ``unplanned_confirmations``, ``unplanned_statuses``
+    (orders not in the last-known-good schedule), ``replayed`` (retries answered with the
+    first answer), ``conflicts`` (a key reused for other content, refused)."""
 
 
 class Accepted(BaseModel):
@@ -266,8 +277,10 @@ def dead_letter_view(letter: DeadLetter, scrub: Scrub) -> DeadLetterView:
         reason=scrub(letter.reason),
         received_at=_utc(letter.received_at),
         dead_at=_utc(letter.dead_at),
-        size_bytes=len(letter.payload),
+        size_bytes=letter.size if letter.size is not None else len(letter.payload),
         payload_preview=scrub(preview) or "",
+        kept_bytes=len(letter.payload),
+        sha256=letter.sha256,
     )
 
 
@@ -297,6 +310,7 @@ def status_view(
             size_bytes=outbox.size_bytes,
             max_size_bytes=outbox.max_size_bytes,
             evicted_total=outbox.evicted_total,
+            dead_letter_bytes=outbox.dead_letter_bytes,
             telemetry_dropped=view.pipeline.counters.dropped if view.pipeline else 0,
         ),
         inbox=InboxView(
@@ -307,6 +321,7 @@ def status_view(
         store=store_view(view.store.health) if view.store is not None else _no_store(view),
         dead_letters=inbox.dead_letters,
         downlink=downlink,
+        plant_input=asdict(view.business.counters) if view.business is not None else {},
     )
 
 

@@ -57,6 +57,12 @@ async def retry(parts: Parts, letter_id: int, scrub: Scrub) -> RetryOutcome:
     letter = await _find_dead_letter(parts.store, letter_id)
     if letter is None:
         raise HTTPException(404, f"no dead letter {letter_id}")
+    if not letter.whole:
+        raise HTTPException(
+            409,
+            f"dead letter {letter_id} keeps only the first {len(letter.payload)} of the"
+            f" message's {letter.size} bytes: it cannot be received again; HQ must send it",
+        )
     outcome: Literal["received", "dead-letter"] = "received"
     reason = None
     try:

@@ -34,6 +34,9 @@ The service levels, in PromQL (``[1h]`` is any window):
                              increase(plantsync_store_writes_refused_total[5m])
     publish and ack rates    rate(plantsync_messages_published_total[5m]),
                              rate(plantsync_messages_acked_total[5m])
+    plant input              plantsync_unplanned_reports_total{type} (orders HQ never sent),
+                             plantsync_idempotent_replays_total (retries answered, not sent
+                             again), plantsync_idempotency_conflicts_total (a key reused)
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from plantsync import __version__
+from plantsync.agent.business import BusinessCounters
 from plantsync.agent.downlink import DownlinkCounters
 from plantsync.agent.supervisor import LinkState
 from plantsync.buffer.base import OutboxStats
@@ -209,6 +213,8 @@ class AgentCollector(Collector):
             yield _counter("plantsync_messages_requeued", "returned to ready", uplink.requeued)
         if agent.downlink is not None:
             yield from _downlink(agent.downlink.counters)
+        if agent.business is not None:
+            yield from _business(agent.business.counters)
 
 
 def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:
@@ -242,6 +248,27 @@ def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:
     ):
         settled.add_metric([outcome], values[key])
     yield settled
+
+
+def _business(counters: BusinessCounters) -> Iterable[Metric]:
+    unplanned = CounterMetricFamily(
+        "plantsync_unplanned_reports",
+        "order status and confirmations sent for orders not in the last-known-good schedule",
+        labels=["type"],
+    )
+    unplanned.add_metric(["production.confirmation"], counters.unplanned_confirmations)
+    unplanned.add_metric(["order.status"], counters.unplanned_statuses)
+    yield unplanned
+    yield _counter(
+        "plantsync_idempotent_replays",
+        "retries under a kept key answered with the first answer, not sent again",
+        counters.replayed,
+    )
+    yield _counter(
+        "plantsync_idempotency_conflicts",
+        "requests refused (409): their key was used before for other content",
+        counters.conflicts,
+    )
 
 
 def _store_health(health: StoreHealth) -> Iterator[Metric]:

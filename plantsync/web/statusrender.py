@@ -192,12 +192,13 @@ def _buffer(status: Status, samples: list[DepthSample], now: float) -> str:
         "<table><thead><tr><th>Outbox lane</th><th>Depth</th><th>Oldest</th></tr></thead>"
         f"<tbody>{lanes}</tbody></table>"
         f"<p>Outbox {status.outbox.depth} messages, {_bytes(status.outbox.size_bytes)}"
-        f" of {_bytes(status.outbox.max_size_bytes)};"
+        f" of {_bytes(status.outbox.max_size_bytes)}"
+        f"{_dead_letter_bytes(status.outbox.dead_letter_bytes)};"
         f" evicted since creation: {status.outbox.evicted_total}.</p>"
         f"<p>Inbox: {inbox.pending} pending"
         f"{f', oldest {_duration(inbox.oldest_pending_age_seconds)}' if inbox.oldest_pending_age_seconds else ''}"  # noqa: E501
         f"; {status.dead_letters} dead letter(s)"
-        f"{_conflicts(status.downlink.get('conflicts', 0))}.</p></div>"
+        f"{_conflicts(status.downlink.get('conflicts', 0))}.</p>{_plant_input(status.plant_input)}</div>"
         f"<div>{depth_chart(samples, now)}</div></div>"
     )
 
@@ -208,6 +209,23 @@ def _conflicts(count: int) -> str:
     return (
         f'; <span class="warn" title="an applied order revision arrived with other content;'
         f' rejected, the applied content stays">{count} revision conflict(s) since start</span>'
+    )
+
+
+def _dead_letter_bytes(held: int) -> str:
+    return f" (dead letters {_bytes(held)} of it)" if held else ""
+
+
+def _plant_input(counted: dict[str, int]) -> str:
+    """Orders the plant reported that HQ never sent, and retries of its posts, since start."""
+    if not any(counted.values()):
+        return ""
+    return (
+        f"<p class='plant-input'>From the plant since start: unplanned orders in"
+        f" {counted.get('unplanned_confirmations', 0)} confirmation(s) and"
+        f" {counted.get('unplanned_statuses', 0)} status report(s);"
+        f" {counted.get('replayed', 0)} retried post(s) answered again,"
+        f" {counted.get('conflicts', 0)} refused (key reused).</p>"
     )
 
 
@@ -340,7 +358,7 @@ def _dead_letters(letters: list[DeadLetterView], total: int) -> str:
         f'<div class="card dead-letter" data-letter="{d.id}">'
         f"<p><b>{_e(d.reason_code)}</b> {_e(d.reason or '')}"
         f" <small>{_e(d.topic)}, {_e(d.dead_at.isoformat(timespec='seconds'))},"
-        f" {d.size_bytes} bytes</small></p>"
+        f" {d.size_bytes} bytes{_kept(d)}</small></p>"
         f"<pre>{_e(d.payload_preview[:1000])}</pre>"
         f'<form method="post" action="/status/dead-letters/{d.id}/retry" data-action>'
         '<button type="submit">Retry</button></form>'
@@ -350,6 +368,11 @@ def _dead_letters(letters: list[DeadLetterView], total: int) -> str:
     )
     more = f"<p>{total - len(letters)} more not shown.</p>" if total > len(letters) else ""
     return f"<h2>Dead letters</h2>{items}{more}"
+
+
+def _kept(letter: DeadLetterView) -> str:
+    kept = letter.kept_bytes
+    return f", the first {kept} kept" if kept is not None and kept < letter.size_bytes else ""
 
 
 def _about(status: Status) -> str:

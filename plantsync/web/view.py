@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from plantsync.agent.business import BusinessCounters, ClientKey, Written
     from plantsync.agent.downlink import DownlinkCounters
     from plantsync.agent.pipeline import PipelineCounters
     from plantsync.agent.supervisor import LinkHealth
@@ -71,7 +72,12 @@ class DownlinkCommands(Protocol):
 
 
 class PlantMessages(Protocol):
-    """Commits what the plant reports for HQ; each returns the message id once durable."""
+    """Commits what the plant reports for HQ, once per key; each returns the message id once
+    durable (``Written``), or the kept answer of a retry; ``KeyConflict`` for a key reused
+    with other content."""
+
+    @property
+    def counters(self) -> BusinessCounters: ...
 
     async def confirmation(
         self,
@@ -79,11 +85,17 @@ class PlantMessages(Protocol):
         *,
         source: str,
         correlation_id: str | None = None,
-    ) -> str: ...
+        key: ClientKey | None = None,
+    ) -> Written: ...
 
     async def order_status(
-        self, status: OrderStatus, *, source: str, correlation_id: str | None = None
-    ) -> str: ...
+        self,
+        status: OrderStatus,
+        *,
+        source: str,
+        correlation_id: str | None = None,
+        key: ClientKey | None = None,
+    ) -> Written: ...
 
 
 class AgentView(Protocol):

@@ -184,7 +184,12 @@ async def test_a_failing_prune_is_counted_and_run_goes_on_to_the_next_one() -> N
 
     assert store.calls == 3
     assert housekeeping.stats.last_error is None
-    assert housekeeping.stats.removed_total == {"inbox": 1, "seen_ids": 2, "dead_letters": 3}
+    assert housekeeping.stats.removed_total == {
+        "inbox": 1,
+        "seen_ids": 2,
+        "dead_letters": 3,
+        "idempotency_keys": 0,
+    }
 
 
 async def test_cancelling_run_cancels_the_prune_in_progress_and_stops_the_scheduler() -> None:

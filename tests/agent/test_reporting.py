@@ -65,7 +65,7 @@ async def test_events_carry_the_stores_correlation_and_each_confirmation_is_coun
     counted: list[bool] = []
     async with await Store.open(tmp_path / "store.db", max_size_bytes=1 << 24) as store:
         await apply(store, "JO-1", "plan-X")
-        business = BusinessWriter(store.outbox, TOPICS, Sequencer({}), asyncio.Event())
+        business = BusinessWriter(store, TOPICS, Sequencer({}), asyncio.Event())
         reporter = PlantEventReporter(business, store.inbox, on_confirmed=counted.append)
         partial = confirmed("JO-1", final=False)
         plant = ReportingPlant(status("JO-1"), partial, partial, confirmed("JO-9", final=True))
@@ -81,3 +81,26 @@ async def test_events_carry_the_stores_correlation_and_each_confirmation_is_coun
         ("production.confirmation", "order/JO-9", None),  # never applied here: no schedule
     ]
     assert counted == [False, True]
+
+
+async def test_a_confirmation_the_plant_repeats_after_a_restart_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    """The driver repeats each order's latest response after a reconnect; read again later,
+    a response without an end time carries a later ``actual_end``: the same report."""
+    path = tmp_path / "store.db"
+    first = confirmed("JO-1", final=False)
+    read_again = first.model_copy(update={"actual_end": datetime.now(UTC)})
+    counted: list[bool] = []
+    for event in (first, read_again):  # one agent run each, on the same store
+        async with await Store.open(path, max_size_bytes=1 << 24) as store:
+            sequencer = Sequencer(await store.outbox.last_sequences())
+            business = BusinessWriter(store, TOPICS, sequencer, asyncio.Event())
+            reporter = PlantEventReporter(business, store.inbox, on_confirmed=counted.append)
+            await reporter.report("jobcontrol", ReportingPlant(event))
+    async with await Store.open(path, max_size_bytes=1 << 24) as store:
+        claimed = await store.outbox.begin(100)
+
+    assert read_again.actual_end != first.actual_end
+    assert [json.loads(row.record.payload)["seq"] for row in claimed] == [1]
+    assert counted == [False]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import httpx
@@ -96,3 +97,22 @@ async def test_a_discarded_dead_letter_is_gone(agent: Agent, api: httpx.AsyncCli
     assert first.status_code == 200
     assert [second.status_code, retry.status_code] == [404, 404]
     assert (await api.get("/api/v1/dead-letters")).json() == []
+
+
+async def test_a_dead_letter_kept_in_part_shows_its_whole_size_and_cannot_be_retried(
+    agent: Agent, api: httpx.AsyncClient
+) -> None:
+    payload = b'{"id": "big-1", "padding": "' + b"x" * (300 * 1024) + b'"}'
+    letter_id = await _dead_letter(agent, payload)
+
+    [letter] = (await api.get("/api/v1/dead-letters")).json()
+    retried = await api.post(f"/api/v1/dead-letters/{letter_id}/retry", headers=AUTH)
+    status = (await api.get("/api/v1/status")).json()
+
+    assert letter["reason_code"] == "oversized"
+    assert (letter["size_bytes"], letter["kept_bytes"]) == (len(payload), 64 * 1024)
+    assert letter["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert retried.status_code == 409
+    assert f"first {64 * 1024} of the message's {len(payload)} bytes" in retried.json()["detail"]
+    assert status["outbox"]["dead_letter_bytes"] > 64 * 1024
+    assert status["outbox"]["size_bytes"] > status["outbox"]["dead_letter_bytes"]  # + the ack

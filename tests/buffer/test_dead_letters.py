@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from plantsync.buffer.base import Lane, Record
 from plantsync.buffer.inbox import DeadLetter, InboxStatus
+from plantsync.buffer.retention import RetentionPolicy
 from plantsync.buffer.store import Store
 from plantsync.errors import StoreFull
 from tests.buffer.harness import ROOMY, make_record
@@ -56,6 +58,8 @@ async def test_dead_letter_is_stored_with_its_reason_and_rejection_ack(store: St
             reason="bad JSON #1",
             received_at=1001.0,
             dead_at=NOW,
+            size=len(b"{not json"),
+            sha256=hashlib.sha256(b"{not json").hexdigest(),
         )
     ]
     assert [item.record for item in await store.outbox.begin(10)] == [rejection(1)]
@@ -132,3 +136,56 @@ async def test_a_dead_letter_without_a_message_id_is_retried_under_its_own_id(
 
 async def test_retry_of_an_unknown_dead_letter_returns_none(store: Store) -> None:
     assert await store.inbox.retry_dead_letter(42) is None
+
+
+# ---- bounded: a prefix, the whole's size and hash, counted toward the cap ------------------
+
+
+async def test_a_dead_letter_keeps_a_prefix_and_the_whole_messages_size_and_hash(
+    tmp_path: Path,
+) -> None:
+    payload = b"x" * 10_000
+    async with await Store.open(
+        tmp_path / "s.sqlite3", max_size_bytes=ROOMY, dead_letter_max_bytes=1024
+    ) as store:
+        await store.inbox.dead_letter(
+            TOPIC, payload, "oversized", "big", received_at=1.0, message_id=None
+        )
+        (letter,) = await store.inbox.dead_letters()
+
+    assert letter.payload == payload[:1024]
+    assert (letter.size, letter.sha256) == (10_000, hashlib.sha256(payload).hexdigest())
+    assert not letter.whole
+
+
+async def test_dead_letters_count_toward_the_cap_and_evict_telemetry(tmp_path: Path) -> None:
+    telemetry = make_record(1, payload_size=3000)
+    cap = telemetry.size + 500
+    path = tmp_path / "s.sqlite3"
+    async with await Store.open(path, max_size_bytes=cap, dead_letter_max_bytes=1024) as store:
+        await store.outbox.add([telemetry])
+        await store.inbox.dead_letter(
+            TOPIC, b"y" * 5000, "oversized", "big", received_at=1.0, message_id=None
+        )
+        stats = await store.outbox.stats()
+    async with await Store.open(path, max_size_bytes=cap) as reopened:
+        again = await reopened.outbox.stats()
+
+    held = 1024 + len(TOPIC) + len("big") + 64
+    assert stats.dead_letter_bytes == again.dead_letter_bytes == held
+    assert stats.size_bytes == again.size_bytes == held  # the telemetry row was evicted for it
+    assert stats.evicted_total == 1
+
+
+async def test_a_discarded_or_pruned_dead_letter_no_longer_counts(store: Store) -> None:
+    first = await dead_letter(store, 1)
+    await dead_letter(store, 2)
+    counted = (await store.outbox.stats()).dead_letter_bytes
+
+    await store.inbox.discard_dead_letter(first)
+    after_discard = (await store.outbox.stats()).dead_letter_bytes
+    await store.prune(RetentionPolicy(keep_dead_letters_seconds=0), NOW + 1)
+    after_prune = (await store.outbox.stats()).dead_letter_bytes
+
+    assert counted > after_discard > 0
+    assert after_prune == 0

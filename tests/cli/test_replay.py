@@ -33,9 +33,11 @@ async def test_replay_sends_archived_messages_again_as_historical_with_their_ids
         await eventually(lambda: agent.business is not None, within=20)
         assert agent.business is not None
         ids = [
-            await agent.business.confirmation(
-                ProductionConfirmation.model_validate(confirmation(f"JO-{n}")), source="test"
-            )
+            (
+                await agent.business.confirmation(
+                    ProductionConfirmation.model_validate(confirmation(f"JO-{n}")), source="test"
+                )
+            ).message_id
             for n in range(3)
         ]
         await hub.wait_for(lambda: _received(hub.business, ids) == 3, within=20)

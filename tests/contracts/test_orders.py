@@ -12,12 +12,14 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from plantsync.contracts import (
     AckOutcome,
+    ConfirmationPayload,
     Envelope,
     JobOrderState,
     OrderMessage,
     OrderRef,
     OrderStatus,
     OrderStatusMessage,
+    OrderStatusPayload,
     ProductionConfirmation,
     ProductionConfirmationMessage,
     Quantity,
@@ -72,6 +74,11 @@ def confirmation(**overrides: Any) -> ProductionConfirmation:
     return ProductionConfirmation(**fields)
 
 
+def reported(*, unplanned: bool = False) -> ConfirmationPayload:
+    """A confirmation as HQ receives it: the plant's report and the agent's flag."""
+    return ConfirmationPayload(**dict(confirmation()), unplanned=unplanned)
+
+
 def examples() -> list[Envelope[Any]]:
     stream = order_stream("JO-4711")
     status = OrderStatus(
@@ -88,8 +95,8 @@ def examples() -> list[Envelope[Any]]:
             outcome=AckOutcome.APPLIED,
             orders=[OrderRef(order_id="JO-4711", revision=2)],
         ),
-        OrderStatusMessage(**header(stream), payload=status),
-        ProductionConfirmationMessage(**header(stream), payload=confirmation()),
+        OrderStatusMessage(**header(stream), payload=OrderStatusPayload(**dict(status))),
+        ProductionConfirmationMessage(**header(stream), payload=reported()),
         ResyncRequestMessage(
             **header("resync"),
             payload=ResyncRequest(reason=ResyncReason.GAP, last_seq_seen=40, received_seq=42),
@@ -105,7 +112,7 @@ def test_every_up_message_round_trips_through_json(message: BaseModel) -> None:
 
 
 def test_confirmed_quantities_go_out_as_exact_strings() -> None:
-    message = ProductionConfirmationMessage(**header("order/JO-4711"), payload=confirmation())
+    message = ProductionConfirmationMessage(**header("order/JO-4711"), payload=reported())
 
     payload = json.loads(message.model_dump_json())["payload"]
 

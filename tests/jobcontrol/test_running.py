@@ -154,7 +154,7 @@ async def test_a_confirmation_after_a_restart_carries_the_correlation_of_the_sch
     async with await Store.open(path, max_size_bytes=STORE_BYTES) as store:
         reporter = PlantEventReporter(
             BusinessWriter(
-                store.outbox,
+                store,
                 TOPICS,
                 Sequencer(await store.outbox.last_sequences()),
                 asyncio.Event(),

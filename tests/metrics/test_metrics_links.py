@@ -121,7 +121,7 @@ async def test_a_stopped_broker_drops_link_up_and_the_outbox_fills_then_drains(
         broker.stop()
         await eventually(lambda: agent.health["hub"].state.value != "up", within=20)
         for number in range(3):
-            body = confirmation(f"JO-{number}", confirmation_id=f"c-{new_message_id()[:8]}")
+            body = confirmation(f"JO-{number}", confirmation_id=f"c-{number}-{new_message_id()}")
             answer = await api.post("/api/v1/confirmations", headers=AUTH, json=body)
             assert answer.status_code == 202
         down = await scrape(api)
