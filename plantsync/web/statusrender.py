@@ -198,7 +198,8 @@ def _buffer(status: Status, samples: list[DepthSample], now: float) -> str:
         f"<p>Inbox: {inbox.pending} pending"
         f"{f', oldest {_duration(inbox.oldest_pending_age_seconds)}' if inbox.oldest_pending_age_seconds else ''}"  # noqa: E501
         f"; {status.dead_letters} dead letter(s)"
-        f"{_conflicts(status.downlink.get('conflicts', 0))}.</p>{_plant_input(status.plant_input)}</div>"
+        f"{_conflicts(status.downlink.get('conflicts', 0))}.</p>"
+        f"{_plant_input(status.plant_input)}</div>"
         f"<div>{depth_chart(samples, now)}</div></div>"
     )
 
