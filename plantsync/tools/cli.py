@@ -13,6 +13,7 @@ plantsync deadletter list|retry ID|discard ID [--url URL] [--token-env VAR]
 plantsync buffer inspect [--config PATH]   counts, oldest, per stream (read-only)
 plantsync buffer replay --since TIME [--stream S] [--config PATH]
                                            re-send archived messages as historical
+plantsync jobcontrol probe [--config PATH] the Job Control server: version, receiver, methods
 plantsync version
 """
 
@@ -33,6 +34,7 @@ from plantsync.config import config_hash, load_config, summarize
 from plantsync.config.model import AgentConfig, HubConfig
 from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.errors import ConfigError, HubUnavailable, LinkMisconfigured, StoreError
+from plantsync.tools import plantcommands
 from plantsync.tools.hubsettings import add_hub_options, one_line, settings_from_args
 
 _T = TypeVar("_T")
@@ -121,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     publish.set_defaults(handler=_hub_publish)
 
     _operator_commands(commands)
+    plantcommands.add_commands(commands, _default_config_path)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(__version__) or EXIT_OK)
