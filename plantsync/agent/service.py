@@ -296,6 +296,7 @@ class Agent:
                     await downlink.request_resync(ResyncReason.NO_SESSION)
                 await self._acknowledged(link, self._status("online", "connected"))
                 self.health[HUB].peer = link.peer
+                self.health[HUB].protocol = link.protocol_version
                 up()
                 await first_completed(uplink.serve(link, self._stopping), _receive(link, downlink))
                 await self._acknowledged(link, self._status("offline", "shutdown"))

@@ -66,6 +66,8 @@ class LinkHealth:
     peer: str | None = None
     """What the link reached last, for people (the hub's node and MQTT version)."""
     """What the link's driver counted this session (``drivers.base.Counted``), e.g. values lost."""
+    protocol: str | None = None
+    """The protocol version the link negotiated last (the hub's MQTT version), for metrics."""
     clock: Clock = field(default=time.monotonic, repr=False, compare=False)
     """Measures durations; ``wall_clock`` stamps ``since`` and ``last_activity``."""
     wall_clock: Clock = field(default=time.time, repr=False, compare=False)

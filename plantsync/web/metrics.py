@@ -188,6 +188,18 @@ class AgentCollector(Collector):
             for counter, value in health.counters.items():
                 counted.add_metric([name, counter], value)
         yield from (up, state, idle, counted, connects, failures)
+        yield self._protocols()
+
+    def _protocols(self) -> Metric:
+        protocols = GaugeMetricFamily(
+            "plantsync_link_protocol_info",
+            "1 for the protocol version the link negotiated last (the hub: MQTT 5 or 3.1.1)",
+            labels=["link", "version"],
+        )
+        for name, health in self._agent.health.items():
+            if health.protocol is not None:
+                protocols.add_metric([name, health.protocol], 1)
+        return protocols
 
     def _flows(self) -> Iterator[Metric]:
         agent = self._agent
