@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -220,12 +220,12 @@ async def new_client(config: OpcUaClientConfig) -> Client:
     return client
 
 
-async def close_session(client: Client, subscription_id: int | None) -> None:
-    """Delete the subscription and close the session, each step bounded and its failure no
+async def close_session(client: Client, subscription_ids: Sequence[int]) -> None:
+    """Delete the subscriptions and close the session, each step bounded and its failure no
     news (the link may be gone); the socket is closed whatever happens."""
     try:
-        if subscription_id is not None:
-            await quietly(client.uaclient.session.delete_subscriptions([subscription_id]))
+        if subscription_ids:
+            await quietly(client.uaclient.session.delete_subscriptions(list(subscription_ids)))
         await quietly(client.disconnect())
     finally:
         client.disconnect_socket()

@@ -69,7 +69,7 @@ async def probe(config: JobControlConfig) -> Probe:
         return Probe(config.endpoint, namespace, nodes)
     finally:
         if client is not None:
-            await close_session(client, None)
+            await close_session(client, [])
 
 
 async def _namespace(client: Client) -> Namespace:

@@ -326,7 +326,7 @@ class JobControlSink:
         if client is None:
             return
         subscription_id, self._subscription_id = self._subscription_id, None
-        await close_session(client, subscription_id)
+        await close_session(client, [subscription_id] if subscription_id is not None else [])
         self._events.lost(SourceUnavailable(f"opcua {self.name}: closed"))
 
     def _connected(self) -> tuple[Client, JobControlNodes]:
