@@ -60,6 +60,16 @@ def certificates_in_use(config: AgentConfig) -> list[CertificateInUse]:
     return [_in_use(link, role, path) for link, role, path in named if path is not None]
 
 
+def material_files(config: AgentConfig) -> list[Path]:
+    """Every certificate and private key file the config names: what a renewal replaces."""
+    keys = [server.private_key for server in config.opcua]
+    keys += [config.jobcontrol.private_key] if config.jobcontrol else []
+    keys += [
+        tls.key_file for tls in (config.hub.tls, config.mes.tls if config.mes else None) if tls
+    ]
+    return [c.path for c in certificates_in_use(config)] + [k for k in keys if k is not None]
+
+
 def _opcua(link: str, server: OpcUaClientConfig) -> list[tuple[str, str, Path | None]]:
     return [(link, "own", server.certificate), (link, "server", server.server_certificate)]
 

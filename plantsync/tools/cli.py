@@ -149,8 +149,9 @@ def run_agent(config: AgentConfig, hash_: str) -> int:
     """Run the agent in the foreground until SIGTERM or SIGINT; 0 after a clean stop.
 
     Under systemd (``Type=notify``) it reports READY once the store is open, pings the watchdog
-    while the event loop turns, and STOPPING on SIGTERM. SIGHUP does not reload the config: it
-    is logged and ignored, because a restart is the one way to apply a changed config.
+    while the event loop turns, and STOPPING on SIGTERM. SIGHUP does not reload the config (a
+    restart is the one way to apply a changed config): it reconnects every link, which reads
+    its certificates and keys again, as a changed certificate or key file does by itself.
     """
     import logging
 
@@ -168,7 +169,8 @@ def run_agent(config: AgentConfig, hash_: str) -> int:
         return f"site {config.site.id}: {states}"
 
     def refuse_reload() -> None:
-        log.warning("SIGHUP ignored: the config is read only at start; restart the agent to apply")
+        log.warning("SIGHUP: the config is read only at start; restart the agent to apply it")
+        agent.nudge.renew("SIGHUP: TLS material read again")
 
     async def serve() -> None:
         stop = asyncio.Event()
