@@ -268,17 +268,23 @@ async def _check_server_certificate(config: OpcUaClientConfig, trusted_file: Pat
     channel, the link would time out and retry forever without saying why.
     """
     trusted = _load_certificate(trusted_file).public_bytes(Encoding.DER)
-    timeout = config.request_timeout.total_seconds()
-    discovery = Client(config.endpoint, timeout=timeout)
-    async with asyncio.timeout(timeout):
-        endpoints = await discovery.connect_and_get_server_endpoints()
-    presented = {e.ServerCertificate for e in endpoints if e.ServerCertificate}
+    presented = await presented_certificates(config)
     # DER is self-delimiting: a chain whose first certificate is the trusted one starts with it.
     if presented and not any(blob.startswith(trusted) for blob in presented):
         raise LinkMisconfigured(
             f"opcua {config.name}: the server certificate is not trusted: {config.endpoint}"
             f" presents a certificate other than server_certificate {trusted_file}"
         )
+
+
+async def presented_certificates(config: OpcUaClientConfig) -> set[bytes]:
+    """The certificates (DER, a chain's leaf first) the server presents on its endpoints, asked
+    over an unsecured discovery channel; call inside ``map_asyncua_exceptions``."""
+    timeout = config.request_timeout.total_seconds()
+    discovery = Client(config.endpoint, timeout=timeout)
+    async with asyncio.timeout(timeout):
+        endpoints = await discovery.connect_and_get_server_endpoints()
+    return {e.ServerCertificate for e in endpoints if e.ServerCertificate}
 
 
 def _application_uri(certificate: Path) -> str | None:
