@@ -14,6 +14,8 @@ plantsync buffer inspect [--config PATH]   counts, oldest, per stream (read-only
 plantsync buffer replay --since TIME [--stream S] [--config PATH]
                                            re-send archived messages as historical
 plantsync jobcontrol probe [--config PATH] the Job Control server: version, receiver, methods
+plantsync opcua list|trust NAME --thumbprint SHA1|reject NAME [--config PATH]
+                                           the OPC UA server certificates the agent trusts
 plantsync version
 """
 
