@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,6 +41,7 @@ from plantsync.agent.downlink import Downlink
 from plantsync.agent.housekeeping import Housekeeping, retention_policy
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
+from plantsync.agent.recovery.nudge import Nudge, watch
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
 from plantsync.agent.supervisor import (
@@ -53,6 +55,7 @@ from plantsync.agent.supervisor import (
 )
 from plantsync.agent.uplink import Uplink
 from plantsync.buffer.store import Store
+from plantsync.config.certificates import material_files
 from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
@@ -128,6 +131,8 @@ class Agent:
         for name in parts.sources:
             self.health[name] = LinkHealth(name)
         self._stopping = asyncio.Event()
+        self.nudge = Nudge()
+        """Reconnects the links now: SIGHUP or renewed TLS files (renew), a network back (wake)."""
         self._started = datetime.now(UTC)
         self._started_tick = time.monotonic()
         self.store: Store | None = None
@@ -231,19 +236,29 @@ class Agent:
     ) -> None:
         async with asyncio.TaskGroup() as tasks:
             hub = tasks.create_task(
-                supervise(self.health[HUB], self._hub_session(uplink, downlink), self._backoff()),
+                supervise(
+                    self.health[HUB],
+                    self._hub_session(uplink, downlink),
+                    self._backoff(),
+                    self.nudge,
+                ),
                 name="link:hub",
             )
             writer = tasks.create_task(pipeline.run(), name="pipeline")
             plant = tasks.create_task(
-                supervise(self.health[PLANT], self._plant_session(downlink), self._backoff()),
+                supervise(
+                    self.health[PLANT], self._plant_session(downlink), self._backoff(), self.nudge
+                ),
                 name="link:plant",
             )
             served = tasks.create_task(web.serve(), name="web")
             sources = [
                 tasks.create_task(
                     supervise(
-                        self.health[name], self._source_session(name, pipeline), self._backoff()
+                        self.health[name],
+                        self._source_session(name, pipeline),
+                        self._backoff(),
+                        self.nudge,
                     ),
                     name=f"link:{name}",
                 )
@@ -256,13 +271,15 @@ class Agent:
                 self.store, retention_policy(store), store.retention_schedule
             )
             retention = tasks.create_task(self.housekeeping.run(), name="retention")
+            watched = functools.partial(material_files, self.config)
+            watcher = tasks.create_task(watch(self.nudge, watched), name="nudge-watch")
             if on_ready is not None:
                 on_ready()
             log.info("agent running: site %s, %d source link(s)", self.config.site.id, len(sources))
             await stop.wait()
             log.info("stopping: the local API and the sources, then the final flush to the hub")
             await web.stop(served)
-            for source in [*sources, plant, snapshots, retention]:
+            for source in [*sources, plant, snapshots, retention, watcher]:
                 source.cancel()
             await pipeline.close()
             await writer
@@ -296,6 +313,7 @@ class Agent:
                     await downlink.request_resync(ResyncReason.NO_SESSION)
                 await self._acknowledged(link, self._status("online", "connected"))
                 self.health[HUB].peer = link.peer
+                self.health[HUB].protocol = link.protocol_version
                 up()
                 await first_completed(uplink.serve(link, self._stopping), _receive(link, downlink))
                 await self._acknowledged(link, self._status("offline", "shutdown"))

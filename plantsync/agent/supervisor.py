@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from plantsync.agent.recovery.nudge import Nudge, Renewed
 from plantsync.errors import LinkError, LinkMisconfigured, StoreDiskFull
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class LinkHealth:
     peer: str | None = None
     """What the link reached last, for people (the hub's node and MQTT version)."""
     """What the link's driver counted this session (``drivers.base.Counted``), e.g. values lost."""
+    protocol: str | None = None
+    """The protocol version the link negotiated last (the hub's MQTT version), for metrics."""
     clock: Clock = field(default=time.monotonic, repr=False, compare=False)
     """Measures durations; ``wall_clock`` stamps ``since`` and ``last_activity``."""
     wall_clock: Clock = field(default=time.time, repr=False, compare=False)
@@ -162,10 +165,13 @@ Session = Callable[[Callable[[], None]], Awaitable[None]]
 """Connects, calls its argument once the link is usable, serves until the link drops."""
 
 
-async def supervise(health: LinkHealth, session: Session, backoff: Backoff) -> None:
+async def supervise(
+    health: LinkHealth, session: Session, backoff: Backoff, nudge: Nudge | None = None
+) -> None:
     """Run ``session`` until it returns normally; reconnect after every LinkError.
 
-    Cancellation (the agent stopping) propagates; it is never swallowed.
+    ``nudge`` (``recovery.nudge``) ends a session to reconnect at once, and cuts a backoff
+    short. Cancellation (the agent stopping) propagates; it is never swallowed.
     """
 
     def up() -> None:
@@ -177,7 +183,13 @@ async def supervise(health: LinkHealth, session: Session, backoff: Backoff) -> N
     while True:
         health.transition(LinkState.CONNECTING)
         try:
-            await session(up)
+            if nudge is None:
+                await session(up)
+            else:
+                await first_completed(_serve(session, up), nudge.renewed(nudge.renewals))
+        except Renewed as exc:
+            health.transition(LinkState.CONNECTING, exc)
+            continue
         except LinkError as exc:
             health.failures += 1
             health.transition(LinkState.BACKOFF, exc)
@@ -193,7 +205,11 @@ async def supervise(health: LinkHealth, session: Session, backoff: Backoff) -> N
         else:
             health.transition(LinkState.STOPPED)
             return
-        await asyncio.sleep(delay)
+        await (nudge.sleep(delay) if nudge is not None else asyncio.sleep(delay))
+
+
+async def _serve(session: Session, up: Callable[[], None]) -> None:
+    await session(up)
 
 
 async def first_completed(

@@ -62,6 +62,11 @@ class Hub(Connection, Protocol):
         """What the session is connected to, for people: the node and the protocol version."""
         ...
 
+    @property
+    def protocol_version(self) -> str:
+        """The protocol version the hub accepted, for metrics: e.g. ``5`` or ``3.1.1``."""
+        ...
+
     async def subscribe(self, filters: Sequence[tuple[str, int]]) -> None:
         """Subscribe to ``(filter, qos)`` pairs and wait for the broker's answer."""
         ...

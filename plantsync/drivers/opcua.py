@@ -1,7 +1,8 @@
-"""OPC UA source: one session, one subscription, readings as the server publishes them.
+"""OPC UA source: one session, its subscriptions, readings as the server publishes them.
 
-    __aenter__   connect ─▶ resolve browse paths ─▶ CreateSubscription ─▶ CreateMonitoredItems
-                                                                     (monitored_item_batch a call)
+    __aenter__   connect ─▶ resolve browse paths ─▶ read MaxMonitoredItemsPerSubscription ─▶
+                 CreateSubscription ─▶ CreateMonitoredItems (monitored_item_batch a call), and
+                 another subscription each time one holds what the server takes
     asyncua publish loop ─▶ _on_publish ─▶ bounded queue (drop oldest) ─▶ readings()
     socket closed / BadShutdown / BadTimeout ─────────────────────────▶ readings() raises
     no data change and no keep-alive for stall_timeout ─────────────────▶ readings() raises
@@ -10,6 +11,11 @@ The driver reconnects nothing. asyncua's auto-reconnect stays off, and the subsc
 created at the session level rather than through ``Client.create_subscription`` so that the
 client's stale-subscription watchdog, which silently re-creates subscriptions, never sees it:
 a lost link or a silent server becomes SourceUnavailable, and the agent's supervisor decides.
+
+A server may cap the monitored items of one subscription: it says so in ServerCapabilities
+(MaxMonitoredItemsPerSubscription, 0 or absent: no cap), or only by refusing an item with
+BadTooManyMonitoredItems. Either way the items go on in a new subscription, as many as it takes;
+one callback serves them all (an item's client handle is its index, whatever its subscription).
 Setting up the client, translating asyncua's errors and the queue that notices silence are
 shared with the Job Control sink, in ``drivers.common.opcua``.
 """
@@ -29,6 +35,8 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.uaerrors import UaStatusCodeError
 
 from plantsync.config.plant import Deadband, OpcUaServerConfig, TagConfig
 from plantsync.contracts.machine import Quality, TagScalar
@@ -61,6 +69,7 @@ _OVERFLOW = 0x0480
 """InfoType DataValue (bit 10) and its Overflow bit (bit 7): the monitored item's queue on the
 server was full and discarded a value (OPC UA Part 4, 7.39)."""
 
+_ITEMS_PER_SUBSCRIPTION = ObjectIds.Server_ServerCapabilities_MaxMonitoredItemsPerSubscription
 _DEADBANDS = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
 
 
@@ -100,7 +109,7 @@ class OpcUaSource:
             weight=len,
         )
         self._client: Client | None = None
-        self._subscription_id: int | None = None
+        self._subscription_ids: list[int] = []
         self._publisher: PublishRequests | None = None
         self._overflows = 0
 
@@ -120,6 +129,7 @@ class OpcUaSource:
             "overflows": self._overflows,
             "more_notifications": publishing.more_notifications,
             "publish_requests": publishing.in_flight,
+            "subscriptions": len(self._subscription_ids),
         }
 
     @property
@@ -133,8 +143,7 @@ class OpcUaSource:
                 self._client = await self._connect()
             with map_asyncua_exceptions(self.name, "subscribing"):
                 self._items = await self._resolve(self._client)
-                self._subscription_id = await self._subscribe(self._client)
-                await self._monitor(self._client)
+                await self._monitor(self._client, await self._items_per_subscription(self._client))
         except BaseException:
             await self._close()
             raise
@@ -189,6 +198,15 @@ class OpcUaSource:
             for item in self._items
         ]
 
+    async def _items_per_subscription(self, client: Client) -> int | None:
+        """The server's MaxMonitoredItemsPerSubscription; None when it states no cap."""
+        node = client.get_node(ua.NodeId(ua.Int32(_ITEMS_PER_SUBSCRIPTION)))
+        try:
+            value = await self._bounded(node.read_value())
+        except UaStatusCodeError:
+            return None  # a server from before OPC UA 1.05 has no such property
+        return int(value) if isinstance(value, int) and value > 0 else None
+
     async def _subscribe(self, client: Client) -> int:
         config = self._config
         params = ua.CreateSubscriptionParameters(
@@ -199,16 +217,18 @@ class OpcUaSource:
             PublishingEnabled=True,
         )
         session = client.uaclient.session
-        self._publisher = PublishRequests(
-            session,
-            self._on_publish,
-            link=self.name,
-            initial=min(INITIAL_PUBLISH_REQUESTS, config.max_publish_requests),
-            maximum=config.max_publish_requests,
-        )
+        if self._publisher is None:
+            self._publisher = PublishRequests(
+                session,
+                self._on_publish,
+                link=self.name,
+                initial=min(INITIAL_PUBLISH_REQUESTS, config.max_publish_requests),
+                maximum=config.max_publish_requests,
+            )
         result = await self._bounded(
             session.create_subscription(params, callback=self._publisher.deliver)
         )
+        self._subscription_ids.append(int(result.SubscriptionId))
         self._publisher.start(int(result.SubscriptionId))
         _logger.debug(
             "opcua %s: subscription %s, publishing %s ms, keep-alive x%s, lifetime x%s",
@@ -221,30 +241,60 @@ class OpcUaSource:
         self._queue.heard()  # the stall timeout counts from a working subscription
         return int(result.SubscriptionId)
 
-    async def _monitor(self, client: Client) -> None:
-        """CreateMonitoredItems in batches; servers cap the items they accept per call."""
-        size = self._config.monitored_item_batch
-        for start in range(0, len(self._items), size):
-            batch = self._items[start : start + size]
-            params = ua.CreateMonitoredItemsParameters(
-                SubscriptionId=self._subscription_id,
-                # Only the source timestamp is read (a reading's source_time); leaving out the
-                # server's saves 8 of 34 bytes and a sixth of the decoding of every data change
-                # (python -m bench.micro_ingest), the largest cost in the agent's profile.
-                TimestampsToReturn=ua.TimestampsToReturn.Source,
-                ItemsToCreate=[
-                    self._monitored_item_request(start + offset, item)
-                    for offset, item in enumerate(batch)
-                ],
-            )
-            results = await self._bounded(client.uaclient.session.create_monitored_items(params))
-            for item, result in zip(batch, results, strict=True):
-                if not result.StatusCode.is_good():
-                    raise LinkMisconfigured(
-                        f"opcua {self.name}: tag {item.label}: cannot monitor node "
-                        f"{item.node_id.to_string() if item.node_id else '?'}: "
-                        f"{result.StatusCode.name}"
-                    )
+    async def _monitor(self, client: Client, per_subscription: int | None) -> None:
+        """CreateMonitoredItems in batches (servers cap the items per call), in a new
+        subscription each time one is full: at ``per_subscription`` items, or when the server
+        refuses one with BadTooManyMonitoredItems."""
+        subscription_id, held, start = await self._subscribe(client), 0, 0
+        while start < len(self._items):
+            room = self._config.monitored_item_batch
+            if per_subscription is not None:
+                room = min(room, per_subscription - held)
+            if room <= 0:
+                subscription_id, held = await self._subscribe(client), 0
+                continue
+            created = await self._create(client, subscription_id, start, room)
+            if created == 0 and held == 0:
+                raise LinkMisconfigured(
+                    f"opcua {self.name}: a new subscription takes no monitored item "
+                    "(BadTooManyMonitoredItems)"
+                )
+            if created < min(room, len(self._items) - start):  # the server's cap, unstated
+                per_subscription, room = held + created, 0
+            start, held = start + created, held + created
+        _logger.debug(
+            "opcua %s: %d items in %d subscriptions",
+            self.name,
+            len(self._items),
+            len(self._subscription_ids),
+        )
+
+    async def _create(self, client: Client, subscription_id: int, start: int, size: int) -> int:
+        """Monitor up to ``size`` items from ``start``; how many the subscription took before
+        it refused one as too many."""
+        batch = self._items[start : start + size]
+        params = ua.CreateMonitoredItemsParameters(
+            SubscriptionId=subscription_id,
+            # Only the source timestamp is read (a reading's source_time); leaving out the
+            # server's saves 8 of 34 bytes and a sixth of the decoding of every data change
+            # (python -m bench.micro_ingest), the largest cost in the agent's profile.
+            TimestampsToReturn=ua.TimestampsToReturn.Source,
+            ItemsToCreate=[
+                self._monitored_item_request(start + offset, item)
+                for offset, item in enumerate(batch)
+            ],
+        )
+        results = await self._bounded(client.uaclient.session.create_monitored_items(params))
+        for taken, (item, result) in enumerate(zip(batch, results, strict=True)):
+            if result.StatusCode.value == StatusCodes.BadTooManyMonitoredItems:
+                return taken  # the rest go to another subscription
+            if not result.StatusCode.is_good():
+                raise LinkMisconfigured(
+                    f"opcua {self.name}: tag {item.label}: cannot monitor node "
+                    f"{item.node_id.to_string() if item.node_id else '?'}: "
+                    f"{result.StatusCode.name}"
+                )
+        return len(batch)
 
     def _monitored_item_request(self, handle: int, item: _Item) -> ua.MonitoredItemCreateRequest:
         tag = item.tag
@@ -294,10 +344,10 @@ class OpcUaSource:
         client, self._client = self._client, None
         if client is None:
             return
-        subscription_id, self._subscription_id = self._subscription_id, None
+        subscription_ids, self._subscription_ids = self._subscription_ids, []
         if self._publisher is not None:
             await self._publisher.stop()
-        await close_session(client, subscription_id)
+        await close_session(client, subscription_ids)
 
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
         async with asyncio.timeout(self._timeout):

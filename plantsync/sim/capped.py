@@ -8,20 +8,31 @@ set ``MoreNotifications`` while they hold more, and answer as many messages per 
 cycle as the client has Publish requests queued (OPC UA Part 4 §5.13.5) — no more: the rest
 waits for the next cycle.
 
+Inside ``monitored_items_capped(limit)``, a subscription takes at most ``limit`` monitored items
+and refuses the rest with BadTooManyMonitoredItems, as servers that state
+MaxMonitoredItemsPerSubscription do (``server_of_variables`` states it, or keeps it unsaid).
+
 Only the server side changes; the agent's client code in the same process is untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from asyncua import ua
 from asyncua.common.node import Node
 from asyncua.server import subscription_service
 from asyncua.server.internal_subscription import InternalSubscription
+from asyncua.server.monitored_item_service import MonitoredItemService
 from asyncua.server.server import Server
 from asyncua.server.uaprocessor import PublishRequestData
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
+
+_ITEMS_PER_SUBSCRIPTION = ObjectIds.Server_ServerCapabilities_MaxMonitoredItemsPerSubscription
 
 
 class CappedSubscription(InternalSubscription):
@@ -74,13 +85,60 @@ def notifications_capped(limit: int) -> Iterator[None]:
         names["InternalSubscription"] = original
 
 
+class _CappedItems(MonitoredItemService):
+    """A subscription's monitored items, at most ``limit`` of them."""
+
+    limit = 100
+
+    async def create_monitored_items(
+        self, params: ua.CreateMonitoredItemsParameters
+    ) -> list[ua.MonitoredItemCreateResult]:
+        room = self.limit - len(self._monitored_items)
+        taken = await super().create_monitored_items(
+            dataclasses.replace(params, ItemsToCreate=params.ItemsToCreate[: max(0, room)])
+        )
+        refused = ua.StatusCode(ua.UInt32(StatusCodes.BadTooManyMonitoredItems))
+        return taken + [
+            ua.MonitoredItemCreateResult(StatusCode=refused)
+            for _ in params.ItemsToCreate[len(taken) :]
+        ]
+
+
+@contextlib.contextmanager
+def monitored_items_capped(limit: int) -> Iterator[None]:
+    """Subscriptions created inside the block take at most ``limit`` monitored items; stacks
+    on ``notifications_capped``."""
+    names = vars(subscription_service)
+    original = names["InternalSubscription"]
+
+    def __init__(self: InternalSubscription, *args: Any, **kwargs: Any) -> None:
+        original.__init__(self, *args, **kwargs)
+        self.monitored_item_srv = _CappedItems(self, self.monitored_item_srv.aspace)
+
+    _CappedItems.limit = limit
+    names["InternalSubscription"] = type(
+        "ItemCappedSubscription", (original,), {"__init__": __init__}
+    )
+    try:
+        yield
+    finally:
+        names["InternalSubscription"] = original
+
+
 @contextlib.asynccontextmanager
 async def server_of_variables(
-    port: int, items: int, *, cap: int | None
+    port: int,
+    items: int,
+    *,
+    cap: int | None,
+    items_per_subscription: int | None = None,
+    stated: bool = True,
 ) -> AsyncIterator[tuple[str, list[Node]]]:
     """A server on 127.0.0.1:``port`` with ``items`` Int variables (``v0`` …) under one object,
-    capped at ``cap`` data changes a message (None: asyncua's own, uncapped); its endpoint and
-    the variables, for a test or a bench to change."""
+    capped at ``cap`` data changes a message (None: asyncua's own, uncapped) and at
+    ``items_per_subscription`` monitored items a subscription (None: no cap; ``stated``: in
+    ServerCapabilities, else only by refusing); its endpoint and the variables, for a test or
+    a bench to change."""
     endpoint = f"opc.tcp://127.0.0.1:{port}/capped/"
     server = Server()
     await server.init()
@@ -91,5 +149,10 @@ async def server_of_variables(
     with contextlib.ExitStack() as stack:
         if cap is not None:
             stack.enter_context(notifications_capped(cap))
+        if items_per_subscription is not None:
+            stack.enter_context(monitored_items_capped(items_per_subscription))
+            if stated:
+                node = server.get_node(ua.NodeId(ua.Int32(_ITEMS_PER_SUBSCRIPTION)))
+                await node.write_value(ua.Variant(items_per_subscription, ua.VariantType.UInt32))
         async with server:
             yield endpoint, variables

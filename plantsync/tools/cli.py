@@ -13,6 +13,9 @@ plantsync deadletter list|retry ID|discard ID [--url URL] [--token-env VAR]
 plantsync buffer inspect [--config PATH]   counts, oldest, per stream (read-only)
 plantsync buffer replay --since TIME [--stream S] [--config PATH]
                                            re-send archived messages as historical
+plantsync jobcontrol probe [--config PATH] the Job Control server: version, receiver, methods
+plantsync opcua list|trust NAME --thumbprint SHA1|reject NAME [--config PATH]
+                                           the OPC UA server certificates the agent trusts
 plantsync version
 """
 
@@ -33,6 +36,7 @@ from plantsync.config import config_hash, load_config, summarize
 from plantsync.config.model import AgentConfig, HubConfig
 from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.errors import ConfigError, HubUnavailable, LinkMisconfigured, StoreError
+from plantsync.tools import plantcommands
 from plantsync.tools.hubsettings import add_hub_options, one_line, settings_from_args
 
 _T = TypeVar("_T")
@@ -125,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     publish.set_defaults(handler=_hub_publish)
 
     _operator_commands(commands)
+    plantcommands.add_commands(commands, _default_config_path)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(__version__) or EXIT_OK)
@@ -150,8 +155,9 @@ def run_agent(config: AgentConfig, hash_: str) -> int:
     """Run the agent in the foreground until SIGTERM or SIGINT; 0 after a clean stop.
 
     Under systemd (``Type=notify``) it reports READY once the store is open, pings the watchdog
-    while the event loop turns, and STOPPING on SIGTERM. SIGHUP does not reload the config: it
-    is logged and ignored, because a restart is the one way to apply a changed config.
+    while the event loop turns, and STOPPING on SIGTERM. SIGHUP does not reload the config (a
+    restart is the one way to apply a changed config): it reconnects every link, which reads
+    its certificates and keys again, as a changed certificate or key file does by itself.
     """
     import logging
 
@@ -169,7 +175,8 @@ def run_agent(config: AgentConfig, hash_: str) -> int:
         return f"site {config.site.id}: {states}"
 
     def refuse_reload() -> None:
-        log.warning("SIGHUP ignored: the config is read only at start; restart the agent to apply")
+        log.warning("SIGHUP: the config is read only at start; restart the agent to apply it")
+        agent.nudge.renew("SIGHUP: TLS material read again")
 
     async def serve() -> None:
         stop = asyncio.Event()

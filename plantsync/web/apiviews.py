@@ -26,6 +26,7 @@ from plantsync.buffer.base import OutboxStats
 from plantsync.buffer.database import StoreHealth
 from plantsync.buffer.inbox import DeadLetter, Inbox, InboxRow, InboxStats, OrderState
 from plantsync.buffer.quarantine import quarantined_files
+from plantsync.config.certificates import WARN_DAYS, certificates_in_use
 from plantsync.contracts.inbound import parse_down_message
 from plantsync.contracts.schedule import ProductionOrder
 from plantsync.errors import MessageRejected
@@ -168,6 +169,18 @@ class InboxView(BaseModel):
     oldest_pending_age_seconds: float | None
 
 
+class CertificateView(BaseModel):
+    """A certificate in use: ``role`` own, ca or server; ``warning`` from 30 days before it
+    expires, or when its file cannot be read."""
+
+    link: str
+    role: str
+    file: str
+    not_after: datetime | None
+    days_left: float | None
+    warning: str | None
+
+
 class Status(BaseModel):
     site: str
     version: str
@@ -185,6 +198,8 @@ class Status(BaseModel):
     """What the plant sent up since start: ``unplanned_confirmations``, ``unplanned_statuses``
     (orders not in the last-known-good schedule), ``replayed`` (retries answered with the
     first answer), ``conflicts`` (a key reused for other content, refused)."""
+    certificates: list[CertificateView] = []
+    """Every certificate the config puts in use, with its expiry."""
 
 
 class Accepted(BaseModel):
@@ -322,7 +337,32 @@ def status_view(
         dead_letters=inbox.dead_letters,
         downlink=downlink,
         plant_input=asdict(view.business.counters) if view.business is not None else {},
+        certificates=certificate_views(view),
     )
+
+
+def certificate_views(view: AgentView) -> list[CertificateView]:
+    now = datetime.now(UTC)
+    views = []
+    for certificate in certificates_in_use(view.config):
+        left = certificate.days_left(now)
+        warning = certificate.problem
+        if left is not None and left < WARN_DAYS:
+            expiry = f"{certificate.not_after:%Y-%m-%d}"
+            warning = (
+                f"expired on {expiry}" if left < 0 else f"expires in {left:.0f} days ({expiry})"
+            )
+        views.append(
+            CertificateView(
+                link=certificate.link,
+                role=certificate.role,
+                file=str(certificate.path),
+                not_after=certificate.not_after,
+                days_left=round(left, 2) if left is not None else None,
+                warning=warning,
+            )
+        )
+    return views
 
 
 def store_view(health: StoreHealth) -> StoreView:

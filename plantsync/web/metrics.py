@@ -44,6 +44,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -59,6 +60,7 @@ from plantsync.buffer.base import OutboxStats
 from plantsync.buffer.database import StoreHealth
 from plantsync.buffer.inbox import InboxStats
 from plantsync.buffer.quarantine import quarantined_files
+from plantsync.config.certificates import CertificateInUse, certificates_in_use
 from plantsync.errors import StoreError
 from plantsync.web.view import AgentView
 
@@ -143,6 +145,7 @@ class AgentCollector(Collector):
         yield from self._agent_info()
         yield from self._links()
         yield from self._flows()
+        yield _certificates(certificates_in_use(self._agent.config))
         yield _gauge("plantsync_store_up", "1 when the store answered", self._outbox is not None)
         if self._agent.store is not None:
             yield from _store_health(self._agent.store.health)
@@ -192,6 +195,18 @@ class AgentCollector(Collector):
             for counter, value in health.counters.items():
                 counted.add_metric([name, counter], value)
         yield from (up, state, idle, counted, connects, failures)
+        yield self._protocols()
+
+    def _protocols(self) -> Metric:
+        protocols = GaugeMetricFamily(
+            "plantsync_link_protocol_info",
+            "1 for the protocol version the link negotiated last (the hub: MQTT 5 or 3.1.1)",
+            labels=["link", "version"],
+        )
+        for name, health in self._agent.health.items():
+            if health.protocol is not None:
+                protocols.add_metric([name, health.protocol], 1)
+        return protocols
 
     def _flows(self) -> Iterator[Metric]:
         agent = self._agent
@@ -215,6 +230,20 @@ class AgentCollector(Collector):
             yield from _downlink(agent.downlink.counters)
         if agent.business is not None:
             yield from _business(agent.business.counters)
+
+
+def _certificates(certificates: list[CertificateInUse]) -> Metric:
+    days = GaugeMetricFamily(
+        "plantsync_certificate_expiry_days",
+        "days until each certificate in use expires (negative: expired); own, ca or server",
+        labels=["link", "role", "file"],
+    )
+    now = datetime.now(UTC)
+    for certificate in certificates:
+        left = certificate.days_left(now)
+        if left is not None:
+            days.add_metric([certificate.link, certificate.role, str(certificate.path)], left)
+    return days
 
 
 def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:

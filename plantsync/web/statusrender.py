@@ -49,7 +49,7 @@ def sections(
 ) -> dict[str, str]:
     """Each section's HTML by its id; ``samples`` end with the current depth, at ``now``."""
     return {
-        "overview": _store_alarms(status) + _overview(status),
+        "overview": _store_alarms(status) + _certificate_warnings(status) + _overview(status),
         "buffer": _buffer(status, samples, now),
         "machines": _machines(machines),
         "schedule": _schedule(schedule),
@@ -129,6 +129,16 @@ def _work_waiting(name: str, status: Status) -> bool:
 # ---- rendering -------------------------------------------------------------------------------
 
 _e = html.escape
+
+
+def _certificate_warnings(status: Status) -> str:
+    """A certificate that expires within 30 days (or cannot be read), above the links."""
+    return "".join(
+        f'<p class="verdict warn alarm" data-alarm="certificate">Certificate'
+        f" {_e(c.file)} ({_e(c.link)}, {_e(c.role)}): {_e(c.warning)}</p>"
+        for c in status.certificates
+        if c.warning is not None
+    )
 
 
 def _store_alarms(status: Status) -> str:

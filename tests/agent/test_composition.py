@@ -52,6 +52,10 @@ class FakeHub:
         return "fake hub (in memory)"
 
     @property
+    def protocol_version(self) -> str:
+        return "in memory"
+
+    @property
     def session_present(self) -> bool:
         return True  # the fake broker keeps the session: no resync request
 

@@ -186,4 +186,5 @@ def test_plantsync_run_reports_ready_watchdog_and_stopping_and_ignores_sighup(
         if agent.poll() is None:
             agent.kill()
             agent.wait()
-    assert "SIGHUP ignored" in log.read_text()
+    assert "SIGHUP: the config is read only at start" in log.read_text()
+    assert "SIGHUP: TLS material read again: the links reconnect" in log.read_text()

@@ -7,7 +7,7 @@ import pytest
 from plantsync.contracts.orders import JobOrderState
 from plantsync.contracts.schedule import ProductionOrder, RequestState
 from plantsync.drivers.jobcontrol import isa95
-from plantsync.drivers.jobcontrol.plan import EVERY_METHOD, MissingMethod, plan
+from plantsync.drivers.jobcontrol.plan import EVERY_METHOD, Call, MissingMethod, outcome, plan
 from tests.jobcontrol.support import change, order, revised
 
 State = JobOrderState
@@ -130,3 +130,34 @@ def test_every_return_status_bit_has_a_reason() -> None:
     for bit in isa95.ReturnStatus:
         if bit is not isa95.ReturnStatus.NO_ERROR:
             assert "bit" not in isa95.explain(bit)
+
+
+@pytest.mark.parametrize(
+    ("state", "methods_called", "reported", "seen"),
+    [
+        (None, ["Store", "Start"], None, False),
+        (None, ["Store", "Start"], State.NOT_ALLOWED_TO_START, False),
+        (None, ["Store", "Start"], State.ALLOWED_TO_START, True),
+        (None, ["Store", "Start"], State.RUNNING, True),
+        (None, ["Store"], State.RUNNING, False),
+        (State.ALLOWED_TO_START, ["Cancel"], State.ALLOWED_TO_START, False),
+        (State.ALLOWED_TO_START, ["Cancel"], None, True),
+        (State.RUNNING, ["Pause"], State.INTERRUPTED, True),
+    ],
+)
+def test_the_sink_waits_for_the_list_to_show_what_its_calls_did(
+    state: State | None, methods_called: list[str], reported: State | None, seen: bool
+) -> None:
+    """Until the subscribed JobOrderList shows a call's outcome, the sink reads the list."""
+    current = on_server(FIRST, state) if state is not None else None
+    calls = [Call(method, FIRST.order_id, "test") for method in methods_called]
+    expected = outcome(calls, current, FIRST.revision)
+    assert expected.seen_in(on_server(FIRST, reported) if reported else None) is seen
+
+
+def test_a_report_of_an_older_revision_is_not_the_outcome_of_an_update() -> None:
+    second = revised(FIRST)
+    calls = [Call("Update", isa95.job_order(second, "k"), "test")]
+    expected = outcome(calls, on_server(FIRST, State.ALLOWED_TO_START), second.revision)
+    assert not expected.seen_in(on_server(FIRST, State.ALLOWED_TO_START))
+    assert expected.seen_in(on_server(second, State.ALLOWED_TO_START))

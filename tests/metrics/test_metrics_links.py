@@ -45,6 +45,7 @@ EVERY_METRIC = (
     "plantsync_link_up",
     "plantsync_link_state",
     "plantsync_link_last_activity_age_seconds",
+    "plantsync_link_protocol_info",
     "plantsync_inbox_pending",
     "plantsync_schedule_messages_received_total",
     "plantsync_schedule_messages_settled_total",
@@ -101,6 +102,8 @@ async def test_every_metric_exists_and_a_schedule_moves_publish_ack_and_latency(
     assert value(after, "plantsync_link_up", link="hub") == 1
     assert value(after, "plantsync_link_state", link="hub", state="up") == 1
     assert value(after, "plantsync_link_state", link="hub", state="backoff") == 0
+    # protocol "auto": Mosquitto accepts MQTT 5, the first one tried
+    assert value(after, "plantsync_link_protocol_info", link="hub", version="5") == 1
     assert value(after, "plantsync_link_last_activity_age_seconds", link="hub") < 30
     published = "plantsync_messages_published_total"
     acked = "plantsync_messages_acked_total"

@@ -79,7 +79,9 @@ async def test_the_agent_connects_with_defaults_and_delivers_both_ways(
             await hub.wait_for(lambda: "applied" in outcomes(hub, release["id"]), within=30)
             applied = time.monotonic() - started
             peer = agent.health["hub"].peer  # what the status page shows
+            protocol = agent.health["hub"].protocol  # plantsync_link_protocol_info's version
     assert protocols.negotiated(any_broker.url) is EXPECTED[kind(any_broker)]
+    assert protocol == EXPECTED[kind(any_broker)].value
     assert peer == f"{any_broker.url} (MQTT {EXPECTED[kind(any_broker)].value})"
     print(
         f"\n{kind(any_broker)}: hub link up over MQTT {EXPECTED[kind(any_broker)].value}"

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -220,12 +220,12 @@ async def new_client(config: OpcUaClientConfig) -> Client:
     return client
 
 
-async def close_session(client: Client, subscription_id: int | None) -> None:
-    """Delete the subscription and close the session, each step bounded and its failure no
+async def close_session(client: Client, subscription_ids: Sequence[int]) -> None:
+    """Delete the subscriptions and close the session, each step bounded and its failure no
     news (the link may be gone); the socket is closed whatever happens."""
     try:
-        if subscription_id is not None:
-            await quietly(client.uaclient.session.delete_subscriptions([subscription_id]))
+        if subscription_ids:
+            await quietly(client.uaclient.session.delete_subscriptions(list(subscription_ids)))
         await quietly(client.disconnect())
     finally:
         client.disconnect_socket()
@@ -268,17 +268,23 @@ async def _check_server_certificate(config: OpcUaClientConfig, trusted_file: Pat
     channel, the link would time out and retry forever without saying why.
     """
     trusted = _load_certificate(trusted_file).public_bytes(Encoding.DER)
-    timeout = config.request_timeout.total_seconds()
-    discovery = Client(config.endpoint, timeout=timeout)
-    async with asyncio.timeout(timeout):
-        endpoints = await discovery.connect_and_get_server_endpoints()
-    presented = {e.ServerCertificate for e in endpoints if e.ServerCertificate}
+    presented = await presented_certificates(config)
     # DER is self-delimiting: a chain whose first certificate is the trusted one starts with it.
     if presented and not any(blob.startswith(trusted) for blob in presented):
         raise LinkMisconfigured(
             f"opcua {config.name}: the server certificate is not trusted: {config.endpoint}"
             f" presents a certificate other than server_certificate {trusted_file}"
         )
+
+
+async def presented_certificates(config: OpcUaClientConfig) -> set[bytes]:
+    """The certificates (DER, a chain's leaf first) the server presents on its endpoints, asked
+    over an unsecured discovery channel; call inside ``map_asyncua_exceptions``."""
+    timeout = config.request_timeout.total_seconds()
+    discovery = Client(config.endpoint, timeout=timeout)
+    async with asyncio.timeout(timeout):
+        endpoints = await discovery.connect_and_get_server_endpoints()
+    return {e.ServerCertificate for e in endpoints if e.ServerCertificate}
 
 
 def _application_uri(certificate: Path) -> str | None:

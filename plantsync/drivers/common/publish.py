@@ -47,10 +47,11 @@ class PublishCounters:
 
 
 class PublishRequests:
-    """Keeps extra Publish requests outstanding for one subscription beside asyncua's loop.
+    """Keeps extra Publish requests outstanding for a session's subscriptions beside asyncua's
+    loop (a Publish request serves whichever subscription has something to send).
 
-    Create the subscription with ``deliver`` as its callback (asyncua's loop then calls it),
-    then ``start(subscription_id)``.
+    Create each subscription with ``deliver`` as its callback (asyncua's loop then calls it),
+    then ``start(subscription_id)``; one more subscription adds one more request in flight.
     """
 
     def __init__(
@@ -62,16 +63,18 @@ class PublishRequests:
         initial: int,
         maximum: int,
     ) -> None:
-        self._session, self._subscription_id = session, 0
+        self._session, self._subscription_ids = session, set[int]()
         self._callback, self._link = callback, link
         self._loops: set[asyncio.Task[None]] = set()
         self.counters = PublishCounters(in_flight=1, maximum=max(1, maximum))
         self._initial = max(1, min(initial, self.counters.maximum))
 
     def start(self, subscription_id: int) -> None:
-        """Bring the requests in flight for ``subscription_id`` up to ``initial``."""
-        self._subscription_id = subscription_id
-        while self.counters.in_flight < self._initial:
+        """Serve ``subscription_id`` too: the requests in flight come up to ``initial``, plus
+        one for each subscription after the first (within ``maximum``)."""
+        self._subscription_ids.add(subscription_id)
+        wanted = self._initial + len(self._subscription_ids) - 1
+        while self.counters.in_flight < min(wanted, self.counters.maximum):
             self._add()
 
     async def stop(self) -> None:
@@ -88,7 +91,7 @@ class PublishRequests:
         self._callback(result)
         if result.MoreNotifications:
             self.counters.more_notifications += 1
-            if self._subscription_id and self.counters.in_flight < self.counters.maximum:
+            if self._subscription_ids and self.counters.in_flight < self.counters.maximum:
                 self._add()
 
     def _add(self) -> None:
@@ -125,14 +128,14 @@ class PublishRequests:
             acks = self._handle(response.Parameters)
 
     def _handle(self, result: ua.PublishResult) -> list[ua.SubscriptionAcknowledgement]:
-        if result.SubscriptionId != self._subscription_id:
+        if result.SubscriptionId not in self._subscription_ids:
             return []
         self.deliver(result)
         if not result.NotificationMessage.NotificationData:
             return []  # a keep-alive carries no sequence number to acknowledge
         return [
             ua.SubscriptionAcknowledgement(
-                SubscriptionId=self._subscription_id,
+                SubscriptionId=result.SubscriptionId,
                 SequenceNumber=result.NotificationMessage.SequenceNumber,
             )
         ]

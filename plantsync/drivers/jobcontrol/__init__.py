@@ -4,8 +4,10 @@ order states and job responses come back as order status and production confirma
     __aenter__   connect ─▶ load the server's data type definitions (ua.ISA95JobOrderDataType…)
                  ─▶ find the receiver and the response provider (``discovery``) ─▶
                  subscribe to JobOrderList and JobOrderResponseList
-    apply        read JobOrderList ─▶ plan the calls that take the job order from where it is
-                 to where the change wants it ─▶ call them in order, the first refusal ends it
+    apply        the job order as the subscription last reported JobOrderList (read afresh
+                 while this session's own calls are not in that report yet) ─▶ plan the calls
+                 that take it from where it is to where the change wants it ─▶ call them in
+                 order, the first refusal ends it
     events       JobOrderList / JobOrderResponseList changes ─▶ diff ─▶ bounded queue (drop
                  oldest) ─▶ OrderStatus, ProductionConfirmation; the link lost ─▶ raises
 
@@ -31,10 +33,12 @@ Start after a Store ─▶ left out (the job order waits in NotAllowedToStart fo
 start it). Any other missing method refuses the change, naming the method, before any call.
 
 Idempotency: the job order carries its revision (a JobOrderParameter), and every call is planned
-from the job order's state as the server reports it just before: a change that already took
-effect plans no calls and is applied, one that took effect halfway plans the rest. A call
-refused with InvalidJobOrderStatus (the machine started the order meanwhile) is planned once
-more from the new state.
+from the job order's state as the server last reported it: a change that already took effect
+plans no calls and is applied, one that took effect halfway plans the rest. The report is the
+subscription's last JobOrderList value, unless this session called for that job order and the
+list has not shown the outcome yet (``plan.Outcome``): then JobOrderList is read. A refusal of a
+plan made from the report, and a call refused with InvalidJobOrderStatus (the machine started
+the order meanwhile), are planned once more from a fresh read.
 
 A refusal (a ReturnStatus other than NoError) is PlantVerdict(applied=False, reason="jobcontrol:
 <bits>"); a lost link or a timeout is SourceUnavailable; a refused identity or a server without

@@ -10,9 +10,10 @@ The server sends whole lists; the first value of each after subscribing yields e
 state and every started order's confirmation, so a session that starts after an outage reports
 where each order is, whatever happened meanwhile. A list repeats every entry that did not change,
 so ``Entries`` decodes only the entries that differ from the value before: a change costs one
-decode, not one per job order the server holds (docs/performance.md, roundtrip). asyncua's
-structure classes are unhashable dataclasses, so the cache is keyed by the entry's id and an
-entry is reused when it compares equal, field by field, to the one it replaces.
+decode, not one per job order the server holds (docs/performance.md, roundtrip). ``held`` is
+the last JobOrderList value decoded: the sink plans from it instead of reading the list again.
+asyncua's structure classes are unhashable dataclasses, so the cache is keyed by the entry's id
+and an entry is reused when it compares equal, field by field, to the one it replaces.
 """
 
 from __future__ import annotations
@@ -42,18 +43,23 @@ class ListDiff:
         self._responses: dict[str, tuple[str, str, bool]] = {}
         self._job_orders = Entries(codec.decode_job_order_and_state, job_order_id, link)
         self._job_responses = Entries(codec.decode_job_response, _job_response_id, link)
+        self.held: dict[str, isa95.ISA95JobOrderAndStateDataType] | None = None
+        """The job orders of the last JobOrderList value, by id; None before the first."""
 
     def job_order_list(self, value: list[Any], at: datetime) -> None:
         """A new JobOrderList value: one OrderStatus per job order whose state changed."""
         seen: dict[str, tuple[str, int]] = {}
+        held: dict[str, isa95.ISA95JobOrderAndStateDataType] = {}
         for entry in self._job_orders.parse(value):
             job_order_id = entry.JobOrder.JobOrderID
+            held[job_order_id] = entry
             seen[job_order_id] = (entry.State[0].StateText, entry.JobOrder.revision)
             if self._states.get(job_order_id) != seen[job_order_id]:
                 status = isa95.order_status(entry, at)
                 if status is not None:
                     self._events.put(status)
         self._states = seen  # a cancelled or cleared order is gone; stored again, it is new
+        self.held = held
 
     def job_order_response_list(self, value: list[Any], at: datetime) -> None:
         """A new JobOrderResponseList value: one confirmation per response that progressed."""

@@ -32,6 +32,21 @@ EVERY_METHOD = frozenset(
 )
 
 
+_AFTER = {
+    "Store": JobOrderState.NOT_ALLOWED_TO_START,
+    "StoreAndStart": JobOrderState.ALLOWED_TO_START,
+    "Start": JobOrderState.ALLOWED_TO_START,
+    "RevokeStart": JobOrderState.NOT_ALLOWED_TO_START,
+    "Pause": JobOrderState.INTERRUPTED,
+    "Resume": JobOrderState.RUNNING,
+    "Stop": JobOrderState.ENDED,
+    "Abort": JobOrderState.ABORTED,
+}
+"""The state each method leaves a job order in (Update keeps it; Cancel and Clear remove it)."""
+_CARRY_CONTENT = frozenset({"Store", "StoreAndStart", "Update"})
+_REMOVE = frozenset({"Cancel", "Clear"})
+
+
 class MissingMethod(Exception):
     """The change needs a method the receiver does not offer, and nothing stands in for it."""
 
@@ -97,6 +112,58 @@ def plan(
         # Stop it first: the machine may start it while the update is on its way.
         before.insert(0, call(_TO_HELD[state]))
     return before + after
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Where accepted calls leave a job order: its state and revision, or ``state`` None when
+    they removed it. The sink waits for the server's JobOrderList to show it (``seen_in``)
+    before it plans that job order from its subscription again."""
+
+    state: JobOrderState | None
+    revision: int
+
+    def seen_in(self, entry: isa95.ISA95JobOrderAndStateDataType | None) -> bool:
+        """Whether ``entry`` (None: absent) reports this outcome or a state only the plant
+        could have moved it to since."""
+        if entry is None or self.state is None:
+            return entry is None and self.state is None
+        if entry.JobOrder.revision != self.revision:
+            return entry.JobOrder.revision > self.revision
+        return entry.state is self.state or (
+            entry.state in _RUN_ONWARD and self.state not in _PREPARED_ONLY
+        )
+
+
+_RUN_ONWARD = frozenset(
+    {
+        JobOrderState.RUNNING,
+        JobOrderState.INTERRUPTED,
+        JobOrderState.ENDED,
+        JobOrderState.ABORTED,
+    }
+)
+_PREPARED_ONLY = frozenset({JobOrderState.NOT_ALLOWED_TO_START})
+"""A job order left NotAllowedToStart waits for a Start; one left AllowedToStart or later may
+run on by itself before the list reports it."""
+
+
+def outcome(
+    calls: list[Call],
+    current: isa95.ISA95JobOrderAndStateDataType | None,
+    revision: int,
+) -> Outcome:
+    """Where ``calls``, all accepted, leave the job order that was ``current``."""
+    state = current.state if current is not None else None
+    kept = current.JobOrder.revision if current is not None else revision
+    for call in calls:
+        if call.method in _REMOVE:
+            state = None
+        elif call.method in _AFTER:
+            state = _AFTER[call.method]
+        if call.method in _CARRY_CONTENT:
+            kept = revision
+    return Outcome(state, kept)
 
 
 def _comment(change: OrderChange) -> str:

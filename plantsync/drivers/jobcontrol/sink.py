@@ -28,7 +28,15 @@ from plantsync.drivers.common.opcua import (
 from plantsync.drivers.jobcontrol import codec, isa95
 from plantsync.drivers.jobcontrol.discovery import JobControlNodes, discover
 from plantsync.drivers.jobcontrol.events import Entries, Event, ListDiff, job_order_id
-from plantsync.drivers.jobcontrol.plan import EVERY_METHOD, Call, MissingMethod, arguments, plan
+from plantsync.drivers.jobcontrol.plan import (
+    EVERY_METHOD,
+    Call,
+    MissingMethod,
+    Outcome,
+    arguments,
+    outcome,
+    plan,
+)
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
 _logger = logging.getLogger(__name__)
@@ -74,6 +82,8 @@ class JobControlSink:
         self._read = Entries(codec.decode_job_order_and_state, job_order_id, config.name)
         """JobOrderList as last read: each apply reads the whole list, and decodes what is new."""
         self._subscription_id: int | None = None
+        self._pending: dict[str, Outcome] = {}
+        """Job orders this session changed whose change the subscription has not reported."""
 
     @property
     def name(self) -> str:
@@ -124,11 +134,12 @@ class JobControlSink:
             return PlantVerdict(applied=False, reason=f"jobcontrol: no valid order: {exc}"[:300])
         for attempt in range(2):
             try:
-                return_status = await self._reconcile(change, order)
+                return_status, from_held = await self._reconcile(change, order, fresh=attempt > 0)
             except MissingMethod as exc:
                 return PlantVerdict(applied=False, reason=f"jobcontrol: {exc}")
-            if return_status & isa95.ReturnStatus.INVALID_JOB_ORDER_STATUS and not attempt:
-                continue  # the job order moved on between our read and our call
+            retry = from_held or return_status & isa95.ReturnStatus.INVALID_JOB_ORDER_STATUS
+            if return_status != isa95.ReturnStatus.NO_ERROR and retry and not attempt:
+                continue  # planned from a list the server has moved on from: read it, plan again
             break
         if return_status == isa95.ReturnStatus.NO_ERROR:
             return PlantVerdict(applied=True)
@@ -150,11 +161,19 @@ class JobControlSink:
 
     # -- applying ----------------------------------------------------------------------------
 
-    async def _reconcile(self, change: OrderChange, order: ProductionOrder) -> int:
-        current = (await self.job_orders()).get(order.order_id)
+    async def _reconcile(
+        self, change: OrderChange, order: ProductionOrder, *, fresh: bool
+    ) -> tuple[int, bool]:
+        """Plan and call; the first refusal's ReturnStatus (else NoError), and whether the plan
+        came from the list the subscription holds rather than from a read."""
+        current, from_held = await self._current(order.order_id, fresh=fresh)
         _, nodes = self._connected()
         offered = frozenset(nodes.methods)
-        for call in plan(change, order, current, offered, self._config.release_method):
+        calls = plan(change, order, current, offered, self._config.release_method)
+        before = self._pending.get(order.order_id)
+        if calls:
+            self._pending[order.order_id] = outcome(calls, current, order.revision)
+        for done, call in enumerate(calls):
             return_status = await self._call(call)
             if return_status != isa95.ReturnStatus.NO_ERROR:
                 _logger.info(
@@ -164,8 +183,37 @@ class JobControlSink:
                     order.order_id,
                     isa95.explain(return_status),
                 )
-                return return_status
-        return isa95.ReturnStatus.NO_ERROR
+                self._settle(order.order_id, calls[:done], current, order.revision, before)
+                return return_status, from_held
+        return isa95.ReturnStatus.NO_ERROR, from_held
+
+    async def _current(
+        self, job_order_id: str, *, fresh: bool
+    ) -> tuple[isa95.ISA95JobOrderAndStateDataType | None, bool]:
+        """The job order as the subscription last reported it, unless calls of this session
+        are not in that report yet (or ``fresh``): then as a read of JobOrderList shows it.
+        Planning from the report saves reading and decoding the whole list per change, which
+        the protocol makes O(job orders held) (docs/performance.md, roundtrip)."""
+        held = self._diff.held
+        if not fresh and held is not None and job_order_id not in self._pending:
+            return held.get(job_order_id), True
+        return (await self.job_orders()).get(job_order_id), False
+
+    def _settle(
+        self,
+        job_order_id: str,
+        accepted: list[Call],
+        current: isa95.ISA95JobOrderAndStateDataType | None,
+        revision: int,
+        before: Outcome | None,
+    ) -> None:
+        """After a refusal: wait for what the accepted calls did, or for what was awaited."""
+        if accepted:
+            self._pending[job_order_id] = outcome(accepted, current, revision)
+        elif before is not None:
+            self._pending[job_order_id] = before
+        else:
+            self._pending.pop(job_order_id, None)
 
     async def _call(self, call: Call) -> int:
         """One method call; its ReturnStatus. A Bad result never carries one (B.2): mapped."""
@@ -240,11 +288,10 @@ class JobControlSink:
                 )
             )
         )
-        for node, outcome in zip(nodes, created, strict=True):
-            if not outcome.StatusCode.is_good():
+        for node, item in zip(nodes, created, strict=True):
+            if not item.StatusCode.is_good():
                 raise LinkMisconfigured(
-                    f"opcua {self.name}: cannot monitor {node.to_string()}: "
-                    f"{outcome.StatusCode.name}"
+                    f"opcua {self.name}: cannot monitor {node.to_string()}: {item.StatusCode.name}"
                 )
 
     # -- receiving ---------------------------------------------------------------------------
@@ -262,8 +309,15 @@ class JobControlSink:
         for at, handle, value in sorted(changes, key=lambda change: change[0]):
             if handle == 0:
                 self._diff.job_order_list(value, at)
+                self._reported()
             else:
                 self._diff.job_order_response_list(value, at)
+
+    def _reported(self) -> None:
+        held = self._diff.held or {}
+        for key, expected in list(self._pending.items()):
+            if expected.seen_in(held.get(key)):
+                del self._pending[key]
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -272,7 +326,7 @@ class JobControlSink:
         if client is None:
             return
         subscription_id, self._subscription_id = self._subscription_id, None
-        await close_session(client, subscription_id)
+        await close_session(client, [subscription_id] if subscription_id is not None else [])
         self._events.lost(SourceUnavailable(f"opcua {self.name}: closed"))
 
     def _connected(self) -> tuple[Client, JobControlNodes]:

@@ -116,6 +116,11 @@ class HubConnection:
         return f"{self.url} (MQTT {version})"
 
     @property
+    def protocol_version(self) -> str:
+        """``Hub.protocol_version``: the MQTT version the broker accepted ("?" before)."""
+        return self._protocol.value if self._protocol is not None else "?"
+
+    @property
     def session_present(self) -> bool:
         """Whether the broker resumed a stored session (from the CONNACK)."""
         return self._session_present
