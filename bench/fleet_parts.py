@@ -127,7 +127,15 @@ class Fleet:
             member.mes.start()
         for first in range(0, len(self.members), batch):
             group = self.members[first : first + batch]
-            await asyncio.gather(*(member.process.start(within=240) for member in group))
+            await asyncio.gather(*(self._start(member) for member in group))
+
+    async def _start(self, member: Member) -> None:
+        try:
+            await member.process.start(within=240)
+        except RuntimeError as exc:
+            log = (member.process.workdir / "agent.log").read_text(errors="replace")
+            tail = "\n".join(log.splitlines()[-15:])
+            raise RuntimeError(f"{member.site}: {exc}; its log ends:\n{tail}") from exc
 
     async def stop(self) -> None:
         await asyncio.gather(*(member.process.stop() for member in self.members))

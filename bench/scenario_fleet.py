@@ -5,7 +5,7 @@
 
     bench.opcua_source ──OPC UA──▶ 20 x ``plantsync run`` ──MQTT──▶ Mosquitto ──▶ HQ (fleet_hq)
     (one server, 4 machines x 2     (own process, store,                      de-duplicates,
-     tags per agent, 100 changes/s)   site id, local API)                      answers resyncs
+     tags per agent, 400 changes/s)   site id, local API)                      answers resyncs
 
 Steady state first (messages/s through the hub, broker CPU). Then:
 
@@ -25,6 +25,9 @@ Then the plant goes quiet, every outbox empties, and HQ's seqs per (site, stream
 with what each agent's store numbered: lost = seqs never received; applied twice = a change
 that took effect twice at a site's MES (chaos.mes records every one), and never applied = an
 order HQ released that took effect at no MES. Broker CPU is read from /proc/<pid>/stat.
+
+Last, what the same broker holds beyond the fleet (``fleet_hold``): FLEET_IDLE_SESSIONS idle
+persistent sessions (default 5,000) connected in parallel, and raw paho QoS 1 into it.
 """
 
 from __future__ import annotations
@@ -40,14 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import free_ports
+from bench.fleet_hold import Held, hold_sessions, ingest_ceiling
 from bench.fleet_hq import Hq, histogram
 from bench.fleet_parts import Fleet, FleetBroker, PlantSource, fleet_members
 from bench.report import Figure
 from plantsync.contracts import Verdict
 
 SCENARIO = "fleet"
-RATE = 100.0
-"""OPC UA changes/s over the whole fleet (20 agents: 5/s each, over 4 machines)."""
+RATE = 400.0
+"""OPC UA changes/s over the whole fleet (20 agents: 20/s each, over 4 machines)."""
 STEADY_SECONDS = 20.0
 CLEAR_WITHIN = 150.0
 POLL = 0.5
@@ -111,8 +115,47 @@ async def _scenarios(
     await source.stop()
     lost, redelivered = await _account(hq, fleet)
     twice, missing = _applied(hq, fleet)
+    hold = await _hold(broker, quick=len(fleet.members) < 20)
     _print(len(fleet.members), outage, steady, down, restart, lost, redelivered, twice, missing)
-    return _figures(len(fleet.members), outage, steady, down, restart, lost, twice, redelivered)
+    _print_hold(*hold)
+    return [
+        *_figures(len(fleet.members), outage, steady, down, restart, lost, twice, redelivered),
+        *_hold_figures(*hold),
+    ]
+
+
+async def _hold(broker: FleetBroker, *, quick: bool) -> tuple[Held, float, float]:
+    sessions = int(os.environ.get("FLEET_IDLE_SESSIONS", "500" if quick else "5000"))
+    held = await hold_sessions(broker, sessions)
+    rate, cpu_per_message = await ingest_ceiling(broker, 10_000 if quick else 50_000)
+    return held, rate, cpu_per_message
+
+
+def _print_hold(held: Held, rate: float, cpu_per_message: float) -> None:
+    print(
+        f"   idle sessions: {held.sessions} connected in {held.connect_seconds:.1f} s,"
+        f" broker +{held.rss_mb_added:.1f} MB ({1024 * held.rss_mb_added / held.sessions:.1f}"
+        f" KB each), {held.cpu_seconds:.2f} s CPU"
+    )
+    print(
+        f"   raw paho QoS 1 into the broker: {rate:,.0f} msg/s,"
+        f" broker CPU {cpu_per_message:.1f} us per message"
+    )
+
+
+def _hold_figures(held: Held, rate: float, cpu_per_message: float) -> list[Figure]:
+    sessions = f"{held.sessions} idle persistent sessions"
+    return [
+        Figure(SCENARIO, sessions, "connected in", "s", held.connect_seconds,
+               higher_is_better=False),
+        Figure(SCENARIO, sessions, "broker RSS per session", "KB",
+               1024 * held.rss_mb_added / held.sessions, higher_is_better=False),
+        Figure(SCENARIO, sessions, "broker CPU per connect", "ms",
+               1000 * held.cpu_seconds / held.sessions, higher_is_better=False),
+        Figure(SCENARIO, "raw paho QoS 1, one publisher", "into the broker", "msg/s", rate),
+        Figure(SCENARIO, "raw paho QoS 1, one publisher", "broker CPU per message", "us",
+               cpu_per_message, higher_is_better=False),
+    ]  # fmt: skip
 
 
 def _applied(hq: Hq, fleet: Fleet) -> tuple[int, int]:
