@@ -19,9 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench.common import AgentProcess, agent_config, end_process, free_ports
 from chaos.mes import MesServer
 from plantsync.buffer.inspect import StoreInspection, inspect_store
@@ -151,26 +148,6 @@ class Fleet:
             return inspect_store(member.store, now=now)
         except StoreError:
             return None  # a moment of lock contention: asked again on the next poll
-
-    async def metric(self, name: str) -> dict[str, float]:
-        """Per site, the sum of every sample of ``name`` on the agent's /metrics."""
-        async with httpx.AsyncClient(timeout=10) as client:
-            answers = await asyncio.gather(
-                *(
-                    client.get(f"http://127.0.0.1:{member.process.api_port}/metrics")
-                    for member in self.members
-                )
-            )
-        values = {}
-        for member, answer in zip(self.members, answers, strict=True):
-            samples = [
-                sample.value
-                for family in text_string_to_metric_families(answer.text)
-                for sample in family.samples
-                if sample.name == name
-            ]
-            values[member.site] = sum(samples)
-        return values
 
 
 def fleet_members(agents: int, root: Path, broker_port: int, source: PlantSource) -> list[Member]:
