@@ -78,10 +78,11 @@ fleet: $(STAMP) system-deps
 	FLEET_AGENTS=$(FLEET_AGENTS) FLEET_OUTAGE_SECONDS=$(FLEET_OUTAGE_SECONDS) \
 	  $(BIN)/python -m bench.run --scenario fleet
 
-# promtool, for the tests of packaging/prometheus (promtool check rules / test rules), taken out
-# of Debian's prometheus package into .venv/bin. The package is NOT installed: installing it
-# would start a Prometheus server on :9090 on a machine with systemd. Optional: without promtool
-# those tests are skipped, and say so.
+# promtool and prometheus, for the tests of packaging/prometheus (promtool check rules / test
+# rules, and a real Prometheus on loopback firing an alert against a test agent), taken out of
+# Debian's prometheus package into .venv/bin. The package is NOT installed: installing it would
+# start a Prometheus server on :9090 on a machine with systemd. Optional: without them those
+# tests are skipped, and say so.
 promtool: $(BIN)/promtool
 
 $(BIN)/promtool: | $(STAMP)
@@ -89,8 +90,10 @@ $(BIN)/promtool: | $(STAMP)
 	  echo "promtool: no apt-get here; put Prometheus's promtool on PATH by hand"; exit 1; }
 	rm -rf $(VENV)/promtool-deb && mkdir -p $(VENV)/promtool-deb
 	cd $(VENV)/promtool-deb && apt-get download -q prometheus
-	dpkg-deb --fsys-tarfile $(VENV)/promtool-deb/prometheus_*.deb | tar -xO ./usr/bin/promtool > $@.tmp
-	chmod +x $@.tmp && mv $@.tmp $@ && rm -rf $(VENV)/promtool-deb
+	dpkg-deb -x $(VENV)/promtool-deb/prometheus_*.deb $(VENV)/promtool-deb/root
+	mv $(VENV)/promtool-deb/root/usr/bin/prometheus $(BIN)/prometheus
+	mv $(VENV)/promtool-deb/root/usr/bin/promtool $@
+	rm -rf $(VENV)/promtool-deb
 	$@ --version
 
 # A bounded fault-injection run (CHAOS_MINUTES, default 10) under load both ways; prints the

@@ -4,7 +4,8 @@ accepts them, and every alert fires in promtool's rule unit tests.
 
 promtool is optional: ``make promtool`` takes it out of Debian's ``prometheus`` package into
 .venv/bin without installing the package (which would start a Prometheus server); without it
-the promtool tests are skipped and say so.
+the promtool tests are skipped and say so. A real Prometheus firing an alert against a real
+agent: test_alerts_prometheus.py.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,6 +26,7 @@ from plantsync.agent.supervisor import LinkState
 from plantsync.sim.plant import SimulatedPlant
 from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.support import agent_config, running_agent
+from tests.metrics.support import prometheus_tool
 
 PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 RULES = PACKAGING / "prometheus" / "plantsync-alerts.yml"
@@ -146,21 +145,13 @@ def test_every_alert_has_a_unit_test_that_fires_it() -> None:
     assert fired == set(alert_expressions())
 
 
-def promtool() -> str:
-    """promtool on PATH or beside this Python (``make promtool`` puts it in .venv/bin)."""
-    beside_python = str(Path(sys.executable).parent)
-    found = shutil.which("promtool") or shutil.which("promtool", path=beside_python)
-    if found is None:
-        pytest.skip(
-            "promtool not installed: `make promtool` fetches it into .venv/bin (from Debian's"
-            " prometheus package, without installing it)"
-        )
-    return found
-
-
 def run_promtool(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [promtool(), *arguments], capture_output=True, text=True, timeout=60, check=False
+        [prometheus_tool("promtool"), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
