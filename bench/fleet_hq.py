@@ -48,8 +48,8 @@ class SiteLog:
     """(arrival, reason) of every resync request (duplicates dropped)."""
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Every order HQ released to the site: what a snapshot sends."""
-    snapshots: set[str] = field(default_factory=set)
-    """Ids of the snapshots HQ sent the site, answering its resync requests."""
+    snapshots: dict[str, float] = field(default_factory=dict)
+    """Id → when HQ sent it, of every snapshot answering the site's resync requests."""
     down_seq: int = 0
 
 
@@ -112,7 +112,7 @@ class Hq:
         """Under ``lock``: the snapshot of every order released to ``site``."""
         log = self.sites[site]
         payload = {"orders": list(log.orders.values()), "as_of_seq": log.down_seq}
-        log.snapshots.add(self._publish_down(site, "schedule.snapshot", payload))
+        log.snapshots[self._publish_down(site, "schedule.snapshot", payload)] = time.time()
 
     # ---- up: everything every site sends ------------------------------------------------------
 
@@ -155,6 +155,35 @@ class Hq:
         """How many times ``site`` acknowledged ``message_id`` as applied."""
         with self.lock:
             return self.sites[site].acks.get(message_id, []).count("applied")
+
+    def snapshot_applied_since(self, site: str, moment: float) -> bool:
+        """A snapshot HQ sent ``site`` after ``moment`` was acknowledged as applied."""
+        with self.lock:
+            log = self.sites[site]
+            return any(
+                "applied" in log.acks.get(message_id, [])
+                for message_id, sent in log.snapshots.items()
+                if sent >= moment
+            )
+
+    def released(self, site: str) -> set[str]:
+        """The orders HQ released to ``site``."""
+        with self.lock:
+            return set(self.sites[site].orders)
+
+    def missing(self, site: str, last_seqs: dict[str, int]) -> int:
+        """Seqs 1 … last of each stream of ``site`` that never arrived."""
+        with self.lock:
+            received = self.sites[site].seqs
+            return sum(
+                len(set(range(1, last + 1)) - received.get(stream, set()))
+                for stream, last in last_seqs.items()
+            )
+
+    def duplicates(self) -> int:
+        """Messages received again (same id) and dropped by the de-duplication."""
+        with self.lock:
+            return self.consumer.counts[Verdict.DUPLICATE]
 
     def reconnected_after(self, site: str, moment: float) -> float | None:
         """The first live "online" status of ``site`` after ``moment``, seconds after it."""

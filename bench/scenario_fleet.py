@@ -45,9 +45,8 @@ from pathlib import Path
 from bench.common import free_ports
 from bench.fleet_hold import Held, hold_sessions, ingest_ceiling
 from bench.fleet_hq import Hq, histogram
-from bench.fleet_parts import Fleet, FleetBroker, PlantSource, fleet_members
+from bench.fleet_parts import Fleet, FleetBroker, Member, PlantSource, fleet_members
 from bench.report import Figure
-from plantsync.contracts import Verdict
 
 SCENARIO = "fleet"
 RATE = 400.0
@@ -164,7 +163,7 @@ def _applied(hq: Hq, fleet: Fleet) -> tuple[int, int]:
     for member in fleet.members:
         twice += sum(count - 1 for count in member.mes.state.applied_twice().values())
         applied = {order for order, _ in member.mes.state.applied_orders()}
-        missing += len(set(hq.sites[member.site].orders) - applied)
+        missing += len(hq.released(member.site) - applied)
     return twice, missing
 
 
@@ -210,20 +209,19 @@ async def _restart_without_sessions(broker: FleetBroker, hq: Hq, fleet: Fleet) -
         back = time.time()
         fleet.signal(signal.SIGCONT)
     recovery = Recovery("B")
-    await _recover(recovery, back, broker, hq, fleet, lambda site: _has_jo3(hq, site))
+    members = {member.site: member for member in fleet.members}
+    await _recover(
+        recovery, back, broker, hq, fleet, lambda site: _resynced(hq, members[site], back)
+    )
     recovery.resyncs = hq.resyncs_after(back)
     return recovery
 
 
-def _has_jo3(hq: Hq, site: str) -> bool:
-    """A snapshot carrying JO-3 was acknowledged as applied by ``site``."""
-    with hq.lock:
-        log = hq.sites[site]
-        return bool(log.resyncs) and any(
-            "applied" in outcomes
-            for message_id, outcomes in log.acks.items()
-            if message_id in log.snapshots
-        )
+def _resynced(hq: Hq, member: Member, since: float) -> bool:
+    """A snapshot sent after ``since`` was applied, and the order lost with the sessions (JO-3)
+    took effect at the site's MES."""
+    applied = {order for order, _ in member.mes.state.applied_orders()}
+    return "JO-3" in applied and hq.snapshot_applied_since(member.site, since)
 
 
 async def _recover(
@@ -275,13 +273,8 @@ async def _account(hq: Hq, fleet: Fleet) -> tuple[int, int]:
     for member in fleet.members:
         store = fleet.inspect(member, time.time())
         assert store is not None
-        with hq.lock:
-            received = hq.sites[member.site].seqs
-            for stream in store.streams:
-                lost += len(set(range(1, stream.last_seq + 1)) - received.get(stream.stream, set()))
-    with hq.lock:
-        redelivered = hq.consumer.counts[Verdict.DUPLICATE]
-    return lost, redelivered
+        lost += hq.missing(member.site, {s.stream: s.last_seq for s in store.streams})
+    return lost, hq.duplicates()
 
 
 async def _until(condition: Callable[[], bool], within: float, what: str) -> None:
