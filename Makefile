@@ -7,7 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit venv system-deps clean bench soak chaos deb package-test
+.PHONY: demo test lint typecheck unit venv system-deps clean bench soak chaos deb package-test \
+        fleet promtool
 
 demo: $(STAMP) system-deps
 	$(BIN)/plantsync demo
@@ -67,6 +68,33 @@ bench: $(STAMP) system-deps
 SOAK_MINUTES ?= 30
 soak: $(STAMP) system-deps
 	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m bench.run --scenario footprint
+
+# The fleet scenario (docs/scaling.md): FLEET_AGENTS (default 20) real agent processes against
+# one Mosquitto; the hub down for FLEET_OUTAGE_SECONDS (default 60), then a broker restart that
+# loses every session. About four minutes on loopback. Not part of `make bench`.
+FLEET_AGENTS ?= 20
+FLEET_OUTAGE_SECONDS ?= 60
+fleet: $(STAMP) system-deps
+	FLEET_AGENTS=$(FLEET_AGENTS) FLEET_OUTAGE_SECONDS=$(FLEET_OUTAGE_SECONDS) \
+	  $(BIN)/python -m bench.run --scenario fleet
+
+# promtool and prometheus, for the tests of packaging/prometheus (promtool check rules / test
+# rules, and a real Prometheus on loopback firing an alert against a test agent), taken out of
+# Debian's prometheus package into .venv/bin. The package is NOT installed: installing it would
+# start a Prometheus server on :9090 on a machine with systemd. Optional: without them those
+# tests are skipped, and say so.
+promtool: $(BIN)/promtool
+
+$(BIN)/promtool: | $(STAMP)
+	@command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || { \
+	  echo "promtool: no apt-get here; put Prometheus's promtool on PATH by hand"; exit 1; }
+	rm -rf $(VENV)/promtool-deb && mkdir -p $(VENV)/promtool-deb
+	cd $(VENV)/promtool-deb && apt-get download -q prometheus
+	dpkg-deb -x $(VENV)/promtool-deb/prometheus_*.deb $(VENV)/promtool-deb/root
+	mv $(VENV)/promtool-deb/root/usr/bin/prometheus $(BIN)/prometheus
+	mv $(VENV)/promtool-deb/root/usr/bin/promtool $@
+	rm -rf $(VENV)/promtool-deb
+	$@ --version
 
 # A bounded fault-injection run (CHAOS_MINUTES, default 10) under load both ways; prints the
 # table of faults injected and messages sent / delivered / lost. Root for the tmpfs (disk full).

@@ -5,7 +5,8 @@
 Each scenario is a module ``bench/scenario_<name>.py`` with ``run(quick: bool) -> list[Figure]``,
 imported only when selected, so a scenario that is missing or broken does not stop the others.
 ``--quick`` makes every scenario small (under a minute each): a smoke test, not a figure to
-quote. ``footprint`` (the long soak) runs only when named, as ``make soak`` does.
+quote. ``footprint`` (the long soak) runs only when named, as ``make soak`` does; so does
+``fleet`` (20 agent processes for about five minutes), as ``make fleet`` does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import traceback
 
 from bench.report import RESULTS, Figure, markdown, write_results
 
-SCENARIOS = ("enqueue", "drain", "roundtrip", "ingest", "footprint", "peer", "capped")
+SCENARIOS = ("enqueue", "drain", "roundtrip", "ingest", "footprint", "peer", "capped", "fleet")
 DEFAULT = ("enqueue", "drain", "roundtrip", "ingest", "peer", "capped")
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -27,3 +32,15 @@ def value(
         names = sorted({n for n, _ in samples})
         raise KeyError(f"{key} not in /metrics; names: {names}")
     return samples[key]
+
+
+def prometheus_tool(name: str) -> str:
+    """``promtool`` or ``prometheus`` on PATH or beside this Python (``make promtool`` puts both
+    in .venv/bin); skips the test, saying how to get it, when there is none."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip(
+            f"{name} not installed: `make promtool` fetches promtool and prometheus into"
+            " .venv/bin (from Debian's prometheus package, without installing it)"
+        )
+    return found
