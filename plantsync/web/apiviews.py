@@ -28,6 +28,7 @@ from plantsync.buffer.quarantine import quarantined_files
 from plantsync.contracts.inbound import parse_down_message
 from plantsync.contracts.schedule import ProductionOrder
 from plantsync.errors import MessageRejected
+from plantsync.web.progress import BackfillView, backfill_view
 from plantsync.web.view import AgentView
 
 Scrub = Callable[[str | None], str | None]
@@ -174,6 +175,8 @@ class Status(BaseModel):
     dead_letters: int
     downlink: dict[str, int]
     """The downlink's counters since start: received, duplicates, applied, rejected, …"""
+    backfill: BackfillView | None = None
+    """The backlog of the last outage, its drain rate and ETA; None before the uplink runs."""
 
 
 class Accepted(BaseModel):
@@ -307,7 +310,15 @@ def status_view(
         store=store_view(view.store.health) if view.store is not None else _no_store(view),
         dead_letters=inbox.dead_letters,
         downlink=downlink,
+        backfill=_backfill(view, outbox, now),
     )
+
+
+def _backfill(view: AgentView, outbox: OutboxStats, now: float) -> BackfillView | None:
+    if view.uplink is None:
+        return None
+    oldest = [lane.oldest_created_at for lane in outbox.lanes.values() if lane.oldest_created_at]
+    return backfill_view(view.uplink.backfill, _age(min(oldest), now) if oldest else None)
 
 
 def store_view(health: StoreHealth) -> StoreView:
