@@ -143,10 +143,14 @@ class Uplink:
             self.progress.tick()
             if self._backlog_left and time.monotonic() >= self._expire_due:
                 await self._expire()
-            hungry = self._capacity - len(flight.sent) >= self._claim_at
-            if hungry and (not flight.exhausted or self._wakeup.is_set()):
+            room = self._capacity - len(flight.sent)
+            hungry = room >= self._claim_at
+            # While the backlog fills the window, new rows (business, live) need no room: they
+            # are claimed as they are committed, up to one more capacity, and overtake it.
+            urgent = self._backlog_left and room > -self._capacity
+            if (hungry and not flight.exhausted) or ((hungry or urgent) and self._wakeup.is_set()):
                 self._wakeup.clear()
-                claimed = await self._claim(self._capacity - len(flight.sent))
+                claimed = await self._claim(max(room, self._claim_at), backfill=hungry)
                 flight.exhausted = not claimed
                 if claimed:
                     self._send(connection, flight, claimed)
@@ -163,7 +167,8 @@ class Uplink:
             # The wakeup (new rows) matters only when there is room to claim them.
             waitables = (connection.acknowledgement_ready, stopping, closed)
             within = min(delay, self._pace())
-            await _first_of(*((*waitables, self._wakeup) if hungry else waitables), within=within)
+            woken = (*waitables, self._wakeup) if hungry or urgent else waitables
+            await _first_of(*woken, within=within)
             flight.exhausted = False
             if closed.done():
                 closed.result()  # raises HubUnavailable: the link dropped while idle
@@ -193,10 +198,11 @@ class Uplink:
         self.progress.expired(expired)
         return expired
 
-    async def _claim(self, room: int) -> list[Claimed]:
-        """Business, live, then as many backlog rows as the backfill rate allows."""
-        budget: int | None = None if self._backlog_left else 0
-        if self._bucket is not None and self._backlog_left:
+    async def _claim(self, room: int, *, backfill: bool = True) -> list[Claimed]:
+        """Business, live, then as many backlog rows as the backfill rate allows (none
+        without ``backfill``)."""
+        budget: int | None = None if self._backlog_left and backfill else 0
+        if self._bucket is not None and self._backlog_left and backfill:
             budget = self._bucket.available()
         claimed = await self._outbox.begin(room, backfill=budget)
         historical = sum(1 for row in claimed if row.historical)
