@@ -181,6 +181,7 @@ class Agent:
                 wakeup=pipeline.committed,
                 max_inflight=self.config.hub.max_inflight,
                 stall_timeout=self.config.hub.stall_timeout.total_seconds(),
+                replay=self.config.uplink,
             )
             self.pipeline, self.uplink = pipeline, uplink
             downlink = await self.attach(store, pipeline.committed, sequencer)

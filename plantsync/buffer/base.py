@@ -2,6 +2,10 @@
 
     add(records) -> dropped      commit records durably; telemetry shed to stay under the cap
     begin(limit) -> batch        claim up to ``limit`` ready rows, business lane first
+    split_backlog(order)         the telemetry committed so far becomes the backlog: ``begin``
+                                 serves it last (after business and live telemetry), marked
+                                 historical, at most ``backfill`` rows a call, in ``order``
+    expire_backlog(before)       drop backlog telemetry created before then, counted as evicted
     ack(row_ids)                 the broker took them (PUBACK): delete
     nack(row_ids)                not delivered (link dropped): ready again, same order
                                  anything neither acked nor nacked stays claimed until the
@@ -21,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
+
+from plantsync.config.uplink import BackfillOrder
 
 ROW_OVERHEAD_BYTES = 64
 """Counted per row on top of topic and payload, so many tiny rows still reach the cap."""
@@ -63,6 +69,28 @@ class Claimed:
 
     row_id: int
     record: Record
+    historical: bool = False
+    """From the backlog (``split_backlog``): to be sent marked ``historical``."""
+
+
+@dataclass
+class BacklogCursor:
+    """Where a back-end is in its backlog (``split_backlog``): the rows ``end`` and below."""
+
+    end: int = 0
+    order: BackfillOrder = BackfillOrder.OLDEST_FIRST
+    cursor: int = 0
+    """Oldest-first: the highest id handed out; newest-first: the lowest."""
+    pending: bool = False
+    """Rows may be left: the last backlog claim filled what it asked for."""
+
+    def unclaimed(self) -> list[tuple[int, int]]:
+        """The id range ``(after, up to]`` of backlog rows not handed out yet, if any."""
+        if not self.pending:
+            return []
+        if self.order == BackfillOrder.OLDEST_FIRST:
+            return [(self.cursor, self.end)]
+        return [(0, self.cursor - 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +127,23 @@ class Outbox(Protocol):
         """
         ...
 
-    async def begin(self, limit: int) -> list[Claimed]:
-        """Claim up to ``limit`` ready rows: business lane first, each lane in insertion order."""
+    async def begin(self, limit: int, *, backfill: int | None = None) -> list[Claimed]:
+        """Claim up to ``limit`` ready rows: business lane first, each lane in insertion order;
+        after ``split_backlog``, the backlog last, at most ``backfill`` rows (None: no bound)."""
+        ...
+
+    async def split_backlog(self, order: BackfillOrder) -> int:
+        """Make every telemetry row committed so far the backlog; return how many there are.
+
+        From then on ``begin`` serves business rows, then telemetry committed later (live),
+        then the backlog in ``order`` (claimed ``historical``). Call it when the hub link
+        comes up, with no telemetry claimed; a later call starts a new backlog.
+        """
+        ...
+
+    async def expire_backlog(self, created_before: float) -> int:
+        """Delete unclaimed backlog telemetry created before that Unix time; counted as
+        evicted. Returns how many rows went."""
         ...
 
     async def ack(self, row_ids: Sequence[int]) -> None:

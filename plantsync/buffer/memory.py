@@ -21,6 +21,7 @@ from plantsync.buffer.base import (
     RowStatus,
     shed_incoming_telemetry,
 )
+from plantsync.config.uplink import BackfillOrder
 from plantsync.errors import StoreError, StoreFull
 
 
@@ -50,6 +51,8 @@ class MemoryOutbox:
         self._storage = storage if storage is not None else MemoryStorage()
         self._max_size_bytes = max_size_bytes
         self._closed = False
+        self._backlog: tuple[int, BackfillOrder] | None = None
+        """After ``split_backlog``: the highest backlog row id, and the order to serve it in."""
         # Whoever held the claims before is gone, as after a restart of the process.
         for row in self._storage.rows.values():
             row.status = RowStatus.READY
@@ -74,19 +77,62 @@ class MemoryOutbox:
         self._commit(victims, kept, records)
         return len(victims) + shed
 
-    async def begin(self, limit: int) -> list[Claimed]:
-        """Claim up to ``limit`` ready rows, business lane first, each lane in id order."""
+    async def begin(self, limit: int, *, backfill: int | None = None) -> list[Claimed]:
+        """Claim up to ``limit`` ready rows: business, live telemetry, then the backlog."""
         self._require_open()
         rows = self._storage.rows
         ready = sorted(
-            (row.record.lane, row_id)
+            self._line(row_id, row.record)
             for row_id, row in rows.items()
             if row.status == RowStatus.READY
         )
-        claimed = [Claimed(row_id, rows[row_id].record) for _, row_id in ready[: max(limit, 0)]]
+        urgent = [item for item in ready if item[0] < _BACKLOG]
+        backlog = [item for item in ready if item[0] == _BACKLOG]
+        chosen = urgent[: max(limit, 0)]
+        room = max(limit, 0) - len(chosen)
+        chosen += backlog[: max(0, room if backfill is None else min(room, backfill))]
+        claimed = [
+            Claimed(row_id, rows[row_id].record, kind == _BACKLOG) for kind, _, row_id in chosen
+        ]
         for item in claimed:
             rows[item.row_id].status = RowStatus.INFLIGHT
         return claimed
+
+    async def split_backlog(self, order: BackfillOrder) -> int:
+        """Every telemetry row so far is the backlog, served last in ``order``."""
+        self._require_open()
+        telemetry = [
+            row_id
+            for row_id, row in self._storage.rows.items()
+            if row.record.lane == Lane.TELEMETRY
+        ]
+        self._backlog = (max(telemetry, default=0), order)
+        return len(telemetry)
+
+    async def expire_backlog(self, created_before: float) -> int:
+        """Delete ready backlog rows created before ``created_before``; counted as evicted."""
+        self._require_open()
+        rows = self._storage.rows
+        victims = [
+            row_id
+            for row_id, row in rows.items()
+            if row.status == RowStatus.READY
+            and self._line(row_id, row.record)[0] == _BACKLOG
+            and row.record.created_at < created_before
+        ]
+        for row_id in victims:
+            del rows[row_id]
+        self._storage.evicted_total += len(victims)
+        return len(victims)
+
+    def _line(self, row_id: int, record: Record) -> tuple[int, int, int]:
+        """(kind, position, id): business, then live telemetry, then the backlog in order."""
+        if record.lane == Lane.BUSINESS:
+            return 0, row_id, row_id
+        if self._backlog is None or row_id > self._backlog[0]:
+            return 1, row_id, row_id
+        newest_first = self._backlog[1] == BackfillOrder.NEWEST_FIRST
+        return _BACKLOG, -row_id if newest_first else row_id, row_id
 
     async def ack(self, row_ids: Sequence[int]) -> None:
         """Delete acknowledged rows; unknown ids are ignored."""
@@ -158,6 +204,10 @@ class MemoryOutbox:
             row.record.created_at for row in self._storage.rows.values() if row.record.lane == lane
         ]
         return LaneStats(depth=len(created), oldest_created_at=min(created, default=None))
+
+
+_BACKLOG = 2
+"""The kind of a backlog row in ``MemoryOutbox._line``: served after business and live rows."""
 
 
 def _total_size(records: Sequence[Record]) -> int:

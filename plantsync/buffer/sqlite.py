@@ -1,7 +1,8 @@
 """The durable outbox: SQLite, in the store's one database (``database.Database``).
 
     add    BEGIN IMMEDIATE; evict oldest ready telemetry; INSERT (executemany); streams; COMMIT
-    begin  one SELECT of both lanes after the in-memory cursors (no write, no fsync)
+    begin  one SELECT of both lanes after the in-memory cursors (no write, no fsync); after
+           split_backlog, one more SELECT for the backlog, after (or before) its own cursor
     ack    DELETE … RETURNING size        nack   in memory: the rows go back in line
            (with the sent archive on: DELETE … RETURNING the rows, archived in the same
            transaction; ``archive.py``)
@@ -13,12 +14,13 @@ refused input cannot grow the file beyond ``max_size`` unseen. Every call costs 
 handful of awaits, never one per row, because each aiosqlite await costs about 95 µs. Row id
 lists travel as one JSON parameter (``json_each``), so no SQL is ever built from values.
 
-Claimed rows are not marked in the file: each lane has an in-memory cursor, "the last id
-handed out", and ``begin`` reads the rows after it (docs/measured.md: a claim that writes costs a
-transaction and an fsync per batch). Rows handed out and not yet acknowledged are only in
-memory (``_claimed``); ``nack`` puts them back in line (``_returned``, served first, in id
-order), eviction skips them, and a restart forgets them all, so every unacknowledged row is
-sent again. ``RowStatus.INFLIGHT`` is therefore never written by this back-end.
+Claimed rows are not marked in the file: each lane (and the backlog) has an in-memory cursor,
+"the last id handed out", and ``begin`` reads the rows after it (a claim that writes costs a
+transaction and an fsync per batch: docs/measured.md). Rows handed out and not yet
+acknowledged are only in memory (``_claimed``); ``nack`` puts them back in line
+(``_returned``, served first, in id order), eviction skips them, and a restart forgets them
+all, so every unacknowledged row is sent again. ``RowStatus.INFLIGHT`` is therefore never
+written by this back-end.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import aiosqlite
 from plantsync.buffer.archive import ArchivePolicy, SentArchive
 from plantsync.buffer.base import (
     ROW_OVERHEAD_BYTES,
+    BacklogCursor,
     Claimed,
     Lane,
     LaneStats,
@@ -43,6 +46,7 @@ from plantsync.buffer.base import (
     shed_incoming_telemetry,
 )
 from plantsync.buffer.database import SCHEMA_VERSION, Database, Transaction
+from plantsync.config.uplink import BackfillOrder
 from plantsync.errors import StoreFull
 
 __all__ = ["SCHEMA_VERSION", "SqliteOutbox"]
@@ -57,7 +61,8 @@ _UPSERT_STREAM = (
 )
 _ADD_EVICTED = "UPDATE meta SET value = value + ? WHERE key = 'evicted_total'"
 _OLDEST_READY = (
-    "SELECT id, size FROM outbox WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?"
+    "SELECT id, size FROM outbox WHERE lane = ? AND status = ? AND id > ? AND id <= ?"
+    " ORDER BY id LIMIT ?"
 )
 _DELETE_READY_BETWEEN = "DELETE FROM outbox WHERE lane = ? AND status = ? AND id > ? AND id <= ?"
 _DELETE_IDS_ONLY = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
@@ -74,6 +79,19 @@ _NEXT_OF_BOTH = (  # one await for both lanes: the common case of begin()
     " UNION ALL"
     " SELECT * FROM (SELECT id, lane, message_id, stream, seq, topic, payload, created_at"
     " FROM outbox WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?)"
+)
+_BACKLOG_SPLIT = "SELECT MAX(id), COUNT(*) FROM outbox WHERE lane = ?"
+_BACKLOG_OLDEST = (
+    "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
+    " WHERE lane = ? AND status = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?"
+)
+_BACKLOG_NEWEST = (
+    "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
+    " WHERE lane = ? AND status = ? AND id < ? ORDER BY id DESC LIMIT ?"
+)
+_EXPIRE_BACKLOG = (
+    "DELETE FROM outbox WHERE lane = ? AND id <= ? AND created_at < ?"
+    " AND id NOT IN (SELECT value FROM json_each(?)) RETURNING size"
 )
 _ROWS_OF_IDS = (
     "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
@@ -94,6 +112,7 @@ _HELD = (  # what dead letters hold against the cap, counted like outbox rows (`
     " FROM dead_letters"
 )
 _EVICTION_PAGE = 256
+_LAST_ID = 2**63 - 1
 
 
 class SqliteOutbox:
@@ -127,6 +146,7 @@ class SqliteOutbox:
         """Rows handed out by ``begin`` and neither acknowledged nor returned yet."""
         self._returned: dict[Lane, list[int]] = {lane: [] for lane in Lane}
         """Rows ``nack`` put back in line, in id order; ``begin`` serves them first."""
+        self._backlog = BacklogCursor()
 
     @classmethod
     async def open(cls, path: Path, *, max_size_bytes: int) -> SqliteOutbox:
@@ -179,8 +199,9 @@ class SqliteOutbox:
         connection = transaction.connection
         held = self._held_bytes if held is None else held
         excess = self._size_bytes + held + _total_size(records) - self._max_size_bytes
+        ready = [*self._backlog.unclaimed(), (self._cursor[Lane.TELEMETRY], _LAST_ID)]
         freed, evicted = await _evict_telemetry(
-            connection, excess, self._cursor[Lane.TELEMETRY], self._returned[Lane.TELEMETRY]
+            connection, excess, ready, self._returned[Lane.TELEMETRY]
         )
         kept, shed = shed_incoming_telemetry(records, excess - freed)
         grown = _total_size(kept) - freed
@@ -205,30 +226,85 @@ class SqliteOutbox:
             ((held,),) = rows
             self._held_bytes = int(held)
 
-    async def begin(self, limit: int) -> list[Claimed]:
-        """Claim up to ``limit`` ready rows, business lane first, each lane in id order."""
+    async def begin(self, limit: int, *, backfill: int | None = None) -> list[Claimed]:
+        """Claim up to ``limit`` ready rows, business lane first, each lane in id order; then
+        at most ``backfill`` rows of the backlog (``split_backlog``)."""
         if limit <= 0:
             return []
         async with self._database.read() as connection:
             if any(self._returned.values()):
-                claimed = await self._returned_first(connection, limit)
+                rows = await self._returned_first(connection, limit)
             else:
                 first, second = sorted(Lane)
                 params = (
                     *(first, RowStatus.READY, self._cursor[first], limit),
                     *(second, RowStatus.READY, self._cursor[second], limit),
                 )
-                rows = await connection.execute_fetchall(_NEXT_OF_BOTH, params)
-                claimed = sorted(map(_claimed, rows), key=_line)[:limit]
-        for item in claimed:
-            lane = item.record.lane
-            self._claimed[item.row_id] = lane
-            self._cursor[lane] = max(self._cursor[lane], item.row_id)
-        return claimed
+                both = await connection.execute_fetchall(_NEXT_OF_BOTH, params)
+                rows = sorted(both, key=_line)[:limit]
+            room = limit - len(rows) if backfill is None else min(limit - len(rows), backfill)
+            if room > 0 and self._backlog.pending:
+                rows = [*rows, *await self._backlog_rows(connection, room)]
+        return [self._claim(row) for row in rows if row[0] not in self._claimed]
 
-    async def _returned_first(self, connection: aiosqlite.Connection, limit: int) -> list[Claimed]:
+    async def split_backlog(self, order: BackfillOrder) -> int:
+        """The telemetry committed so far becomes the backlog; see ``Outbox.split_backlog``."""
+        async with self._database.read() as connection:
+            ((end, count),) = await connection.execute_fetchall(_BACKLOG_SPLIT, (Lane.TELEMETRY,))
+        end = int(end or 0)
+        start = 0 if order == BackfillOrder.OLDEST_FIRST else end + 1
+        self._backlog = BacklogCursor(end, order, cursor=start, pending=count > 0)
+        self._cursor[Lane.TELEMETRY] = max(self._cursor[Lane.TELEMETRY], end)
+        self._returned[Lane.TELEMETRY] = []  # all at or below ``end``: the backlog now
+        return int(count)
+
+    async def expire_backlog(self, created_before: float) -> int:
+        """Delete unclaimed backlog rows made before ``created_before``, counted as evicted."""
+        if not self._backlog.pending:
+            return 0
+        claimed = [row_id for row_id, lane in self._claimed.items() if lane == Lane.TELEMETRY]
+        async with self._database.write() as transaction:
+            params = (Lane.TELEMETRY, self._backlog.end, created_before, _id_list(claimed))
+            sizes = [
+                int(size)
+                for (size,) in await transaction.connection.execute_fetchall(
+                    _EXPIRE_BACKLOG, params
+                )
+            ]
+            freed, count = sum(sizes), len(sizes)
+            if count:
+                await transaction.connection.execute(_ADD_EVICTED, (count,))
+            transaction.after_commit(lambda: self._count(-freed, count))
+        return count
+
+    async def _backlog_rows(self, connection: aiosqlite.Connection, room: int) -> list[Any]:
+        """The next ``room`` backlog rows in its order; moves its cursor past them."""
+        params: tuple[int, ...]
+        backlog = self._backlog
+        query, params = _BACKLOG_NEWEST, (backlog.cursor, room)
+        if backlog.order == BackfillOrder.OLDEST_FIRST:
+            query, params = _BACKLOG_OLDEST, (backlog.cursor, backlog.end, room)
+        rows = list(
+            await connection.execute_fetchall(query, (Lane.TELEMETRY, RowStatus.READY, *params))
+        )
+        backlog.pending = len(rows) == room
+        if rows:
+            backlog.cursor = rows[-1][0]
+        return rows
+
+    def _claim(self, row: Iterable[Any]) -> Claimed:
+        """Hand one row out: remember it, move its lane's cursor, say whether it is backlog."""
+        row_id, lane, message_id, stream, seq, topic, payload, created_at = row
+        record = Record(message_id, Lane(lane), stream, seq, topic, bytes(payload), created_at)
+        historical = record.lane == Lane.TELEMETRY and row_id <= self._backlog.end
+        self._claimed[row_id] = record.lane
+        if not historical:
+            self._cursor[record.lane] = max(self._cursor[record.lane], row_id)
+        return Claimed(row_id=row_id, record=record, historical=historical)
+
+    async def _returned_first(self, connection: aiosqlite.Connection, limit: int) -> list[Any]:
         """``begin`` after a nack: per lane, the returned rows, then the rows after the cursor."""
-        claimed: list[Claimed] = []
+        claimed: list[Any] = []
         for lane in sorted(Lane):
             wanted = limit - len(claimed)
             returned = self._returned[lane]
@@ -237,12 +313,12 @@ class SqliteOutbox:
             if returned:
                 ids, self._returned[lane] = returned[:wanted], returned[wanted:]
                 rows = await connection.execute_fetchall(_ROWS_OF_IDS, (_id_list(ids),))
-                claimed.extend(map(_claimed, rows))  # gone meanwhile: evicted, or acked late
+                claimed.extend(rows)  # gone meanwhile: evicted, or acked late
             wanted = limit - len(claimed)
             if wanted > 0 and not self._returned[lane]:
                 params = (lane, RowStatus.READY, self._cursor[lane], wanted)
                 rows = await connection.execute_fetchall(_NEXT_OF_LANE, params)
-                claimed.extend(map(_claimed, rows))
+                claimed.extend(rows)
         return claimed
 
     async def ack(self, row_ids: Sequence[int]) -> None:
@@ -323,13 +399,17 @@ async def _held_at_load(connection: aiosqlite.Connection) -> int:
 
 
 async def _evict_telemetry(
-    connection: aiosqlite.Connection, excess: int, cursor: int, returned: Sequence[int]
+    connection: aiosqlite.Connection,
+    excess: int,
+    ready: Sequence[tuple[int, int]],
+    returned: Sequence[int],
 ) -> tuple[int, int]:
     """Delete the oldest ready telemetry until ``excess`` bytes are freed; return (bytes, rows).
 
-    Ready means returned by a nack (``returned``, all below ``cursor``) or after ``cursor``;
-    rows in between are claimed and stay. Pages through the (lane, status, id) index so a
-    large backlog is not scanned whole.
+    Ready means returned by a nack (``returned``, all claimed once) or inside one of the
+    ``ready`` id ranges ``(after, up to]``, oldest range first (the backlog not handed out
+    yet, then the rows after the live cursor); rows outside are claimed and stay. Pages
+    through the (lane, status, id) index so a large backlog is not scanned whole.
     """
     freed = count = 0
     if returned and excess > 0:
@@ -340,19 +420,20 @@ async def _evict_telemetry(
             freed, count = freed + size, count + 1
             victims.append(row_id)
         await connection.execute(_DELETE_IDS_ONLY, (_id_list(victims),))
-    last_id = cursor
-    while freed < excess:
-        params = (Lane.TELEMETRY, RowStatus.READY, last_id, _EVICTION_PAGE)
-        page = list(await connection.execute_fetchall(_OLDEST_READY, params))
-        for row_id, size in page:
-            if freed >= excess:
+    for after, up_to in ready:
+        last_id = after
+        while freed < excess:
+            params = (Lane.TELEMETRY, RowStatus.READY, last_id, up_to, _EVICTION_PAGE)
+            page = list(await connection.execute_fetchall(_OLDEST_READY, params))
+            for row_id, size in page:
+                if freed >= excess:
+                    break
+                freed, count, last_id = freed + size, count + 1, row_id
+            if len(page) < _EVICTION_PAGE:
                 break
-            freed, count, last_id = freed + size, count + 1, row_id
-        if len(page) < _EVICTION_PAGE:
-            break
-    if last_id > cursor:
-        params = (Lane.TELEMETRY, RowStatus.READY, cursor, last_id)
-        await connection.execute(_DELETE_READY_BETWEEN, params)
+        if last_id > after:
+            bounds = (Lane.TELEMETRY, RowStatus.READY, after, last_id)
+            await connection.execute(_DELETE_READY_BETWEEN, bounds)
     return freed, count
 
 
@@ -384,15 +465,9 @@ def _row_values(record: Record) -> tuple[Any, ...]:
     )
 
 
-def _claimed(row: Iterable[Any]) -> Claimed:
-    row_id, lane, message_id, stream, seq, topic, payload, created_at = row
-    record = Record(message_id, Lane(lane), stream, seq, topic, bytes(payload), created_at)
-    return Claimed(row_id=row_id, record=record)
-
-
-def _line(item: Claimed) -> tuple[int, int]:
+def _line(row: Sequence[Any]) -> tuple[int, int]:
     """The order of ``begin``: business lane first, then id."""
-    return item.record.lane, item.row_id
+    return int(row[1]), int(row[0])
 
 
 def _highest_sequences(records: Sequence[Record]) -> dict[str, int]:

@@ -28,6 +28,7 @@ from pydantic import (
 
 from plantsync.config.plant import JobControlConfig, MesConfig, OpcUaServerConfig
 from plantsync.config.types import Duration, Section, Tls
+from plantsync.config.uplink import UplinkConfig
 from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
@@ -326,6 +327,7 @@ class AgentConfig(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     policy: PolicyConfig = PolicyConfig()
     reconnect: ReconnectConfig = ReconnectConfig()
+    uplink: UplinkConfig = UplinkConfig()
     log: LogConfig = LogConfig()
     shutdown_timeout: Duration = Field(
         default=timedelta(seconds=10), description="bound on the final flush at stop"

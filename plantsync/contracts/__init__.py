@@ -1,7 +1,7 @@
 """The canonical messages, shared by every part of plantsync. JSON on the wire."""
 
 from plantsync.contracts.consumer import Gap, StreamConsumer, Verdict
-from plantsync.contracts.envelope import Contract, Envelope, utc_isoformat
+from plantsync.contracts.envelope import Contract, Envelope, as_historical, utc_isoformat
 from plantsync.contracts.ids import message_id_time_ms, new_message_id
 from plantsync.contracts.inbound import (
     MAX_DOWN_MESSAGE_BYTES,
@@ -149,6 +149,7 @@ __all__ = [
     "TagValue",
     "Topics",
     "Verdict",
+    "as_historical",
     "machine_stream",
     "message_id_time_ms",
     "new_message_id",

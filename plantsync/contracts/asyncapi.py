@@ -102,7 +102,10 @@ def _channels() -> tuple[_Channel, ...]:
             "machineState",
             _address(_TOPICS.machine_state("{machine_id}")),
             "send",
-            "Machine state by exception, and periodic snapshots; stream machine/<machine_id>.",
+            "Machine state by exception, and periodic snapshots; stream machine/<machine_id>."
+            " After an outage new states come at once and the backlog beside them, marked"
+            " historical, with its original seq and event_time: per stream, live and historical"
+            " seqs interleave on the wire; order by (site, stream, seq).",
             (_Message(MACHINE_STATE_TYPE, MachineStateMessage, "Changed tags of one machine."),),
         ),
         _Channel(
@@ -188,7 +191,9 @@ def _info() -> dict[str, Any]:
             "Messages between one plant's plantsync agent and HQ over MQTT. Every topic of a "
             f"site is under '<prefix>/<site>/' (prefix '{DEFAULT_PREFIX}' by default). Every "
             "message except site.status is an envelope: de-duplicate by 'id', order by 'seq' "
-            "per 'stream'. Quantities are decimal strings (e.g. \"12.500\"), never JSON numbers, "
+            "per 'stream' (after an outage, telemetry's backlog arrives marked 'historical' beside"
+            " newer messages; business messages are never historical and keep their order)."
+            ' Quantities are decimal strings (e.g. "12.500"), never JSON numbers, '
             "so no consumer loses precision."
         ),
     }

@@ -9,7 +9,9 @@
   "stream": "machine/press-1",      ordering key
   "seq": 42,                        per-stream sequence number: 1, 2, 3 ... gaps are losses
   "event_time": "2026-...Z",        when it happened at the source
-  "historical": false,              true when sent from the backlog after an outage
+  "historical": false,              true when sent from the backlog after an outage (backfill):
+                                    per stream, live and historical messages interleave on
+                                    the wire; order by (site, stream, seq)
   "correlation_id": null,           follows a schedule through its acks and confirmations
   "payload": { ... }
 }
@@ -46,7 +48,10 @@ class Envelope(Contract, Generic[PayloadT]):
     seq: int = Field(ge=1, description="per-stream sequence number, gapless unless evicted")
     event_time: AwareDatetime
     historical: bool = Field(
-        default=False, description="sent from the backlog after an outage, not live"
+        default=False,
+        description="sent from the backlog after an outage (backfill), not live: it keeps its"
+        " original seq and event_time, and may arrive after newer messages of its stream;"
+        " order a stream by seq",
     )
     correlation_id: str | None = None
     payload: PayloadT
@@ -55,3 +60,19 @@ class Envelope(Contract, Generic[PayloadT]):
 def utc_isoformat(moment: datetime) -> str:
     """RFC 3339 with millisecond precision and a Z, the form every timestamp takes on the wire."""
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_LIVE = b'"historical":false'
+_HISTORICAL = b'"historical":true'
+
+
+def as_historical(payload: bytes) -> bytes:
+    """The serialized envelope ``payload`` with ``historical`` set, nothing else changed.
+
+    Works on the bytes (a backlog of a million rows is not parsed again): the agent writes
+    envelopes with ``model_dump_json``, compact, the envelope's own fields before ``payload``,
+    so the first ``"historical":false`` is the envelope's (a string containing those
+    characters is escaped, ``\\"historical\\"``, and cannot match). A payload without it is
+    returned unchanged.
+    """
+    return payload.replace(_LIVE, _HISTORICAL, 1)

@@ -77,8 +77,12 @@ class Hub(Connection, Protocol):
         """One message now; the future resolves once the broker has it (PUBACK for QoS 1)."""
         ...
 
-    def send(self, messages: Iterable[Outgoing]) -> None:
-        """Queue QoS 1 messages for publishing in order within the hub's in-flight window."""
+    def send(self, messages: Iterable[Outgoing], *, backfill: bool = False) -> None:
+        """Queue QoS 1 messages for publishing in order within the hub's in-flight window.
+
+        ``backfill`` messages (the backlog of an outage) are published only while no other
+        ``send`` message waits: live ones overtake them in the queue, never in the window.
+        """
         ...
 
     def acknowledged(self) -> list[int]:

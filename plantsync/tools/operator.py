@@ -98,6 +98,7 @@ def print_status(status: dict[str, Any], out: IO[str]) -> None:
     )
     for lane, stats in outbox["lanes"].items():
         out.write(f"  {lane:<10} {stats['depth']:>8}  oldest {_age(stats['oldest_age_seconds'])}\n")
+    _print_backfill(status.get("backfill"), out)
     inbox = status["inbox"]
     counts = ", ".join(f"{name} {count}" for name, count in inbox["counts"].items())
     out.write(
@@ -105,6 +106,22 @@ def print_status(status: dict[str, Any], out: IO[str]) -> None:
         f"{'; ' + counts if counts else ''}\n"
     )
     out.write(f"dead letters: {status['dead_letters']}\n")
+
+
+def _print_backfill(backfill: dict[str, Any] | None, out: IO[str]) -> None:
+    """One line about the backlog of the last outage, when there was one."""
+    if not backfill or backfill["state"] == "idle":
+        return
+    cut = f", {backfill['expired']} cut off" if backfill["expired"] else ""
+    if backfill["state"] == "done":
+        out.write(f"backfill: done, {backfill['sent']} of {backfill['total']} sent{cut}\n")
+        return
+    eta = backfill["eta_seconds"]
+    out.write(
+        f"backfill: draining, {backfill['sent']} of {backfill['total']} sent"
+        f" ({100 * backfill['fraction_done']:.0f} %){cut}, {backfill['remaining']} left,"
+        f" {backfill['rate_per_second']:.0f} msg/s, ETA {'unknown' if eta is None else _age(eta)}\n"
+    )
 
 
 def print_dead_letters(letters: list[dict[str, Any]], out: IO[str]) -> None:

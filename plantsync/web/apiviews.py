@@ -30,6 +30,7 @@ from plantsync.config.certificates import WARN_DAYS, certificates_in_use
 from plantsync.contracts.inbound import parse_down_message
 from plantsync.contracts.schedule import ProductionOrder
 from plantsync.errors import MessageRejected
+from plantsync.web.progress import BackfillView, backfill_view
 from plantsync.web.view import AgentView
 
 Scrub = Callable[[str | None], str | None]
@@ -200,6 +201,8 @@ class Status(BaseModel):
     first answer), ``conflicts`` (a key reused for other content, refused)."""
     certificates: list[CertificateView] = []
     """Every certificate the config puts in use, with its expiry."""
+    backfill: BackfillView | None = None
+    """The backlog of the last outage, its drain rate and ETA; None before the uplink runs."""
 
 
 class Accepted(BaseModel):
@@ -338,6 +341,7 @@ def status_view(
         downlink=downlink,
         plant_input=asdict(view.business.counters) if view.business is not None else {},
         certificates=certificate_views(view),
+        backfill=_backfill(view, outbox, now),
     )
 
 
@@ -363,6 +367,13 @@ def certificate_views(view: AgentView) -> list[CertificateView]:
             )
         )
     return views
+
+
+def _backfill(view: AgentView, outbox: OutboxStats, now: float) -> BackfillView | None:
+    if view.uplink is None:
+        return None
+    oldest = [lane.oldest_created_at for lane in outbox.lanes.values() if lane.oldest_created_at]
+    return backfill_view(view.uplink.backfill, _age(min(oldest), now) if oldest else None)
 
 
 def store_view(health: StoreHealth) -> StoreView:

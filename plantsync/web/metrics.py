@@ -37,6 +37,9 @@ The service levels, in PromQL (``[1h]`` is any window):
     plant input              plantsync_unplanned_reports_total{type} (orders HQ never sent),
                              plantsync_idempotent_replays_total (retries answered, not sent
                              again), plantsync_idempotency_conflicts_total (a key reused)
+    backfill after an outage plantsync_backfill_draining, plantsync_backfill_remaining_messages,
+                             plantsync_backfill_rate_messages_per_second,
+                             plantsync_backfill_eta_seconds (only while it is known)
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from plantsync.buffer.inbox import InboxStats
 from plantsync.buffer.quarantine import quarantined_files
 from plantsync.config.certificates import CertificateInUse, certificates_in_use
 from plantsync.errors import StoreError
+from plantsync.web.progress import backfill_metrics
 from plantsync.web.view import AgentView
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
@@ -226,6 +230,7 @@ class AgentCollector(Collector):
             yield _counter("plantsync_messages_published", "QoS 1 publishes", uplink.published)
             yield _counter("plantsync_messages_acked", "PUBACKs persisted", uplink.acked)
             yield _counter("plantsync_messages_requeued", "returned to ready", uplink.requeued)
+            yield from backfill_metrics(agent.uplink.backfill)
         if agent.downlink is not None:
             yield from _downlink(agent.downlink.counters)
         if agent.business is not None:

@@ -25,6 +25,7 @@ from plantsync.web.apiviews import (
     WaitingChange,
 )
 from plantsync.web.depth import HISTORY_POINTS, SAMPLE_SECONDS, DepthSample
+from plantsync.web.progress import backfill_card
 
 if TYPE_CHECKING:
     from plantsync.contracts import TagValue
@@ -50,7 +51,7 @@ def sections(
     """Each section's HTML by its id; ``samples`` end with the current depth, at ``now``."""
     return {
         "overview": _store_alarms(status) + _certificate_warnings(status) + _overview(status),
-        "buffer": _buffer(status, samples, now),
+        "buffer": _buffer(status, samples, now) + backfill_card(status.backfill),
         "machines": _machines(machines),
         "schedule": _schedule(schedule),
         "approvals": _approvals(waiting),

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from plantsync.agent.backfill import BackfillStatus
     from plantsync.agent.business import BusinessCounters, ClientKey, Written
     from plantsync.agent.downlink import DownlinkCounters
     from plantsync.agent.pipeline import PipelineCounters
@@ -50,6 +51,11 @@ class UplinkView(Protocol):
 
     @property
     def counters(self) -> UplinkCounters: ...
+
+    @property
+    def backfill(self) -> BackfillStatus:
+        """The backlog of the last outage: size, sent, drain rate, ETA."""
+        ...
 
 
 class DownlinkCommands(Protocol):

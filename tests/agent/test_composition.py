@@ -83,7 +83,7 @@ class FakeHub:
         done.set_result(None)
         return done
 
-    def send(self, messages: Iterable[Outgoing]) -> None:
+    def send(self, messages: Iterable[Outgoing], *, backfill: bool = False) -> None:
         for key, topic, payload in messages:
             self._broker.published.append((topic, payload))
             self._acknowledged.append(key)

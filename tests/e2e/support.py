@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,8 @@ class HubRecorder:
     """machine.state messages."""
     business: list[dict[str, Any]] = field(default_factory=list)
     """Every other message: acks, order status, confirmations, resync requests."""
+    arrivals: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    """Every message with its arrival time (``time.monotonic``), in arrival order."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -127,19 +130,22 @@ class HubRecorder:
                         document = json.loads(message.payload)
                         is_state = document["type"] == "machine.state"
                         (self.messages if is_state else self.business).append(document)
+                        self.arrivals.append((time.monotonic(), document))
                         self.changed.set()
             except HubUnavailable:
                 await asyncio.sleep(0.2)
 
     def streams(self) -> dict[str, list[int]]:
-        """Sequence numbers received per stream, in arrival order, duplicates removed."""
+        """Sequence numbers received per stream, duplicates removed, in seq order: what the
+        contract asks of consumers, since after an outage live messages arrive before the
+        backlog (``historical``) of their stream."""
         seen: set[str] = set()
         result: dict[str, list[int]] = defaultdict(list)
         for message in self.messages:
             if message["id"] not in seen:
                 seen.add(message["id"])
                 result[message["stream"]].append(message["seq"])
-        return dict(result)
+        return {stream: sorted(sequences) for stream, sequences in result.items()}
 
     def duplicates_share_ids(self) -> bool:
         """Every (stream, seq) received twice came with the same message id."""
@@ -151,15 +157,17 @@ class HubRecorder:
         return True
 
     def values(self, machine: str, tag: str) -> list[Any]:
-        """Every value of one tag in arrival order (duplicates removed)."""
+        """Every value of one tag in seq order (duplicates removed), as a consumer that
+        orders by stream + seq sees them."""
         seen: set[str] = set()
-        values = []
+        messages = []
         for message in self.messages:
             if message["id"] in seen or message["payload"]["machine_id"] != machine:
                 continue
             seen.add(message["id"])
-            values += [v["value"] for v in message["payload"]["values"] if v["tag"] == tag]
-        return values
+            messages.append(message)
+        messages.sort(key=lambda message: int(message["seq"]))
+        return [v["value"] for m in messages for v in m["payload"]["values"] if v["tag"] == tag]
 
     async def wait_for(self, condition: Callable[[], bool], within: float) -> None:
         async with asyncio.timeout(within):

@@ -90,14 +90,14 @@ async def test_a_ten_second_broker_outage_under_load_loses_nothing(
             await asyncio.sleep(10)
             await asyncio.to_thread(broker.start)
             await asyncio.sleep(2)
-        last = written[-1]
+        # Live first: the newest value may arrive before the backlog; wait for all of it.
         await hub.wait_for(
-            lambda: all(hub.values(m, "speed")[-1:] == [last] for m in MACHINES), within=60
+            lambda: all(set(written) <= set(hub.values(m, "speed")) for m in MACHINES), within=60
         )
         assert agent.health["hub"].connects >= 2, "the agent reconnected to the restarted broker"
     for machine in MACHINES:
         received = [value for value in hub.values(machine, "speed") if value in written]
-        assert received == written, f"{machine}: every speed written was delivered, in order"
+        assert received == written, f"{machine}: every speed written was delivered, in seq order"
     assert all(gapless(sequences) for sequences in hub.streams().values()), hub.streams()
     assert hub.duplicates_share_ids()
 

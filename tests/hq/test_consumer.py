@@ -130,3 +130,49 @@ def test_duplicates_interleaved_into_gapless_streams_leave_each_id_new_once_and_
     assert len(new) == sum(lengths)
     assert list(consumer.gaps) == []
     assert consumer.counts[Verdict.OUT_OF_ORDER] == 0
+
+
+def state(seq: int, historical: bool = False, stream: str = "machine/press-1") -> dict[str, Any]:
+    """A machine.state message: the type the agent backfills after an outage."""
+    return {**message(seq, stream), "type": "machine.state", "historical": historical}
+
+
+def test_live_telemetry_running_ahead_of_its_backfill_is_no_gap_and_the_backfill_is_new() -> None:
+    consumer = StreamConsumer()
+    verdicts = [consumer.accept(state(seq)) for seq in (1, 2, 6, 7)]  # 3-5 are in the backlog
+    assert consumer.holes() == [Gap("plant-01", "machine/press-1", expected=3, received=6)]
+    verdicts += [consumer.accept(state(seq, historical=True)) for seq in (5, 3, 4)]
+    assert verdicts == [Verdict.NEW] * 7
+    assert list(consumer.gaps) == []
+    assert consumer.holes() == []
+    assert consumer.flush() == []
+    assert consumer.last_seq("plant-01", "machine/press-1") == 7
+
+
+def test_what_the_backfill_never_brings_is_a_gap_at_flush() -> None:
+    seen: list[Gap] = []
+    consumer = StreamConsumer(on_gap=seen.append)
+    for seq in (1, 10):
+        consumer.accept(state(seq))
+    for seq in (7, 8, 9):  # newest first; 2-6 were cut off by age at the agent
+        consumer.accept(state(seq, historical=True))
+    assert seen == []
+    assert consumer.flush() == [Gap("plant-01", "machine/press-1", expected=2, received=7)]
+    assert seen == [Gap("plant-01", "machine/press-1", expected=2, received=7)]
+    assert consumer.accept(state(4, historical=True)) is Verdict.OUT_OF_ORDER  # after the flush
+
+
+def test_a_jump_on_a_business_stream_is_a_gap_at_once() -> None:
+    consumer = StreamConsumer()
+    for seq in (1, 4):
+        consumer.accept({**message(seq, "order/JO-1"), "type": "production.confirmation"})
+    assert list(consumer.gaps) == [Gap("plant-01", "order/JO-1", expected=2, received=4)]
+    assert consumer.holes() == []
+
+
+def test_open_holes_are_bounded_the_oldest_reported_as_a_gap_first() -> None:
+    consumer = StreamConsumer(max_holes=2)
+    for seq in (1, 3, 5, 7):
+        consumer.accept(state(seq))
+    assert list(consumer.gaps) == [Gap("plant-01", "machine/press-1", expected=2, received=3)]
+    assert [hole.expected for hole in consumer.holes()] == [4, 6]

@@ -118,6 +118,26 @@ async def test_sent_messages_come_back_acknowledged_in_order_through_the_hub_pro
     assert [message.payload for message in received] == [payload for _, _, payload in batch]
 
 
+async def test_live_messages_sent_after_a_backfill_overtake_it_in_the_queue_not_the_window(
+    broker: Mosquitto,
+) -> None:
+    config = hub(broker.url, max_inflight=4)
+    backfill = [(key, "plantsync/v1/plant-01/n", f"old-{key}".encode()) for key in range(200)]
+    live = [(key, "plantsync/v1/plant-01/n", f"new-{key}".encode()) for key in range(200, 205)]
+    async with (
+        HubConnection(config, client_id="sub", clean_start=True) as subscriber,
+        as_hub(HubConnection(config, client_id="uplink", clean_start=True)) as uplink,
+    ):
+        await subscriber.subscribe([("plantsync/v1/#", 1)])
+        uplink.send(backfill, backfill=True)
+        uplink.send(live)
+        received = [(await next_message(subscriber)).payload for _ in range(205)]
+    first_live = received.index(b"new-200")
+    assert received[first_live : first_live + 5] == [payload for _, _, payload in live]
+    assert first_live < 100, "the live messages did not wait for the backfill queued before them"
+    assert [p for p in received if p.startswith(b"old-")] == [p for _, _, p in backfill]
+
+
 async def test_publish_after_the_broker_stops_fails_with_hub_unavailable(
     broker: Mosquitto,
 ) -> None:

@@ -191,13 +191,14 @@ class HubConnection:
         self._window.expect(info.mid, future)
         return future
 
-    def send(self, messages: Iterable[Outgoing]) -> None:
+    def send(self, messages: Iterable[Outgoing], *, backfill: bool = False) -> None:
         """Queue QoS 1 messages; the network thread publishes them in order while fewer than
         ``config.max_inflight`` of them are un-acknowledged. Their keys come back from
         ``acknowledged()``; after a drop, the keys not returned were not acknowledged.
+        ``backfill`` messages wait behind every other one queued (``Hub.send``).
         """
         self._require_open()
-        self._window.send(messages)
+        self._window.send(messages, backfill=backfill)
         self._wake()
 
     def acknowledged(self) -> list[int]:

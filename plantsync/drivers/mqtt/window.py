@@ -56,14 +56,17 @@ class PublishWindow:
         # The deque is filled by the event loop and emptied by the network thread; ``_sent``
         # (mid → key) belongs to the network thread alone, ``_futures`` to the event loop.
         self._outgoing: collections.deque[Outgoing] = collections.deque()
+        self._backfill: collections.deque[Outgoing] = collections.deque()
+        """``send(…, backfill=True)``: published only while ``_outgoing`` is empty."""
         self._sent: dict[int, int] = {}
         self._futures: dict[int, asyncio.Future[None]] = {}
 
     # -- the event loop thread -----------------------------------------------------------------
 
-    def send(self, messages: Iterable[Outgoing]) -> None:
-        """Queue QoS 1 messages for the network thread; the caller wakes it."""
-        self._outgoing.extend(messages)
+    def send(self, messages: Iterable[Outgoing], *, backfill: bool = False) -> None:
+        """Queue QoS 1 messages for the network thread; the caller wakes it. Backfill waits
+        behind every other message queued."""
+        (self._backfill if backfill else self._outgoing).extend(messages)
 
     def acknowledged(self) -> list[int]:
         """The keys of ``send`` messages acknowledged since the last call, in PUBACK order;
@@ -109,18 +112,20 @@ class PublishWindow:
     # -- the network thread --------------------------------------------------------------------
 
     def publish_outgoing(self, client: Client) -> None:
-        """Publish queued ``send`` messages, oldest first, while the window has room."""
-        outgoing, sent = self._outgoing, self._sent
+        """Publish queued ``send`` messages, oldest first and backfill last, while the window
+        has room."""
+        sent = self._sent
         room = self._max_inflight - len(sent)
-        while outgoing and room > 0:
-            key, topic, payload = outgoing.popleft()
-            info = client.publish(topic, payload, qos=1)
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # The link is going down; its end is reported, and the key never comes back.
-                outgoing.appendleft((key, topic, payload))
-                return
-            sent[info.mid] = key
-            room -= 1
+        for outgoing in (self._outgoing, self._backfill):
+            while outgoing and room > 0:
+                key, topic, payload = outgoing.popleft()
+                info = client.publish(topic, payload, qos=1)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    # The link is going down; its end is reported, and the key never comes back.
+                    outgoing.appendleft((key, topic, payload))
+                    return
+                sent[info.mid] = key
+                room -= 1
 
     def puback(self, mid: int, reason: ReasonCode) -> None:
         """Paho's on_publish: a PUBACK (QoS 1), or a QoS 0 message written."""
