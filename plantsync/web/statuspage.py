@@ -168,7 +168,10 @@ def router(view: AgentView, access: Access, history: DepthHistory) -> APIRouter:
         login = statusrender.login_form(
             token_configured=guard.token_configured, logged_in=guard.authenticated(request)
         )
-        return _html(statusrender.page(csrf=guard.csrf, site=site, login=login, sections=sections))
+        document = statusrender.page(
+            csrf=guard.csrf, site=site, login=login, sections=sections, etag=sections_etag(sections)
+        )
+        return _html(document)
 
     @routes.get("/status/static/{name}")
     async def asset(name: str) -> Response:
@@ -265,14 +268,23 @@ def changed_sections(sections: dict[str, str], logged_in: bool, known: str) -> R
     """The sections whose tag differs from the page's (``known``: the ETag it last got), or
     304 when none does. The ETag lists a short hash per section, so the agent keeps no state
     per reader and a poll carries only what changed (most polls: a few hundred bytes)."""
-    tags = {name: hashlib.sha256(html.encode()).hexdigest()[:12] for name, html in sections.items()}
-    etag = '"' + ".".join(f"{name}:{tag}" for name, tag in tags.items()) + '"'
+    tags = _tags(sections)
+    etag = sections_etag(sections)
     seen = dict(part.split(":", 1) for part in known.strip('W/" ').split(".") if ":" in part)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     changed = {name: html for name, html in sections.items() if seen.get(name) != tags[name]}
     if not changed:
         return Response(status_code=304, headers=headers)
     return JSONResponse({"sections": changed, "logged_in": logged_in}, headers=headers)
+
+
+def sections_etag(sections: dict[str, str]) -> str:
+    """The ETag of ``sections``: each section's name and a short hash of its HTML."""
+    return '"' + ".".join(f"{name}:{tag}" for name, tag in _tags(sections).items()) + '"'
+
+
+def _tags(sections: dict[str, str]) -> dict[str, str]:
+    return {name: hashlib.sha256(html.encode()).hexdigest()[:12] for name, html in sections.items()}
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:

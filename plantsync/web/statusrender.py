@@ -63,8 +63,11 @@ def sections(
     }
 
 
-def page(*, csrf: str, site: str, login: str, sections: dict[str, str] | None) -> str:
-    """The whole document around ``login`` (``login_form``); ``sections`` None: locked."""
+def page(
+    *, csrf: str, site: str, login: str, sections: dict[str, str] | None, etag: str = ""
+) -> str:
+    """The whole document around ``login`` (``login_form``); ``sections`` None: locked.
+    ``etag`` tags the sections, so the page's first poll is conditional too."""
     body = (
         _SECTION_LOCKED
         if sections is None
@@ -79,6 +82,7 @@ def page(*, csrf: str, site: str, login: str, sections: dict[str, str] | None) -
         login=login,
         sections=body,
         poll=POLL_SECONDS * 1000,
+        etag=html.escape(etag),
     )
 
 
@@ -375,6 +379,7 @@ _PAGE = Template(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="$csrf">
 <meta name="poll-ms" content="$poll">
+<meta name="sections-etag" content="$etag">
 <title>plantsync · $site</title>
 <link rel="icon" type="image/svg+xml" href="/status/static/favicon.svg">
 <link rel="stylesheet" href="/status/static/status.css">

@@ -206,3 +206,16 @@ async def test_the_page_has_a_favicon(page: httpx.AsyncClient) -> None:
     assert icon.headers["content-type"].startswith("image/svg+xml")
     assert 'href="/status/static/favicon.svg"' in (await page.get("/")).text
     assert (await page.get("/status/static/favicon.svg")).status_code == 200
+
+
+def test_a_link_time_in_state_is_not_reset_when_it_reports_the_same_state_again() -> None:
+    from plantsync.agent.supervisor import LinkHealth, LinkState
+
+    now = [100.0]
+    plant = LinkHealth("plant", clock=lambda: now[0])
+    plant.transition(LinkState.UP)
+    now[0] = 400.0
+    plant.transition(LinkState.UP)  # every apply reports UP again
+    assert plant.seconds_in_state() == 300.0
+    plant.transition(LinkState.BACKOFF, ConnectionRefusedError("refused"))
+    assert plant.seconds_in_state() == 0.0

@@ -8,7 +8,7 @@
   const csrf = meta("csrf-token");
   const pollMs = parseInt(meta("poll-ms"), 10) || 2000;
   const message = () => document.getElementById("message");
-  let etag = "";
+  let etag = meta("sections-etag"); // the page's own sections: the first poll is conditional
   let hideTimer = 0;
 
   // The notice floats where the reader is (fixed in the corner), not at the top of a long page.
