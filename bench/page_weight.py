@@ -13,10 +13,8 @@ on any commit that has ``create_app`` and ``Agent.attach``.
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -25,71 +23,18 @@ from playwright.async_api import async_playwright
 from pydantic import ByteSize, SecretStr
 
 from plantsync.app import build_agent
-from plantsync.buffer.inbox import InboxStatus, OrderState
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig, ApiConfig, HubConfig, SiteConfig, StoreConfig
 from plantsync.tools.localbroker import free_port
 from plantsync.web.api import create_app
+from tests.fixtures.schedule import WORK_CENTERS, fill
 
 ORDERS = 10_000
 DEAD_LETTERS = 1_000
-WORK_CENTERS = 12
 SITE = "plant-01"
 TOKEN = "bench-page-token-0123456789abcdef"  # noqa: S105 - a bench value
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 POLLS = 3
-
-
-def production_order(number: int, start: datetime) -> dict[str, object]:
-    planned = start + timedelta(minutes=7 * number)
-    return {
-        "order_id": f"JO-{number:05d}",
-        "revision": 1,
-        "product_id": f"PRD-{number % 40:03d}",
-        "quantity": {"value": "100", "unit": "pcs"},
-        "work_center": f"line-{number % WORK_CENTERS + 1:02d}",
-        "planned_start": planned.isoformat(),
-        "planned_end": (planned + timedelta(hours=2)).isoformat(),
-        "priority": 10,
-        "request_state": "Released",
-        "materials": [],
-        "segments": [],
-    }
-
-
-async def fill(store: Store, orders: int, dead_letters: int) -> None:
-    """``orders`` applied by one release, and ``dead_letters`` refused messages."""
-    now = time.time()
-    start = datetime.now(UTC) + timedelta(days=1)
-    await store.inbox.receive("bench-release", "down", b"{}", received_at=now, seq=None)
-    states = []
-    for number in range(orders):
-        order = production_order(number, start)
-        states.append(
-            OrderState(
-                str(order["order_id"]),
-                1,
-                str(order["work_center"]),
-                "Released",
-                json.dumps(order).encode(),
-                now,
-                datetime.fromisoformat(str(order["planned_start"])).astimezone(UTC).isoformat(),
-                correlation_id="plan-bench",
-                message_id="bench-release",
-            )
-        )
-    (row,) = await store.inbox.pending(1)
-    await store.inbox.settle(row.row_id, InboxStatus.APPLIED, orders=states)
-    for number in range(dead_letters):
-        payload = json.dumps({"id": f"bad-{number}", "type": "schedule.release", "x": "y" * 400})
-        await store.inbox.dead_letter(
-            f"plantsync/v1/{SITE}/down/schedule",
-            payload.encode(),
-            "schema-violation",
-            "payload.orders: field required",
-            received_at=now,
-            message_id=f"bad-{number}",
-        )
 
 
 def config(store: Path) -> AgentConfig:
@@ -107,7 +52,7 @@ async def measure() -> None:
         agent = build_agent(settings, config_hash="bench0000000")
         async with await Store.open(settings.store.path, max_size_bytes=1 << 28) as store:
             await agent.attach(store, asyncio.Event())
-            await fill(store, ORDERS, DEAD_LETTERS)
+            await fill(store, ORDERS, DEAD_LETTERS, site=SITE)
             port = free_port()
             server = uvicorn.Server(
                 uvicorn.Config(create_app(agent), host="127.0.0.1", port=port, log_level="error")

@@ -70,7 +70,7 @@ from plantsync.web.view import AgentView
 
 SESSION_COOKIE = "plantsync_session"
 CSRF_HEADER = "X-CSRF-Token"
-DEAD_LETTERS_SHOWN = 20
+DEAD_LETTERS_SHOWN = 10
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"

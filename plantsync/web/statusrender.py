@@ -154,6 +154,8 @@ def _overview(status: Status) -> str:
         level, label = link_level(name, link, status)
         if level in ("down", "stalled") and worst != "down":
             worst = level
+        elif level == "starting" and worst == "ok":
+            worst = "starting"  # no link has failed, but not every one carries data yet
         idle = link.seconds_since_activity
         rows.append(
             f'<tr class="link" data-link="{_e(name)}" data-level="{level}">'
@@ -167,6 +169,7 @@ def _overview(status: Status) -> str:
         "ok": "Data flows.",
         "stalled": "Connected, but data does not flow on a link.",
         "down": "A link is down: data stops there.",
+        "starting": "Links are connecting: data does not flow everywhere yet.",
     }[worst]
     waits = backlog(status)
     if waits and worst == "ok":

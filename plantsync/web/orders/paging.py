@@ -15,7 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import HTTPException, Query
 from pydantic import BaseModel
 
 from plantsync.buffer.history.schedule import ScheduleQuery, read_schedule_page
@@ -63,20 +63,32 @@ Text = Annotated[str | None, Query(max_length=128)]
 def filters(
     state: Text = None,
     work_center: Text = None,
-    starts_from: Annotated[date | None, Query(alias="from")] = None,
-    starts_before: Annotated[date | None, Query(alias="to", description="exclusive")] = None,
+    starts_from: Annotated[str | None, Query(alias="from", max_length=10)] = None,
+    starts_before: Annotated[
+        str | None, Query(alias="to", max_length=10, description="exclusive")
+    ] = None,
     q: Annotated[str | None, Query(max_length=128, description="order id fragment")] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Filters:
-    """The filters from a request's query string (a FastAPI dependency)."""
+    """The filters from a request's query string (a FastAPI dependency). An empty field is no
+    filter: the page's form sends every field, filled or not."""
     return Filters(
-        state=state,
-        work_center=work_center,
-        starts_from=starts_from,
-        starts_before=starts_before,
-        q=q,
+        state=state or None,
+        work_center=work_center or None,
+        starts_from=_date("from", starts_from),
+        starts_before=_date("to", starts_before),
+        q=q or None,
         page=page,
     )
+
+
+def _date(name: str, text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise HTTPException(422, f"{name}: write a date as YYYY-MM-DD") from exc
 
 
 class SchedulePageView(BaseModel):

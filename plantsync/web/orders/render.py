@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -155,7 +156,17 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _shown(value: Any) -> str:
-    return "-" if value is None else str(value)
+    """A value as a planner reads it: times to the minute, in UTC."""
+    if value is None:
+        return "-"
+    if isinstance(value, str) and len(value) >= 16 and value[4] == "-" and value[10] == "T":
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return str(value)
 
 
 # ---- one order's timeline --------------------------------------------------------------------
