@@ -219,3 +219,13 @@ def test_a_link_time_in_state_is_not_reset_when_it_reports_the_same_state_again(
     assert plant.seconds_in_state() == 300.0
     plant.transition(LinkState.BACKOFF, ConnectionRefusedError("refused"))
     assert plant.seconds_in_state() == 0.0
+
+
+async def test_a_bad_date_filter_is_a_422_naming_it_and_an_empty_one_is_no_filter(
+    page: httpx.AsyncClient,
+) -> None:
+    bad = await page.get("/api/v1/orders", params={"from": "tomorrow"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "from"]
+    empty = await page.get("/api/v1/orders", params={"from": "", "to": "", "state": ""})
+    assert empty.status_code == 200

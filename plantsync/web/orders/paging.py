@@ -15,7 +15,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import HTTPException, Query
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from plantsync.buffer.history.schedule import ScheduleQuery, read_schedule_page
@@ -87,8 +88,9 @@ def _date(name: str, text: str | None) -> date | None:
         return None
     try:
         return date.fromisoformat(text)
-    except ValueError as exc:
-        raise HTTPException(422, f"{name}: write a date as YYYY-MM-DD") from exc
+    except ValueError as exc:  # answered like any other bad parameter (422, loc and msg)
+        error = {"loc": ("query", name), "msg": "write a date as YYYY-MM-DD", "type": "date"}
+        raise RequestValidationError([error]) from exc
 
 
 class SchedulePageView(BaseModel):
