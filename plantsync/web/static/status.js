@@ -49,21 +49,23 @@
       return;
     }
     const data = await answer.json();
-    let kept = false;
+    const kept = [];
     for (const [name, content] of Object.entries(data.sections)) {
       const section = document.getElementById(name);
       if (!section || section.dataset.html === content) {
         continue;
       }
       if (section.contains(document.activeElement) && document.activeElement !== document.body) {
-        kept = true; // someone is typing (a reason, a search): do not pull the form from under them
+        kept.push(name); // someone is typing (a reason, a search): do not pull the form away
         continue;
       }
       section.innerHTML = content;
       section.dataset.html = content;
     }
-    // A section kept as it was must come again: forget the tag, so the next poll sends it.
-    etag = kept ? "" : answer.headers.get("ETag") || "";
+    // A section kept as it was must come again: leave its tag out, so the next poll sends it.
+    const tags = (answer.headers.get("ETag") || "").replace(/"/g, "").split(".");
+    const wanted = tags.filter((tag) => !kept.includes(tag.split(":")[0]));
+    etag = wanted.length ? `"${wanted.join(".")}"` : "";
     stamp();
   }
 
