@@ -35,7 +35,7 @@ BACKLOG_SECONDS = 300.0
 """Data that waits this long turns the banner amber, links up or not: the oldest schedule
 message not yet applied (down), the oldest ack, status or confirmation not yet sent (up)."""
 PREVIEW_CHARS = 300
-"""How much of a dead letter the page shows (the API has more): 20 cards stay light."""
+"""How much of a dead letter the page shows (the API has more): its cards stay light."""
 
 STARTING = {"overview": "<h2>Links</h2><p class='warn'>The agent is starting.</p>"}
 """The sections while the agent's store is not open yet."""
