@@ -6,11 +6,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 
-.PHONY: demo test lint typecheck unit venv system-deps clean bench soak chaos deb package-test \
-        fleet promtool
+.PHONY: demo test lint typecheck unit venv system-deps demo-deps test-deps clean bench soak \
+        chaos deb package-test fleet promtool
 
-demo: $(STAMP) system-deps
+# The demo needs the agent's own dependencies and Mosquitto, nothing of the tests' (no browser,
+# no faketime, no dev tools): a fresh clone reaches its first machine message sooner.
+demo: $(RUNTIME) demo-deps
 	$(BIN)/plantsync demo
 
 test: $(STAMP) system-deps lint typecheck unit
@@ -36,6 +39,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The agent's runtime dependencies only (what `make demo` needs); `$(STAMP)` adds the dev tools.
+$(RUNTIME): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "plantsync needs Python 3.11 or newer"'
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { \
+	  echo "python3 -m venv is missing: apt-get install python3-venv"; exit 1; }
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e .
+	touch $(RUNTIME)
+
 # Installs Debian packages $(1) when we can (root + apt-get); otherwise names them and fails.
 # $(2) says what they are for.
 define apt_install
@@ -47,17 +59,22 @@ else \
 fi
 endef
 
-# Mosquitto is the broker the tests and the demo run; Chromium (the distribution's, never
-# `playwright install`) runs the status page's browser test; libfaketime steps the agent's wall
-# clock in the chaos run (its clock-jump fault).
-system-deps:
+# Mosquitto is the broker the tests and the demo run: the demo needs nothing else.
+demo-deps:
 	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
 	  $(call apt_install,mosquitto,the MQTT broker of the tests and the demo); }
+
+# Chromium (the distribution's, never `playwright install`) runs the status page's browser
+# tests; libfaketime steps the agent's wall clock in the chaos run (its clock-jump fault).
+test-deps: demo-deps
 	@[ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/liberation ] || { \
 	  $(call apt_install,chromium fonts-liberation,the status page's browser test); }
 	@[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || \
 	  [ -e /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 ] || { \
 	  $(call apt_install,faketime,the chaos run's clock jumps); }
+
+# Everything any target here needs (the tests, the benches, the chaos run).
+system-deps: demo-deps test-deps
 
 # Figures, not pass/fail: each prints the agent's number next to a ceiling measured in the same run.
 bench: $(STAMP) system-deps

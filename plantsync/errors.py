@@ -40,6 +40,8 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
+        if not self.key:  # the file as a whole (missing, unreadable): no key to name
+            return f"{self.file}: {self.reason}"
         return f"{self.file}: {self.key}: {self.reason}"
 
 

@@ -97,7 +97,8 @@ class LinkHealth:
         writes one warning, and then one line when it comes back.
         """
         reason = _describe(error) if error is not None else None
-        self.state, self.since, self._since_tick = state, self.wall_clock(), self.clock()
+        if state is not self.state:  # "in state for" is time in the state, not since the last call
+            self.state, self.since, self._since_tick = state, self.wall_clock(), self.clock()
         if error is not None:
             self.last_error = reason
         if state is LinkState.CONNECTING:

@@ -117,7 +117,7 @@ def inspect_store(path: Path, *, now: float | None = None) -> StoreInspection:
     Raises ``StoreError`` when there is no file at ``path`` or it cannot be read.
     """
     now = time.time() if now is None else now
-    with _read_only(path) as connection:
+    with read_only(path) as connection:
         return StoreInspection(
             path=path,
             file_bytes=_file_bytes(path),
@@ -131,7 +131,7 @@ def inspect_store(path: Path, *, now: float | None = None) -> StoreInspection:
 
 
 @contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
     """The store file opened read-only: never written, whether the agent runs or not."""
     if not path.exists():
         raise StoreError(f"no store at {path}")

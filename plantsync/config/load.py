@@ -34,14 +34,23 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails, to_jsonable_python
 
 from plantsync.config.model import AgentConfig
+from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.errors import ConfigError, Problem
 
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+"""The pattern of the names of OPC UA servers, machines and the Job Control server."""
 ENV_PREFIX = "PLANTSYNC_"
 NOT_OVERRIDES = frozenset({"PLANTSYNC_CONFIG"})
 """Variables of the command itself (the config file's path), not keys of the config."""
 _MASK = "**********"
 _TOML_POSITION = re.compile(r"\s*\(at (line \d+, column \d+|end of document)\)$")
 _Loc = tuple[str | int, ...]
+_PATTERNS = {
+    SITE_PATTERN: "must be 1 to 64 characters: letters, digits, '_', '.' or '-', starting with a"
+    " letter or digit (it is a topic level on the hub), e.g. 'plant-01'",
+    NAME_PATTERN: "must be 1 to 64 characters: letters, digits, '_', '.' or '-', e.g. 'line-1'",
+}
+"""What each pattern in the config model asks for, in words (a regex is no error message)."""
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -99,7 +108,29 @@ def summarize(config: AgentConfig, path: Path) -> str:
         )
     if not config.opcua:
         lines.append("  opcua  no servers configured")
+    lines.append(_jobcontrol_line(config))
+    if config.mes is not None:
+        lines.append(f"  mes    {_without_password(config.mes.url)}")
+    lines.append(_api_line(config))
     return "\n".join(lines)
+
+
+def _jobcontrol_line(config: AgentConfig) -> str:
+    jobcontrol = config.jobcontrol
+    if jobcontrol is None:
+        return "  jobcontrol  none configured"
+    receiver = jobcontrol.job_order_receiver or "found by browsing"
+    return (
+        f"  jobcontrol  {jobcontrol.name}  {_without_password(jobcontrol.endpoint)}"
+        f"  security {jobcontrol.security_mode.value}  receiver {receiver}"
+        f"  release {jobcontrol.release_method}"
+    )
+
+
+def _api_line(config: AgentConfig) -> str:
+    api = config.api
+    token = "token set" if api.token is not None else "no token: actions (approve, retry) are off"
+    return f"  api    http://{api.host}:{api.port}/  {token}"
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -109,7 +140,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError([Problem(str(path), "-", "file not found")]) from exc
+        where = path.absolute()
+        reason = f"no such file ({where})" if str(where) != str(path) else "no such file"
+        raise ConfigError([Problem(str(path), "", reason)]) from exc
     except OSError as exc:
         raise ConfigError([Problem(str(path), "-", f"cannot read: {exc.strerror}")]) from exc
     except UnicodeDecodeError as exc:
@@ -186,10 +219,15 @@ def _problem(
     error: ErrorDetails, file: str, applied: Mapping[_Loc, str], secrets: set[str]
 ) -> Problem:
     loc = tuple(error["loc"])
+    reason = _reason(error, loc)
     for key, variable in applied.items():
         if loc[: len(key)] == key:
             file = f"env {variable}"
-    return Problem(file, _dotted(loc), _mask(_reason(error, loc), secrets))
+        elif key[:-1] == loc and reason.startswith(f"{key[-1]} "):
+            # A section's own check about one of its keys (api: "token must have …"): blame
+            # the variable that set that key, and name the key.
+            file, loc = f"env {variable}", key
+    return Problem(file, _dotted(loc), _mask(reason, secrets))
 
 
 def _reason(error: ErrorDetails, loc: _Loc) -> str:
@@ -202,6 +240,9 @@ def _reason(error: ErrorDetails, loc: _Loc) -> str:
         return f"unknown key (allowed here: {allowed})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "must be a table"
+    if kind == "string_pattern_mismatch":
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        return _PATTERNS.get(pattern, f"does not have the form {pattern}")
     if kind in ("byte_size", "byte_size_unit"):
         return f"{error['msg']}; write a number and a unit: '512MB', '2GiB'"
     return error["msg"].removeprefix("Value error, ")

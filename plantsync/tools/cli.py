@@ -16,6 +16,8 @@ plantsync buffer replay --since TIME [--stream S] [--config PATH]
 plantsync jobcontrol probe [--config PATH] the Job Control server: version, receiver, methods
 plantsync opcua list|trust NAME --thumbprint SHA1|reject NAME [--config PATH]
                                            the OPC UA server certificates the agent trusts
+plantsync order ORDER_ID [--config PATH] [--json]
+                                           one order's timeline from the store (read-only)
 plantsync version
 """
 
@@ -342,6 +344,17 @@ def _operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     replay.add_argument("--stream", default=None, help="one stream, e.g. order/JO-1")
     replay.set_defaults(handler=_buffer_replay)
 
+    order = commands.add_parser(
+        "order",
+        help="one order's timeline: schedules received, acks, status, confirmations",
+        description="Reads the store directly and read-only (like 'buffer inspect'): it works"
+        " while the agent runs and while it is stopped, and needs no API token.",
+    )
+    order.add_argument("order_id", metavar="ORDER_ID")
+    order.add_argument("--config", type=Path, default=_default_config_path())
+    order.add_argument("--json", action="store_true", help="the API's JSON instead of text")
+    order.set_defaults(handler=_order)
+
 
 def _status(args: argparse.Namespace) -> int:
     from plantsync.tools import operator
@@ -390,6 +403,21 @@ def _buffer_inspect(args: argparse.Namespace) -> int:
         inspect_store(config.store.path, sys.stdout)
     except StoreError as exc:  # the buffer's inspection names the file itself
         print(f"plantsync buffer inspect: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _order(args: argparse.Namespace) -> int:
+    from plantsync.tools.operator import print_timeline
+
+    config = load_config(args.config)
+    try:
+        known = print_timeline(config, args.order_id, sys.stdout, as_json=args.json)
+    except StoreError as exc:
+        print(f"plantsync order: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not known:
+        print(f"plantsync order: the store holds nothing about {args.order_id!r}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 

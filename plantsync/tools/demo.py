@@ -4,19 +4,28 @@
 
 Nothing to configure: the demo writes its store into a temporary folder (or ``--workdir``),
 starts Mosquitto on a loopback port, and prints the hub's messages as they arrive, next to the
-command that watches them from another terminal.
+command that watches them from another terminal (this installation's own ``plantsync``, by
+its absolute path: it works from any directory and needs no other package).
+
+The status page works as in a plant: the demo draws an API token at start and prints it with
+the page's URL, so a planner can log in and approve. HQ plays its part: it releases three
+orders that the machines run, and a fourth that is held; then it revises the held one (its
+quantity beyond the threshold), which waits on the status page for that approval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
 import socket
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from plantsync.agent.logs import setup_logging
 from plantsync.agent.service import Agent
@@ -63,19 +72,21 @@ async def _demo(root: Path, duration: float | None, quiet: bool) -> None:
         async with SimulatedPlant(
             port=_port(PREFERRED_OPCUA_PORT), tick=1.0, job_seconds_per_unit=0.25
         ) as plant:
-            config = _demo_config(root, broker.url, plant)
-            _banner(broker.url, plant.endpoint, root, config.api.port)
+            token = secrets.token_urlsafe(18)
+            config = _demo_config(root, broker.url, plant, token)
+            _write_config(root / "agent.toml", config)
+            _banner(broker.url, plant.endpoint, root, config.api.port, token)
             await _run(config, broker.url, duration, quiet)
 
 
-def _demo_config(root: Path, broker_url: str, plant: SimulatedPlant) -> AgentConfig:
+def _demo_config(root: Path, broker_url: str, plant: SimulatedPlant, token: str) -> AgentConfig:
     return AgentConfig(
         site=SiteConfig(id=DEMO_SITE, name="Demo plant"),
         hub=HubConfig(url=broker_url),
         store=StoreConfig(path=root / "store.db"),
         opcua=[plant.server_config(name="line-1")],
         jobcontrol=plant.jobcontrol_config(),
-        api=ApiConfig(port=_port(PREFERRED_API_PORT)),
+        api=ApiConfig(port=_port(PREFERRED_API_PORT), token=SecretStr(token)),
         policy=PolicyConfig(snapshot_interval=timedelta(seconds=30)),
         log=LogConfig(level="info"),
     )
@@ -110,46 +121,83 @@ async def _hq_releases_a_schedule(agent: Agent, hub: HubConfig) -> None:
             await asyncio.sleep(0.2)
     start = datetime.now(UTC) + timedelta(minutes=1)
     orders = [
-        {
-            "order_id": f"JO-DEMO-{number}",
-            "revision": 1,
-            "product_id": "PRD-100",
-            "quantity": {"value": "12", "unit": "pcs"},
-            "work_center": "line-1",
-            "equipment_id": machine,
-            "planned_start": start.isoformat(),
-            "planned_end": (start + timedelta(hours=1)).isoformat(),
-            "priority": 10,
-            "request_state": "Released",
-        }
+        _demo_order(number, machine, start, "Released")
         for number, machine in enumerate(DEMO_MACHINES, start=1)
     ]
-    document = {"type": "schedule.release", "payload": {"orders": orders}}
+    held = _demo_order(len(orders) + 1, DEMO_MACHINES[0], start + timedelta(days=1), "Held")
+    document = {"type": "schedule.release", "payload": {"orders": [*orders, held]}}
     message = prepare_down_message(
         document, site=DEMO_SITE, default_seq=lambda: 1, source="hq:demo"
     )
-    print("HQ releases a schedule of three orders to the plant:", flush=True)
+    print("HQ releases a schedule to the plant: three orders to run, one held:", flush=True)
     try:
         await publish(hub, message, out=sys.stdout, wait=15)
+        revised = {**held, "revision": 2, "quantity": {"value": "40", "unit": "pcs"}}
+        document = {"type": "schedule.revision", "payload": {"orders": [revised]}}
+        message = prepare_down_message(
+            document, site=DEMO_SITE, default_seq=lambda: 2, source="hq:demo"
+        )
+        print(
+            f"HQ revises {held['order_id']} (12 -> 40 pcs): it waits for a planner's approval"
+            " on the status page",
+            flush=True,
+        )
+        await publish(hub, message, out=sys.stdout, wait=3)
     except PlantsyncError as exc:
         print(f"HQ could not release the demo schedule: {exc}", flush=True)
 
 
-def _banner(broker_url: str, endpoint: str, root: Path, api_port: int) -> None:
+def _demo_order(number: int, machine: str, start: datetime, state: str) -> dict[str, object]:
+    return {
+        "order_id": f"JO-DEMO-{number}",
+        "revision": 1,
+        "product_id": "PRD-100",
+        "quantity": {"value": "12", "unit": "pcs"},
+        "work_center": "line-1",
+        "equipment_id": machine,
+        "planned_start": start.isoformat(),
+        "planned_end": (start + timedelta(hours=1)).isoformat(),
+        "priority": 10,
+        "request_state": state,
+    }
+
+
+def _banner(broker_url: str, endpoint: str, root: Path, api_port: int, token: str) -> None:
     print(
         f"""
 plantsync demo — a simulated plant of three machines, synced to a local MQTT hub
   OPC UA server (simulated plant): {endpoint}
   MQTT hub:                        {broker_url}
   agent store:                     {root / "store.db"}
+  status page:                     http://127.0.0.1:{api_port}/
+    log in with the demo's API token to approve: {token}
   local API (status, schedule):    http://127.0.0.1:{api_port}/api/v1/status
-Watch the hub from another terminal:
-  .venv/bin/plantsync hub tail --broker {broker_url} --site {DEMO_SITE}
-  mosquitto_sub -p {broker_url.rsplit(":", 1)[1]} -t 'plantsync/v1/#' -v  (mosquitto-clients)
+Watch the hub from another terminal (any directory):
+  {plantsync_command()} hub tail --broker {broker_url} --site {DEMO_SITE}
+Follow an order from its release through its acks to its confirmations:
+  {plantsync_command()} order JO-DEMO-1 --config {root / "agent.toml"}
 Stop with Ctrl-C.
 """,
         flush=True,
     )
+
+
+def _write_config(path: Path, config: AgentConfig) -> None:
+    """What the store commands (``plantsync order``, ``buffer inspect``) need to find the
+    demo's store; no secret in it (the token is read from the page's login only)."""
+    path.write_text(
+        f'[site]\nid = "{config.site.id}"\n[hub]\nurl = "{config.hub.url}"\n'
+        f'[store]\npath = "{config.store.path}"\n'
+    )
+
+
+def plantsync_command() -> str:
+    """This installation's ``plantsync``, by absolute path: the console script beside the
+    running interpreter (the venv's), else the interpreter running the package."""
+    script = Path(sys.executable).parent / "plantsync"
+    if script.is_file():
+        return str(script)
+    return f"{sys.executable} -m plantsync"
 
 
 def _port(preferred: int) -> int:

@@ -7,6 +7,9 @@
     plantsync buffer replay --since T     archived messages back into the outbox, historical
                                           (``buffer/archive.py``); a second writer beside a
                                           running agent, serialised by SQLite's lock
+    plantsync order ORDER_ID --config P   one order's timeline, from the store read-only
+                                          (``buffer/history``): it answers with the agent
+                                          stopped too, and needs no token, only the file
 
 Each API command takes ``--url`` (default http://127.0.0.1:8470) and ``--token-env`` (the name
 of the environment variable holding the API token; the token never goes on a command line,
@@ -243,3 +246,43 @@ async def replay_archive(
         )
     finally:
         await database.close()
+
+
+def print_timeline(config: AgentConfig, order_id: str, out: IO[str], *, as_json: bool) -> bool:
+    """One order's timeline, as the API's ``/api/v1/orders/{id}/timeline`` answers it (the
+    same view, scrubbed the same way); False when the store holds nothing about it."""
+    from plantsync.buffer.history.timeline import read_timeline
+    from plantsync.web.access import Scrubber
+    from plantsync.web.orders.timeline import timeline_view
+
+    found = read_timeline(config.store.path, order_id)
+    if not found.known:
+        return False
+    view = timeline_view(found, Scrubber(config))
+    if as_json:
+        out.write(view.model_dump_json(indent=2) + "\n")
+        return True
+    order = view.order
+    if order is None:
+        out.write(f"order {order_id}: never applied at this plant\n")
+    else:
+        start = order.planned_start.isoformat(timespec="minutes") if order.planned_start else "-"
+        out.write(
+            f"order {order_id}: revision {order.revision}, {order.status}, work center"
+            f" {order.work_center}, planned start {start}\n"
+            f"  applied by {order.applied_by or '-'} (correlation {order.correlation_id or '-'})\n"
+        )
+    for event in view.events:
+        arrow = "HQ -> plant" if event.direction == "down" else "plant -> HQ"
+        revision = f"rev {event.revision}" if event.revision is not None else "rev -"
+        when = event.settled_at or event.sent_at
+        done = {"received": "settled", "sent": "hub took it"}.get(event.delivery, event.delivery)
+        tail = f"{done} {when:%H:%M:%S}" if when else done
+        out.write(
+            f"{event.at:%Y-%m-%d %H:%M:%S}  {arrow}  {event.type or '?':<24} {revision:<7}"
+            f" {event.summary}  [{tail}]  {event.message_id}"
+            f"  corr {event.correlation_id or '-'}\n"
+        )
+        if event.reason:
+            out.write(f"{'':>21}reason: {event.reason}\n")
+    return True

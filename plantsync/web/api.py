@@ -4,6 +4,8 @@ approvals for planners, dead letters and status for plant IT; the status page an
     GET  /healthz  /readyz                          probes: open, no data
     GET  /api/v1/schedule[?work_center=]            last-known-good schedule, from the store
     GET  /api/v1/orders/{order_id}                  one order, or 404
+    GET  /api/v1/orders?state=&work_center=&from=&to=&q=&page=   one page (``orders/routes.py``)
+    GET  /api/v1/orders/{order_id}/timeline         the order's life from the store, or 404
     POST /api/v1/confirmations  /api/v1/order-status   committed to the outbox, then 202
     GET  /api/v1/approvals                          changes held for a planner
     POST /api/v1/approvals/{row_id}/approve|reject  200, or 404 when nothing waits
@@ -43,6 +45,7 @@ from plantsync.web.depth import DepthHistory, sampling
 from plantsync.web.limits import RequestLimits
 from plantsync.web.metrics import AgentMetrics
 from plantsync.web.metrics import router as metrics_router
+from plantsync.web.orders import routes as orders
 from plantsync.web.routes import deadletters, health, plant, schedule
 from plantsync.web.routes.common import view_of
 from plantsync.web.view import AgentView
@@ -73,7 +76,7 @@ def create_app(view: AgentView, metrics: AgentMetrics | None = None) -> FastAPI:
     app.state.metrics = metrics = metrics or AgentMetrics()
     metrics.watch(view)
     app.include_router(health.probes)
-    for reads in (schedule.reads, deadletters.reads, health.reads):
+    for reads in (schedule.reads, deadletters.reads, health.reads, orders.reads):
         app.include_router(reads, dependencies=[Depends(read_access)])
     for writes in (plant.writes, schedule.writes, deadletters.writes):
         app.include_router(writes, dependencies=[Depends(write_access)])

@@ -2,7 +2,10 @@
 
     GET  /                                       the page (every section rendered on the server)
     GET  /status/static/status.css|status.js     its only assets, served by the agent itself
-    GET  /status/fragment                        JSON: each section's HTML, polled every 2 s
+    GET  /status/fragment                        JSON: the sections that changed, polled every 2 s
+                                                 (ETag: a tag per section; If-None-Match: 304)
+    GET  /status/orders/{order_id}               one order's timeline (``web/orders``)
+    GET  /favicon.ico                            the page's icon
     POST /status/login  /status/logout           the session cookie (token entered once)
     POST /status/approvals/{row_id}/approve|reject
     POST /status/dead-letters/{id}/retry|discard
@@ -37,6 +40,8 @@ a secret: free text from links and peers passes through the API's scrubber.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import secrets
 import time
@@ -44,30 +49,37 @@ from dataclasses import asdict
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from plantsync.buffer.history.timeline import read_timeline
 from plantsync.web import commands, statusrender
 from plantsync.web.access import WRITES_REFUSED, Access, from_this_machine
 from plantsync.web.apiviews import (
     Scrub,
     dead_letter_view,
-    schedule_view,
     status_view,
     waiting_view,
 )
 from plantsync.web.depth import DepthHistory, DepthSample
+from plantsync.web.orders import render
+from plantsync.web.orders.paging import Filters, filters, schedule_page
+from plantsync.web.orders.timeline import timeline_view
 from plantsync.web.view import AgentView
 
 SESSION_COOKIE = "plantsync_session"
 CSRF_HEADER = "X-CSRF-Token"
-DEAD_LETTERS_SHOWN = 50
+DEAD_LETTERS_SHOWN = 10
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
     " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-_ASSETS = {"status.css": "text/css; charset=utf-8", "status.js": "text/javascript; charset=utf-8"}
+_ASSETS = {
+    "status.css": "text/css; charset=utf-8",
+    "status.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 # ---- access -------------------------------------------------------------------------------------
@@ -145,18 +157,21 @@ def router(view: AgentView, access: Access, history: DepthHistory) -> APIRouter:
     site = view.config.site.id
 
     @routes.get("/")
-    async def page(request: Request) -> Response:
+    async def page(request: Request, wanted: Annotated[Filters, Depends(filters)]) -> Response:
         if not guard.may_read(request):
             login = statusrender.login_form(
                 token_configured=guard.token_configured, logged_in=False
             )
             locked = statusrender.page(csrf=guard.csrf, site=site, login=login, sections=None)
             return _html(locked, status=401)
-        sections = await _sections(view, access.scrub, history)
+        sections = await _sections(view, access.scrub, history, wanted)
         login = statusrender.login_form(
             token_configured=guard.token_configured, logged_in=guard.authenticated(request)
         )
-        return _html(statusrender.page(csrf=guard.csrf, site=site, login=login, sections=sections))
+        document = statusrender.page(
+            csrf=guard.csrf, site=site, login=login, sections=sections, etag=sections_etag(sections)
+        )
+        return _html(document)
 
     @routes.get("/status/static/{name}")
     async def asset(name: str) -> Response:
@@ -168,15 +183,37 @@ def router(view: AgentView, access: Access, history: DepthHistory) -> APIRouter:
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
+    @routes.get("/favicon.ico")
+    async def favicon() -> Response:
+        return Response(
+            assets["favicon.svg"],
+            media_type=_ASSETS["favicon.svg"],
+            headers={"Cache-Control": "max-age=86400"},
+        )
+
     @routes.get("/status/fragment")
-    async def fragment(request: Request) -> JSONResponse:
+    async def fragment(request: Request, wanted: Annotated[Filters, Depends(filters)]) -> Response:
         if not guard.may_read(request):
             raise HTTPException(401, "log in with the API token first")
-        sections = await _sections(view, access.scrub, history)
-        return JSONResponse(
-            {"sections": sections, "logged_in": guard.authenticated(request)},
-            headers={"Cache-Control": "no-store"},
+        sections = await _sections(view, access.scrub, history, wanted)
+        return changed_sections(
+            sections, guard.authenticated(request), request.headers.get("if-none-match", "")
         )
+
+    @routes.get("/status/orders/{order_id}")
+    async def order(request: Request, order_id: Annotated[str, Path(max_length=128)]) -> Response:
+        if not guard.may_read(request):
+            login = statusrender.login_form(
+                token_configured=guard.token_configured, logged_in=False
+            )
+            locked = statusrender.page(csrf=guard.csrf, site=site, login=login, sections=None)
+            return _html(locked, status=401)
+        store = view.store
+        if store is None:
+            raise HTTPException(503, "the agent is starting: its store is not open yet")
+        found = await asyncio.to_thread(read_timeline, store.path, order_id)
+        shown = timeline_view(found, access.scrub) if found.known else None
+        return _html(render.timeline_page(site, shown, order_id), 200 if shown else 404)
 
     @routes.post("/status/login")
     async def login(request: Request, body: Login) -> JSONResponse:
@@ -227,6 +264,29 @@ def router(view: AgentView, access: Access, history: DepthHistory) -> APIRouter:
     return routes
 
 
+def changed_sections(sections: dict[str, str], logged_in: bool, known: str) -> Response:
+    """The sections whose tag differs from the page's (``known``: the ETag it last got), or
+    304 when none does. The ETag lists a short hash per section, so the agent keeps no state
+    per reader and a poll carries only what changed (most polls: a few hundred bytes)."""
+    tags = _tags(sections)
+    etag = sections_etag(sections)
+    seen = dict(part.split(":", 1) for part in known.strip('W/" ').split(".") if ":" in part)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    changed = {name: html for name, html in sections.items() if seen.get(name) != tags[name]}
+    if not changed:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse({"sections": changed, "logged_in": logged_in}, headers=headers)
+
+
+def sections_etag(sections: dict[str, str]) -> str:
+    """The ETag of ``sections``: each section's name and a short hash of its HTML."""
+    return '"' + ".".join(f"{name}:{tag}" for name, tag in _tags(sections).items()) + '"'
+
+
+def _tags(sections: dict[str, str]) -> dict[str, str]:
+    return {name: hashlib.sha256(html.encode()).hexdigest()[:12] for name, html in sections.items()}
+
+
 def _html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         body,
@@ -243,7 +303,9 @@ def _html(body: str, status: int = 200) -> HTMLResponse:
 # ---- the data, through the API's view builders -------------------------------------------------
 
 
-async def _sections(view: AgentView, scrub: Scrub, history: DepthHistory) -> dict[str, str]:
+async def _sections(
+    view: AgentView, scrub: Scrub, history: DepthHistory, wanted: Filters
+) -> dict[str, str]:
     store, downlink = view.store, view.downlink
     if store is None or downlink is None:
         return dict(statusrender.STARTING)
@@ -260,11 +322,21 @@ async def _sections(view: AgentView, scrub: Scrub, history: DepthHistory) -> dic
         dead_letter_view(letter, scrub)
         for letter in await store.inbox.dead_letters(DEAD_LETTERS_SHOWN)
     ]
-    schedule = schedule_view(await store.inbox.schedule(None), view.health["hub"])
+    schedule = render.schedule(await schedule_page(store.path, wanted), wanted)
+    approvals = render.approvals(waiting, _rules(view))
     tick = time.monotonic()
     current = DepthSample(
         tick, {lane: lane_view.depth for lane, lane_view in status.outbox.lanes.items()}
     )
     machines = view.pipeline.latest() if view.pipeline is not None else {}
     samples = [*history.samples, current]
-    return statusrender.sections(status, schedule, waiting, letters, machines, samples, tick)
+    return statusrender.sections(status, schedule, approvals, letters, machines, samples, tick)
+
+
+def _rules(view: AgentView) -> render.Rules:
+    """The approval rules as configured, for the card of a held change."""
+    policy = view.config.schedule
+    return render.Rules(
+        frozen_horizon=f"{policy.frozen_horizon.total_seconds() / 3600:g} h",
+        quantity_threshold=f"{policy.quantity_threshold} %",
+    )

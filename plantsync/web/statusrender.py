@@ -12,17 +12,14 @@ host and the chart is inline SVG, so the page works air-gapped under its CSP.
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
 from string import Template
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from plantsync.agent.supervisor import LinkState
 from plantsync.web.apiviews import (
     DeadLetterView,
     LinkView,
-    Schedule,
     Status,
-    WaitingChange,
 )
 from plantsync.web.depth import HISTORY_POINTS, SAMPLE_SECONDS, DepthSample
 from plantsync.web.progress import backfill_card
@@ -35,33 +32,43 @@ POLL_SECONDS = 2
 STALL_SECONDS = 60.0
 """A link that is up, has work waiting and exchanged nothing for this long is "stalled"."""
 
+BACKLOG_SECONDS = 300.0
+"""Data that waits this long turns the banner amber, links up or not: the oldest schedule
+message not yet applied (down), the oldest ack, status or confirmation not yet sent (up)."""
+PREVIEW_CHARS = 300
+"""How much of a dead letter the page shows (the API has more): its cards stay light."""
+
 STARTING = {"overview": "<h2>Links</h2><p class='warn'>The agent is starting.</p>"}
 """The sections while the agent's store is not open yet."""
 
 
 def sections(
     status: Status,
-    schedule: Schedule,
-    waiting: list[WaitingChange],
+    schedule: str,
+    approvals: str,
     letters: list[DeadLetterView],
     machines: dict[str, dict[str, TagValue]],
     samples: list[DepthSample],
     now: float,
 ) -> dict[str, str]:
-    """Each section's HTML by its id; ``samples`` end with the current depth, at ``now``."""
+    """Each section's HTML by its id; ``samples`` end with the current depth, at ``now``;
+    ``schedule`` and ``approvals`` arrive rendered (``web/orders/render.py``)."""
     return {
         "overview": _store_alarms(status) + _certificate_warnings(status) + _overview(status),
         "buffer": _buffer(status, samples, now) + backfill_card(status.backfill),
         "machines": _machines(machines),
-        "schedule": _schedule(schedule),
-        "approvals": _approvals(waiting),
+        "schedule": schedule,
+        "approvals": approvals,
         "dead-letters": _dead_letters(letters, status.dead_letters),
         "agent": _about(status),
     }
 
 
-def page(*, csrf: str, site: str, login: str, sections: dict[str, str] | None) -> str:
-    """The whole document around ``login`` (``login_form``); ``sections`` None: locked."""
+def page(
+    *, csrf: str, site: str, login: str, sections: dict[str, str] | None, etag: str = ""
+) -> str:
+    """The whole document around ``login`` (``login_form``); ``sections`` None: locked.
+    ``etag`` tags the sections, so the page's first poll is conditional too."""
     body = (
         _SECTION_LOCKED
         if sections is None
@@ -76,6 +83,7 @@ def page(*, csrf: str, site: str, login: str, sections: dict[str, str] | None) -
         login=login,
         sections=body,
         poll=POLL_SECONDS * 1000,
+        etag=html.escape(etag),
     )
 
 
@@ -157,6 +165,8 @@ def _overview(status: Status) -> str:
         level, label = link_level(name, link, status)
         if level in ("down", "stalled") and worst != "down":
             worst = level
+        elif level == "starting" and worst == "ok":
+            worst = "starting"  # no link has failed, but not every one carries data yet
         idle = link.seconds_since_activity
         rows.append(
             f'<tr class="link" data-link="{_e(name)}" data-level="{level}">'
@@ -170,13 +180,47 @@ def _overview(status: Status) -> str:
         "ok": "Data flows.",
         "stalled": "Connected, but data does not flow on a link.",
         "down": "A link is down: data stops there.",
+        "starting": "Links are connecting: data does not flow everywhere yet.",
     }[worst]
+    waits = backlog(status)
+    if waits and worst == "ok":
+        worst, verdict = "stalled", "Links are up, but data waits."
     return (
         f'<h2>Links</h2><p class="verdict {worst}" data-verdict="{worst}">{verdict}</p>'
-        "<table><thead><tr><th>Link</th><th>State</th><th>Last exchange</th>"
+        + "".join(
+            f'<p class="backlog" data-backlog="{side}">{_e(text)}</p>' for side, text in waits
+        )
+        + "<table><thead><tr><th>Link</th><th>State</th><th>Last exchange</th>"
         "<th>In state for</th><th>Last error</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def backlog(status: Status) -> list[tuple[str, str]]:
+    """What waits longer than ``BACKLOG_SECONDS``, each direction: (down|up, sentence)."""
+    waits = []
+    down = status.inbox.oldest_pending_age_seconds
+    if down is not None and down > BACKLOG_SECONDS:
+        waits.append(
+            (
+                "down",
+                f"Schedules wait: the oldest schedule message not yet applied arrived"
+                f" {_duration(down)} ago ({status.inbox.pending} waiting; threshold"
+                f" {_duration(BACKLOG_SECONDS)}).",
+            )
+        )
+    business = status.outbox.lanes.get("business")
+    up = business.oldest_age_seconds if business is not None else None
+    if business is not None and up is not None and up > BACKLOG_SECONDS:
+        waits.append(
+            (
+                "up",
+                f"Confirmations wait: the oldest ack, status or confirmation not yet sent to the"
+                f" hub is {_duration(up)} old ({business.depth} waiting; threshold"
+                f" {_duration(BACKLOG_SECONDS)}).",
+            )
+        )
+    return waits
 
 
 def _peer(link: LinkView) -> str:
@@ -304,65 +348,6 @@ def _machines(latest: dict[str, dict[str, TagValue]]) -> str:
     )
 
 
-def _schedule(schedule: Schedule) -> str:
-    if not schedule.work_centers:
-        return "<h2>Schedule</h2><p>No schedule received yet.</p>"
-    parts = ["<h2>Schedule <small>(last known good)</small></h2>"]
-    for center in schedule.work_centers:
-        rows = "".join(
-            f'<tr data-order="{_e(o.order_id)}"><td>{_e(o.order_id)}</td><td>{o.revision}</td>'
-            f"<td>{_e(o.order.product_id)}</td>"
-            f"<td>{_e(o.planned_start.isoformat(timespec='minutes') if o.planned_start else '-')}"
-            f'</td><td class="order-status">{_e(o.status)}</td>'
-            f'<td class="correlation">{_e(o.correlation_id or "-")}</td></tr>'
-            for o in center.orders
-        )
-        parts.append(
-            f"<h3>{_e(center.work_center)}</h3><table><thead><tr><th>Order</th><th>Rev</th>"
-            "<th>Product</th><th>Planned start</th><th>Status</th>"
-            '<th title="of the schedule message that applied it">Correlation</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table>"
-        )
-    return "".join(parts)
-
-
-def _approvals(waiting: list[WaitingChange]) -> str:
-    if not waiting:
-        return '<h2>Approvals</h2><p class="none">No change waits for a planner.</p>'
-    items = []
-    for change in waiting:
-        orders = "".join(
-            f"<li>{_e(o.order_id)} rev {o.revision}: {_order_change(o.current, o.proposed)}</li>"
-            for o in change.orders
-        )
-        action = f"/status/approvals/{change.row_id}"
-        items.append(
-            f'<div class="card approval" data-row="{change.row_id}">'
-            f"<p><b>{_e(change.type or 'change')}</b> {_e(', '.join(change.order_ids))}"
-            f" received {_e(change.received_at.isoformat(timespec='seconds'))}"
-            f"{f' - {_e(change.reason)}' if change.reason else ''}</p><ul>{orders}</ul>"
-            f'<form method="post" action="{action}/approve" data-action>'
-            '<button type="submit" class="approve">Approve</button></form>'
-            f'<form method="post" action="{action}/reject" data-action>'
-            '<input name="reason" required maxlength="500" placeholder="reason">'
-            '<button type="submit" class="reject">Reject</button></form></div>'
-        )
-    return f"<h2>Approvals</h2>{''.join(items)}"
-
-
-def _order_change(current: Any, proposed: Any) -> str:
-    if proposed is None:
-        return "cancel"
-    if current is None:
-        return "new"
-    changed = [
-        key
-        for key, value in proposed.model_dump(mode="json").items()
-        if current.model_dump(mode="json").get(key) != value
-    ]
-    return _e(", ".join(changed) or "no field changes")
-
-
 def _dead_letters(letters: list[DeadLetterView], total: int) -> str:
     if not letters:
         return '<h2>Dead letters</h2><p class="none">None.</p>'
@@ -371,7 +356,7 @@ def _dead_letters(letters: list[DeadLetterView], total: int) -> str:
         f"<p><b>{_e(d.reason_code)}</b> {_e(d.reason or '')}"
         f" <small>{_e(d.topic)}, {_e(d.dead_at.isoformat(timespec='seconds'))},"
         f" {d.size_bytes} bytes{_kept(d)}</small></p>"
-        f"<pre>{_e(d.payload_preview[:1000])}</pre>"
+        f"<pre>{_e(d.payload_preview[:PREVIEW_CHARS])}</pre>"
         f'<form method="post" action="/status/dead-letters/{d.id}/retry" data-action>'
         '<button type="submit">Retry</button></form>'
         f'<form method="post" action="/status/dead-letters/{d.id}/discard" data-action>'
@@ -391,7 +376,7 @@ def _about(status: Status) -> str:
     return (
         f"<p class='about'>site {_e(status.site)} · plantsync {_e(status.version)} ·"
         f" config {_e(status.config_hash)} · up {_duration(status.uptime_seconds)}"
-        f" · page updated {datetime.now(UTC).strftime('%H:%M:%S')} UTC</p>"
+        "</p>"
     )
 
 
@@ -442,11 +427,14 @@ _PAGE = Template(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="$csrf">
 <meta name="poll-ms" content="$poll">
+<meta name="sections-etag" content="$etag">
 <title>plantsync · $site</title>
+<link rel="icon" type="image/svg+xml" href="/status/static/favicon.svg">
 <link rel="stylesheet" href="/status/static/status.css">
 <script src="/status/static/status.js" defer></script>
 </head><body>
 <header><h1>plantsync <span class="site">$site</span></h1>$login
+<p id="updated" class="updated"></p>
 <p id="message" role="status"></p></header>
 <main>
 $sections

@@ -79,6 +79,8 @@ async def test_the_openapi_document_describes_every_endpoint_and_the_bearer_sche
         "/readyz",
         "/api/v1/schedule",
         "/api/v1/orders/{order_id}",
+        "/api/v1/orders",
+        "/api/v1/orders/{order_id}/timeline",
         "/api/v1/approvals",
         "/api/v1/approvals/{row_id}/approve",
         "/api/v1/approvals/{row_id}/reject",

@@ -282,10 +282,71 @@ def test_duration_too_long_for_a_timedelta_is_a_problem_not_a_crash(tmp_path: Pa
     assert "too long a duration" in problem.reason
 
 
-def test_missing_file_is_a_problem_with_no_key(tmp_path: Path) -> None:
+def test_missing_file_is_reported_with_its_path_and_no_key(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
 
-    assert problems_of(path) == [Problem(str(path), "-", "file not found")]
+    [problem] = problems_of(path)
+
+    assert problem == Problem(str(path), "", "no such file")
+    assert str(problem) == f"{path}: no such file"
+
+
+def test_missing_relative_file_is_reported_with_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    [problem] = problems_of(Path("agent.toml"))
+
+    assert str(problem) == f"agent.toml: no such file ({tmp_path / 'agent.toml'})"
+
+
+def test_a_bad_token_from_the_environment_names_the_variable_not_the_file(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, MINIMAL)
+
+    [problem] = problems_of(path, {"PLANTSYNC_API__TOKEN": "short"})
+
+    assert problem.file == "env PLANTSYNC_API__TOKEN"
+    assert problem.key == "api.token"
+    assert "at least 16 characters" in problem.reason
+    assert "short" not in str(problem)
+
+
+def test_a_bad_site_id_is_explained_in_words_not_as_a_regex(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace('id = "plant-01"', 'id = "Plant 01!"'))
+
+    [problem] = problems_of(path)
+
+    assert problem.key == "site.id"
+    assert "letters, digits" in problem.reason
+    assert "^[" not in problem.reason
+
+
+def test_the_summary_names_jobcontrol_and_the_api(tmp_path: Path) -> None:
+    text = MINIMAL + '[jobcontrol]\nendpoint = "opc.tcp://127.0.0.1:4841/jc/"\n'
+    path = write(tmp_path, text)
+
+    summary = summarize(load_config(path, {}), path)
+
+    assert "jobcontrol  jobcontrol  opc.tcp://127.0.0.1:4841/jc/" in summary
+    assert "api    http://127.0.0.1:8470/  no token: actions (approve, retry) are off" in summary
+
+
+def test_the_sample_names_each_jobcontrol_key_once() -> None:
+    lines = sample_config_path().read_text().splitlines()
+    start = lines.index("# [jobcontrol]")
+    block = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("#"):
+            break
+        block.append(line)
+    keys = [line.split("=")[0].strip("# ").strip() for line in block if " = " in line]
+    assert len(keys) == len(set(keys)), keys
+    text = " ".join(block).replace(",", " ").replace(";", " ").split()
+    opcua_keys = ("security_mode", "security_policy", "private_key", "server_certificate")
+    assert not [key for key in opcua_keys if key in text], "[[opcua]]'s keys, repeated"
 
 
 def test_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:

@@ -1,43 +1,72 @@
-// plantsync status page: polls /status/fragment and replaces changed sections in place;
-// sends the page's forms with fetch, the CSRF token in a header. Served by the agent itself.
+// plantsync status page: polls /status/fragment (with the page's filters) and replaces the
+// sections that changed; the agent answers 304, or only the changed sections, by the ETag it
+// gave last. Sends the page's POST forms with fetch, the CSRF token in a header; GET forms
+// (the schedule's filters) are plain links. Served by the agent itself.
 "use strict";
 (function () {
   const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
   const csrf = meta("csrf-token");
   const pollMs = parseInt(meta("poll-ms"), 10) || 2000;
   const message = () => document.getElementById("message");
+  let etag = meta("sections-etag"); // the page's own sections: the first poll is conditional
+  let hideTimer = 0;
 
+  // The notice floats where the reader is (fixed in the corner), not at the top of a long page.
   function say(text, level) {
     const box = message();
     box.textContent = text;
-    box.className = level || "";
+    box.className = `${level || ""} shown`;
+    window.clearTimeout(hideTimer);
+    hideTimer = window.setTimeout(() => box.classList.remove("shown"), 6000);
+  }
+
+  function stamp() {
+    const updated = document.getElementById("updated");
+    if (updated) {
+      updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    }
   }
 
   async function refresh() {
     let answer;
     try {
-      answer = await fetch("/status/fragment", { credentials: "same-origin", cache: "no-store" });
+      answer = await fetch(`/status/fragment${window.location.search}`, {
+        credentials: "same-origin",
+        cache: "no-store",
+        headers: etag ? { "If-None-Match": etag } : {},
+      });
     } catch (error) {
       document.body.classList.add("agent-unreachable");
       say("The agent does not answer.", "down");
       return;
     }
     document.body.classList.remove("agent-unreachable");
+    if (answer.status === 304) {
+      stamp();
+      return;
+    }
     if (!answer.ok) {
       return;
     }
     const data = await answer.json();
+    const kept = [];
     for (const [name, content] of Object.entries(data.sections)) {
       const section = document.getElementById(name);
       if (!section || section.dataset.html === content) {
         continue;
       }
       if (section.contains(document.activeElement) && document.activeElement !== document.body) {
-        continue; // someone is typing a reason: do not pull the form from under them
+        kept.push(name); // someone is typing (a reason, a search): do not pull the form away
+        continue;
       }
       section.innerHTML = content;
       section.dataset.html = content;
     }
+    // A section kept as it was must come again: leave its tag out, so the next poll sends it.
+    const tags = (answer.headers.get("ETag") || "").replace(/"/g, "").split(".");
+    const wanted = tags.filter((tag) => !kept.includes(tag.split(":")[0]));
+    etag = wanted.length ? `"${wanted.join(".")}"` : "";
+    stamp();
   }
 
   async function send(form) {
@@ -63,8 +92,8 @@
 
   document.addEventListener("submit", async (event) => {
     const form = event.target;
-    if (!(form instanceof HTMLFormElement)) {
-      return;
+    if (!(form instanceof HTMLFormElement) || form.method.toLowerCase() !== "post") {
+      return; // a GET form (the filters) loads its URL as any link does
     }
     event.preventDefault();
     const buttons = form.querySelectorAll("button");
@@ -87,6 +116,7 @@
       if (document.activeElement) {
         document.activeElement.blur();
       }
+      etag = "";
       await refresh();
     } finally {
       buttons.forEach((b) => (b.disabled = false));
@@ -96,5 +126,6 @@
   for (const section of document.querySelectorAll("section[data-section]")) {
     section.dataset.html = section.innerHTML;
   }
+  stamp();
   window.setInterval(refresh, pollMs);
 })();

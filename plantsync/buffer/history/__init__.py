@@ -1,0 +1,1 @@
+"""Read-only questions about what the store holds of one order's life (``timeline.py``)."""
