@@ -3,6 +3,7 @@
     store = await Store.open(path, max_size_bytes=…)
     store.outbox    the ``Outbox`` (up): SqliteOutbox
     store.inbox     the ``Inbox`` (down), dead letters, last-known-good schedule: SqliteInbox
+    store.cursors   the polled MES endpoints' cursors: PollCursors (``polling/``)
     await store.close()
 
     await store.prune(policy, now)   retention (``retention.py``): what is settled and old
@@ -23,6 +24,7 @@ from types import TracebackType
 from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
 from plantsync.buffer.inbox_sqlite import SqliteInbox
+from plantsync.buffer.polling import PollCursors
 from plantsync.buffer.retention import PruneReport, RetentionPolicy, last_pruned_at, prune
 from plantsync.buffer.sqlite import SqliteOutbox
 
@@ -38,6 +40,7 @@ class Store:
         self._database = database
         self._outbox = outbox
         self._inbox = inbox
+        self._cursors = PollCursors(database, outbox)
 
     @classmethod
     async def open(
@@ -85,6 +88,11 @@ class Store:
     def inbox(self) -> SqliteInbox:
         """The queue from the MQTT subscription to the downlink, and what it applied."""
         return self._inbox
+
+    @property
+    def cursors(self) -> PollCursors:
+        """Where each polled MES endpoint goes on from; moved with the outbox in one commit."""
+        return self._cursors
 
     async def prune(self, policy: RetentionPolicy, now: float) -> PruneReport:
         """Delete what ``policy`` no longer keeps at ``now`` (never anything pending), in short
