@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from plantsync.errors import LinkError, LinkMisconfigured, StoreDiskFull
+from plantsync.errors import LinkError, LinkMisconfigured, StoreDiskFull, Throttled
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,8 @@ async def supervise(health: LinkHealth, session: Session, backoff: Backoff) -> N
             health.failures += 1
             health.transition(LinkState.BACKOFF, exc)
             delay = backoff.next_delay()
+            if isinstance(exc, Throttled):  # the peer said when: never sooner
+                delay = max(delay, exc.retry_after)
         except LinkMisconfigured as exc:
             health.failures += 1
             health.transition(LinkState.FAILED, exc)
