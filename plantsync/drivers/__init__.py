@@ -13,6 +13,7 @@ from typing import Any
 from plantsync.drivers.base import Reading, ScheduleSink, Source
 from plantsync.drivers.jobcontrol import JobControlSink
 from plantsync.drivers.mes_http import MesHttpSink
+from plantsync.drivers.mespoll import MesPollSource
 from plantsync.drivers.opcua import OpcUaSource
 
 SOURCES: dict[str, Callable[[Any], Source]] = {
@@ -28,4 +29,10 @@ SCHEDULE_SINKS: dict[str, Callable[[Any], ScheduleSink]] = {
 (machines through Job Control ahead of the MES) → constructor taking that section's config.
 With none configured the agent keeps the schedule itself (``localschedule``)."""
 
-__all__ = ["SCHEDULE_SINKS", "SOURCES", "Reading", "ScheduleSink", "Source"]
+POLLERS: dict[str, Callable[[Any], MesPollSource]] = {
+    "mes_poll": MesPollSource,
+}
+"""Polled endpoint kind (the config list's name) → constructor taking one endpoint's config;
+the agent runs each under ``agent/polling`` (schedule, cursor, supervision)."""
+
+__all__ = ["POLLERS", "SCHEDULE_SINKS", "SOURCES", "Reading", "ScheduleSink", "Source"]
