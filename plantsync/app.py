@@ -24,6 +24,7 @@ from plantsync.agent.service import Agent, Parts
 from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig
+from plantsync.config.plant import PollEndpointConfig
 from plantsync.drivers import POLLERS, SCHEDULE_SINKS, SOURCES
 from plantsync.drivers.base import ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
@@ -114,16 +115,17 @@ def schedule_sink(config: AgentConfig) -> Callable[[], ScheduleSink]:
 
 def pollers(config: AgentConfig) -> dict[str, PollEndpoint]:
     """One polled endpoint per ``[[mes_poll]]`` entry, by link name (``mes-poll:<name>``)."""
-    built = {}
-    for endpoint in config.mes_poll:
-        name = f"mes-poll:{endpoint.name}"
-        built[name] = PollEndpoint(
-            name,
-            functools.partial(POLLERS["mes_poll"], endpoint),
-            interval=endpoint.interval.total_seconds() if endpoint.interval else None,
-            cron=endpoint.cron,
-            max_pages=endpoint.max_pages,
-            min_request_interval=endpoint.min_request_interval.total_seconds(),
-            where=f"{endpoint.method} {endpoint.url}",
-        )
-    return built
+    return {f"mes-poll:{endpoint.name}": poll_endpoint(endpoint) for endpoint in config.mes_poll}
+
+
+def poll_endpoint(endpoint: PollEndpointConfig) -> PollEndpoint:
+    """One ``[[mes_poll]]`` entry as the agent runs it."""
+    return PollEndpoint(
+        f"mes-poll:{endpoint.name}",
+        functools.partial(POLLERS["mes_poll"], endpoint),
+        interval=endpoint.interval.total_seconds() if endpoint.interval else None,
+        cron=endpoint.cron,
+        max_pages=endpoint.max_pages,
+        min_request_interval=endpoint.min_request_interval.total_seconds(),
+        where=f"{endpoint.method} {endpoint.url}",
+    )

@@ -7,7 +7,8 @@
                the MES has more, at most max_pages
 
     due:  interval   asyncio.sleep (monotonic: a wall-clock step neither delays nor repeats it)
-          cron       a job on the agent's one APScheduler, in the plant's time zone; it only
+          cron       a job on the agent's one APScheduler, in the plant's time zone (each
+                     wall-clock time once across DST changes: ``schedule.py``); it only
                      sets an event, the poll runs in the link's own task (coalesced: a burst of
                      missed fire times, or one while the link was down, is one poll)
 
@@ -30,8 +31,8 @@ from datetime import tzinfo
 from typing import Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 
+from plantsync.agent.polling.schedule import WallClockCron
 from plantsync.agent.sequencer import Sequencer
 from plantsync.agent.supervisor import LinkHealth
 from plantsync.buffer.base import Lane, Record
@@ -137,7 +138,7 @@ class PollRunner:
             return
         scheduler.add_job(
             self._fire,
-            CronTrigger.from_crontab(self.endpoint.cron, timezone=timezone or scheduler.timezone),
+            WallClockCron.of(self.endpoint.cron, timezone or scheduler.timezone),
             id=self.endpoint.name,
             name=self.endpoint.name,
             coalesce=True,
