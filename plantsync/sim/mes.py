@@ -90,7 +90,13 @@ class SimulatedMes:
         self._rng = random.Random(seed)  # noqa: S311 - simulated data, not cryptography
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._server = _QuietServer(
-            uvicorn.Config(_app(self), log_config=None, lifespan="off", access_log=False)
+            uvicorn.Config(
+                _app(self),
+                log_config=None,
+                lifespan="off",
+                access_log=False,
+                timeout_graceful_shutdown=1,
+            )
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._shift = 0
@@ -121,12 +127,13 @@ class SimulatedMes:
         traceback: TracebackType | None,
     ) -> None:
         self._server.should_exit = True
-        for task in reversed(self._tasks):
-            if task is not self._tasks[0]:
-                task.cancel()
+        for task in self._tasks[1:]:
+            task.cancel()
+        # A request held by ``Faults.delay`` is cut short: uvicorn waits for open requests at
+        # most ``timeout_graceful_shutdown``.
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                async with asyncio.timeout(5):
-                    await task
+                await task
         self._listener.close()
 
     def add_workorder(self, work_order: str, status: str = "RUN", good: int = 0) -> dict[str, Any]:

@@ -35,9 +35,11 @@ def endpoint(mes: SimulatedMes, name: str, **changes: Any) -> PollEndpointConfig
 
 
 @contextlib.asynccontextmanager
-async def runner(path: Path, config: PollEndpointConfig) -> AsyncIterator[PollRunner]:
+async def runner(
+    path: Path, config: PollEndpointConfig, max_size_bytes: int = 64 * 1024**2
+) -> AsyncIterator[PollRunner]:
     """A runner for ``config`` over the store at ``path``, as the agent builds it."""
-    store = await Store.open(path, max_size_bytes=64 * 1024**2)
+    store = await Store.open(path, max_size_bytes=max_size_bytes)
     try:
         yield PollRunner(
             poll_endpoint(config),
