@@ -35,4 +35,6 @@ def test_the_demo_shows_machine_state_and_the_whole_schedule_loop_at_the_hub(
         assert any(
             f"production.confirmation {order} " in line and "final" in line for line in lines
         )
+    for mes_type in ("production.throughput", "equipment.capability", "production.yield"):
+        assert any(f" {mes_type} equipment/" in line for line in lines), mes_type  # MES, polled
     assert (tmp_path / "store.db").exists()
