@@ -211,6 +211,9 @@ class SimulatedMes:
         return record
 
     async def _ticking(self, seconds: float) -> None:
+        # A plant already running: one order in work, one changeover logged.
+        self.add_workorder("WO-1001", "RUN", good=0)
+        self.add_downtime(EQUIPMENT[1], "CHG-02", planned=True, minutes=20)
         while True:
             await asyncio.sleep(seconds)
             self.tick()
