@@ -31,10 +31,12 @@ import hashlib
 import json
 import random
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -81,11 +83,20 @@ class MesRecords:
 class SimulatedMes:
     """The MES; ``async with SimulatedMes() as mes:`` serves it on ``mes.url``."""
 
-    def __init__(self, *, tick_seconds: float | None = None, seed: int = 17) -> None:
+    def __init__(
+        self,
+        *,
+        tick_seconds: float | None = None,
+        seed: int = 17,
+        tls: MesTls | None = None,
+    ) -> None:
         self.faults = Faults()
         self.records = MesRecords()
         self.requests: list[str] = []
         """Every request's path and query, in order (for tests)."""
+        self.authorizations: list[str | None] = []
+        """Every request's Authorization header, in order (for tests)."""
+        self._tls = tls
         self._tick_seconds = tick_seconds
         self._rng = random.Random(seed)  # noqa: S311 - simulated data, not cryptography
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -96,6 +107,7 @@ class SimulatedMes:
                 lifespan="off",
                 access_log=False,
                 timeout_graceful_shutdown=1,
+                **_tls_options(tls),
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,7 +116,7 @@ class SimulatedMes:
     @property
     def url(self) -> str:
         host, port = self._listener.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{port}"
 
     def now(self) -> datetime:
         """The MES's clock: this machine's, moved by ``clock_skew``, and never going back."""
@@ -270,6 +282,25 @@ class SimulatedMes:
         return [{"equipment": machine, "state": "RUN"} for machine in EQUIPMENT]
 
 
+@dataclass(frozen=True)
+class MesTls:
+    """HTTPS for the simulated MES; with ``client_ca`` it asks for a client certificate
+    signed by it (mutual TLS) and refuses a client without one."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca: Path | None = None
+
+
+def _tls_options(tls: MesTls | None) -> dict[str, Any]:
+    if tls is None:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": str(tls.cert_file), "ssl_keyfile": str(tls.key_file)}
+    if tls.client_ca is not None:
+        options |= {"ssl_ca_certs": str(tls.client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its signal handlers: the test or the demo owns them."""
 
@@ -304,6 +335,7 @@ def _app(mes: SimulatedMes) -> FastAPI:
     @app.middleware("http")
     async def faults(request: Request, call_next: Any) -> Response:
         mes.requests.append(f"{request.url.path}?{request.url.query}")
+        mes.authorizations.append(request.headers.get("authorization"))
         fault = mes.faults
         if fault.delay:
             await asyncio.sleep(fault.delay)
