@@ -1,7 +1,7 @@
 """Housekeeping: the store's retention, run on a wall-clock schedule (``[store]`` in the config).
 
     Housekeeping(store, policy, cron).run()
-      AsyncIOScheduler ── CronTrigger.from_crontab(cron), local time ──▶ due.set()
+      AsyncIOScheduler ── WallClockCron.of(cron), local time ──▶ due.set()
       run's own loop:  await due ─▶ store.prune(policy, now) ─▶ one INFO line, ``stats``
       cancelled:       the scheduler is shut down, the CancelledError goes on
 
@@ -37,9 +37,9 @@ from typing import Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.util import undefined
 
+from plantsync.agent.polling.schedule import WallClockCron
 from plantsync.buffer.retention import PruneReport, RetentionPolicy
 from plantsync.config.model import StoreConfig
 from plantsync.errors import StoreError
@@ -124,7 +124,8 @@ class Housekeeping:
     ) -> None:
         self._store = store
         self._policy = policy
-        self._trigger = CronTrigger.from_crontab(cron, timezone=timezone)
+        # Each wall-clock time once: no second prune in the hour that repeats at a DST change.
+        self._trigger = WallClockCron.of(cron, timezone)
         self._clock = clock
         self._due = asyncio.Event()
         self._scheduler: AsyncIOScheduler | None = None
