@@ -173,7 +173,10 @@ class PollRunner:
                 if page.not_modified:
                     self.stats.not_modified += 1
                     return committed
-                state = CursorState(page.cursor, page.etag, page.last_modified)
+                following = CursorState(page.cursor, page.etag, page.last_modified)
+                if following == state and not page.payloads and not page.rejected:
+                    break  # nothing new and nothing to remember: no write, no fsync
+                state = following
                 taken = await self._commit(page, state)
                 if taken is None:
                     return committed

@@ -164,7 +164,7 @@ class MesPollSource:
         for record in records:
             mapped = self.mapping.payload(record)
             (rejected if isinstance(mapped, Rejected) else payloads).append(mapped)  # type: ignore[arg-type]
-        following = self._next_cursor(answer, records, sent)
+        following = self._next_cursor(answer, records, sent, body)
         more = following != sent and bool(records)
         if self.config.more is not None:
             more = more and resolve(answer, self.config.more) is True
@@ -184,7 +184,9 @@ class MesPollSource:
             records=len(records),
         )
 
-    def _next_cursor(self, answer: Any, records: list[Any], sent: str | None) -> str | None:
+    def _next_cursor(
+        self, answer: Any, records: list[Any], sent: str | None, body: bytes
+    ) -> str | None:
         """The cursor after this page: the next token, or the last record's id or time."""
         cursor = self.config.cursor
         following: str | None = sent
@@ -198,7 +200,7 @@ class MesPollSource:
             last = resolve(records[-1], cursor.field)
             if not found(last) or not isinstance(last, str | int) or isinstance(last, bool):
                 detail = f"cursor field {cursor.field!r} not found in the page's last record"
-                raise BadAnswer(ReasonCode.SCHEMA_VIOLATION, detail, b"")
+                raise BadAnswer(ReasonCode.SCHEMA_VIOLATION, detail, body)
             following = str(last)
         return following
 
