@@ -39,7 +39,7 @@ async def test_every_record_is_read_once_across_pages_and_polls(
 
     messages = await outbox_messages(store)
     assert _downtime_ids(messages) == [f"DT-{index}" for index in range(1, 14)]
-    assert poll.stats.pages == 4  # 5 + 5 + 2, then 1: an empty page that changes nothing is no write
+    assert poll.stats.pages == 4  # 5 + 5 + 2, then 1; an empty page moving nothing: no write
     categories = Counter(m["payload"]["category"] for m in messages)
     assert categories == {"planned": 6, "unplanned": 7}
 
