@@ -1,6 +1,6 @@
 """Run the bench scenarios and write bench/results/latest.json and latest.md.
 
-    python -m bench.run [--scenario enqueue,drain,roundtrip,ingest,peer] [--quick]
+    python -m bench.run [--scenario enqueue,drain,roundtrip,ingest,peer,capped,mespoll] [--quick]
 
 Each scenario is a module ``bench/scenario_<name>.py`` with ``run(quick: bool) -> list[Figure]``,
 imported only when selected, so a scenario that is missing or broken does not stop the others.
@@ -20,8 +20,18 @@ import traceback
 
 from bench.report import RESULTS, Figure, markdown, write_results
 
-SCENARIOS = ("enqueue", "drain", "roundtrip", "ingest", "footprint", "peer", "capped", "fleet")
-DEFAULT = ("enqueue", "drain", "roundtrip", "ingest", "peer", "capped")
+SCENARIOS = (
+    "enqueue",
+    "drain",
+    "roundtrip",
+    "ingest",
+    "footprint",
+    "peer",
+    "capped",
+    "fleet",
+    "mespoll",
+)
+DEFAULT = ("enqueue", "drain", "roundtrip", "ingest", "peer", "capped", "mespoll")
 
 
 def main(argv: list[str] | None = None) -> int:

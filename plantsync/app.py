@@ -6,6 +6,7 @@ knows every room.
                     ├─ hub             drivers.mqtt.HubConnection, bound to [hub] and client id
                     ├─ sources         drivers.SOURCES[kind](section), one per configured server
                     ├─ schedule_sink   drivers.SCHEDULE_SINKS (Job Control, MES) or the agent's own
+                    ├─ pollers         drivers.POLLERS[kind](endpoint), one per [[mes_poll]]
                     ├─ web             web.create_app + web.ApiServer over the running agent
                     └─ observer        web.AgentMetrics: the service levels, as they happen
 
@@ -18,11 +19,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from plantsync.agent.polling import PollEndpoint
 from plantsync.agent.service import Agent, Parts
 from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig
-from plantsync.drivers import SCHEDULE_SINKS, SOURCES
+from plantsync.config.plant import PollEndpointConfig
+from plantsync.drivers import POLLERS, SCHEDULE_SINKS, SOURCES
 from plantsync.drivers.base import ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.drivers.localschedule import LocalScheduleSink
@@ -42,6 +45,7 @@ def build_agent(config: AgentConfig, *, config_hash: str, hub: HubFactory | None
         schedule_sink=schedule_sink(config),
         web=lambda agent: ApiServer.bind(create_app(agent, metrics), config.api),
         observer=metrics,
+        pollers=pollers(config),
     )
     return Agent(config, config_hash=config_hash, parts=parts)
 
@@ -109,3 +113,21 @@ def schedule_sink(config: AgentConfig) -> Callable[[], ScheduleSink]:
         if section is not None:
             return functools.partial(build, section)
     return LocalScheduleSink
+
+
+def pollers(config: AgentConfig) -> dict[str, PollEndpoint]:
+    """One polled endpoint per ``[[mes_poll]]`` entry, by link name (``mes-poll:<name>``)."""
+    return {f"mes-poll:{endpoint.name}": poll_endpoint(endpoint) for endpoint in config.mes_poll}
+
+
+def poll_endpoint(endpoint: PollEndpointConfig) -> PollEndpoint:
+    """One ``[[mes_poll]]`` entry as the agent runs it."""
+    return PollEndpoint(
+        f"mes-poll:{endpoint.name}",
+        functools.partial(POLLERS["mes_poll"], endpoint),
+        interval=endpoint.interval.total_seconds() if endpoint.interval else None,
+        cron=endpoint.cron,
+        max_pages=endpoint.max_pages,
+        min_request_interval=endpoint.min_request_interval.total_seconds(),
+        where=f"{endpoint.method} {endpoint.url}",
+    )

@@ -5,6 +5,7 @@
     ├── LinkError              retry the link with backoff (the supervisor owns this)
     │   ├── HubUnavailable         the MQTT broker refused, dropped or never answered
     │   └── SourceUnavailable      an OPC UA server (or MES) is unreachable or went away
+    │       └── Throttled              the peer said when to come back (Retry-After)
     ├── LinkMisconfigured      disable the link and report it; retrying cannot help
     │                          (unknown node id, credentials refused, certificate not trusted)
     ├── StoreError             exit non-zero: the durable store cannot be opened or written
@@ -63,6 +64,15 @@ class HubUnavailable(LinkError):
 
 class SourceUnavailable(LinkError):
     """A plant-side server (OPC UA, MES) cannot be reached or went away."""
+
+
+class Throttled(SourceUnavailable):
+    """The peer asked to be left alone for ``retry_after`` seconds (HTTP 429 or 503 with
+    Retry-After): the supervisor waits at least that long before the next try."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class LinkMisconfigured(PlantsyncError):

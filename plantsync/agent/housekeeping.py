@@ -1,7 +1,7 @@
 """Housekeeping: the store's retention, run on a wall-clock schedule (``[store]`` in the config).
 
     Housekeeping(store, policy, cron).run()
-      AsyncIOScheduler ── CronTrigger.from_crontab(cron), local time ──▶ due.set()
+      AsyncIOScheduler ── WallClockCron.of(cron), local time ──▶ due.set()
       run's own loop:  await due ─▶ store.prune(policy, now) ─▶ one INFO line, ``stats``
       cancelled:       the scheduler is shut down, the CancelledError goes on
 
@@ -27,6 +27,7 @@ traceback, counted, and the agent goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -34,10 +35,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Protocol
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.util import undefined
 
+from plantsync.agent.polling.schedule import WallClockCron
 from plantsync.buffer.retention import PruneReport, RetentionPolicy
 from plantsync.config.model import StoreConfig
 from plantsync.errors import StoreError
@@ -108,7 +110,9 @@ class Housekeeping:
     ``cron`` is a 5-field crontab ("30 3 * * *"), checked by the config
     (``store.retention_schedule``; APScheduler 3 numbers weekdays from Monday, so the config
     takes them by name only). ``timezone`` defaults to the server's local time zone; ``clock``
-    gives the ``now`` the retention windows are measured from.
+    gives the ``now`` the retention windows are measured from. ``scheduler`` is the agent's one
+    scheduler of wall-clock jobs (shared with the cron polls of ``agent/polling``); without it
+    ``run`` starts and stops a scheduler of its own.
     """
 
     def __init__(
@@ -119,13 +123,17 @@ class Housekeeping:
         *,
         timezone: tzinfo | None = None,
         clock: Callable[[], float] = time.time,
+        scheduler: AsyncIOScheduler | None = None,
     ) -> None:
         self._store = store
         self._policy = policy
-        self._trigger = CronTrigger.from_crontab(cron, timezone=timezone)
+        # Each wall-clock time once: no second prune in the hour that repeats at a DST change.
+        self._trigger = WallClockCron.of(cron, timezone)
         self._clock = clock
         self._due = asyncio.Event()
         self._scheduler: AsyncIOScheduler | None = None
+        self._shared = scheduler
+        """The agent's one scheduler of wall-clock jobs, started and stopped by the agent."""
         self.stats = HousekeepingStats()
 
     @property
@@ -145,7 +153,7 @@ class Housekeeping:
     async def run(self) -> None:
         """Schedule the prunes and run each one when due, until cancelled."""
         missed = await self._missed_run()
-        scheduler = AsyncIOScheduler(timezone=self._trigger.timezone)
+        scheduler = self._shared or AsyncIOScheduler(timezone=self._trigger.timezone)
         scheduler.add_job(
             self._fire,
             self._trigger,
@@ -155,8 +163,10 @@ class Housekeeping:
             misfire_grace_time=None,
             max_instances=1,
             next_run_time=missed or undefined,
+            replace_existing=True,
         )
-        scheduler.start()
+        if self._shared is None:
+            scheduler.start()
         self._scheduler = scheduler
         log.info("retention: next run at %s", self.next_run_at)
         try:
@@ -165,7 +175,11 @@ class Housekeeping:
                 self._due.clear()
                 await self.prune_once()
         finally:
-            scheduler.shutdown(wait=False)
+            if self._shared is None:
+                scheduler.shutdown(wait=False)
+            elif scheduler.running:
+                with contextlib.suppress(JobLookupError):
+                    scheduler.remove_job(_JOB)
 
     def run_now(self) -> bool:
         """Have the scheduler fire the job at once (an operator's "prune now"); the cron's

@@ -21,6 +21,9 @@ periodic jobs and the sources, then the pipeline (it commits what is queued) and
 then the hub link, which keeps draining the outbox for at most ``shutdown_timeout``, publishes
 ``offline`` and disconnects. Whatever is not delivered by then stays in the store for the next
 start: nothing committed is lost.
+
+The polled MES endpoints (``agent/polling``) start with the sources, each its own supervised
+link; the agent's one APScheduler (in ``site.timezone``) runs the retention and their cron jobs.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from plantsync import __version__
 from plantsync.agent.business import BusinessWriter
@@ -41,6 +46,7 @@ from plantsync.agent.downlink import Downlink
 from plantsync.agent.housekeeping import Housekeeping, retention_policy
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
+from plantsync.agent.polling import PollEndpoint, PollRunner, runners
 from plantsync.agent.recovery.nudge import Nudge, watch
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
@@ -119,6 +125,8 @@ class Parts:
     web: Callable[[Agent], LocalServer]
     """The local web surface over the running agent, bound to its socket, not yet serving."""
     observer: Observer
+    pollers: Mapping[str, PollEndpoint] = field(default_factory=dict)
+    """Link name (``mes-poll:<name>``) → a polled MES endpoint (``agent/polling``)."""
 
 
 class Agent:
@@ -130,6 +138,13 @@ class Agent:
         self.health: dict[str, LinkHealth] = {HUB: LinkHealth(HUB), PLANT: LinkHealth(PLANT)}
         for name in parts.sources:
             self.health[name] = LinkHealth(name)
+        for name in parts.pollers:
+            self.health[name] = LinkHealth(name)
+        self.pollers: dict[str, PollRunner] = {}
+        """The polled MES endpoints' running objects (their counters), while running."""
+        self.scheduler: AsyncIOScheduler | None = None
+        """The one scheduler of wall-clock jobs (retention, cron polls), in site.timezone."""
+        self._sequencer: Sequencer | None = None
         self._stopping = asyncio.Event()
         self.nudge = Nudge()
         """Reconnects the links now: SIGHUP or renewed TLS files (renew), a network back (wake)."""
@@ -203,7 +218,7 @@ class Agent:
         ``outbox_changed`` is set after every commit to the outbox (it wakes the uplink);
         ``sequencer`` numbers every stream (one is made from the outbox when not given)."""
         sequencer = sequencer or Sequencer(await store.outbox.last_sequences())
-        self.store = store
+        self.store, self._sequencer = store, sequencer
         self.business = BusinessWriter(store, self.topics, sequencer, outbox_changed)
         self.downlink = self._downlink(store, sequencer, outbox_changed)
         return self.downlink
@@ -268,23 +283,54 @@ class Agent:
             snapshots = tasks.create_task(self._snapshots(pipeline), name="snapshots")
             assert self.store is not None
             store = self.config.store
+            self.scheduler = scheduler = AsyncIOScheduler(timezone=self.config.site.zone)
+            scheduler.start()
             self.housekeeping = Housekeeping(
-                self.store, retention_policy(store), store.retention_schedule
+                self.store,
+                retention_policy(store),
+                store.retention_schedule,
+                timezone=self.config.site.zone,
+                scheduler=scheduler,
             )
             retention = tasks.create_task(self.housekeeping.run(), name="retention")
             watched = functools.partial(material_files, self.config)
             watcher = tasks.create_task(watch(self.nudge, watched), name="nudge-watch")
+            polls = [
+                tasks.create_task(
+                    supervise(self.health[name], runner.session, self._backoff()),
+                    name=f"link:{name}",
+                )
+                for name, runner in self._poll_runners(pipeline, scheduler).items()
+            ]
             if on_ready is not None:
                 on_ready()
             log.info("agent running: site %s, %d source link(s)", self.config.site.id, len(sources))
             await stop.wait()
             log.info("stopping: the local API and the sources, then the final flush to the hub")
             await web.stop(served)
-            for source in [*sources, plant, snapshots, retention, watcher]:
+            for source in [*sources, *polls, plant, snapshots, retention, watcher]:
                 source.cancel()
+            scheduler.shutdown(wait=False)
             await pipeline.close()
             await writer
             await self._stop_hub(hub)
+
+    def _poll_runners(
+        self, pipeline: Pipeline, scheduler: AsyncIOScheduler
+    ) -> dict[str, PollRunner]:
+        assert self.store is not None
+        assert self._sequencer is not None
+        self.pollers = runners(
+            self.parts.pollers,
+            self.store,
+            self.topics,
+            self._sequencer,
+            pipeline.committed,
+            self.health,
+            scheduler,
+            self.config.site.zone,
+        )
+        return self.pollers
 
     async def _stop_hub(self, hub: asyncio.Task[None]) -> None:
         self._stopping.set()

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from plantsync.agent.recovery.nudge import Nudge, Renewed
-from plantsync.errors import LinkError, LinkMisconfigured, StoreDiskFull
+from plantsync.errors import LinkError, LinkMisconfigured, StoreDiskFull, Throttled
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,8 @@ async def supervise(
             health.failures += 1
             health.transition(LinkState.BACKOFF, exc)
             delay = backoff.next_delay()
+            if isinstance(exc, Throttled):  # the peer said when: never sooner
+                delay = max(delay, exc.retry_after)
         except LinkMisconfigured as exc:
             health.failures += 1
             health.transition(LinkState.FAILED, exc)

@@ -129,6 +129,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRAGMA user_version = 6",
         ),
     ),
+    (
+        7,  # the cursors of the polled MES endpoints (``polling/cursors.py``)
+        (
+            "CREATE TABLE poll_cursors (endpoint TEXT PRIMARY KEY, cursor TEXT, etag TEXT,"
+            " last_modified TEXT, updated_at REAL NOT NULL) WITHOUT ROWID",
+            "PRAGMA user_version = 7",
+        ),
+    ),
 )
 
 _AUTO_VACUUM_INCREMENTAL = 2

@@ -4,6 +4,7 @@
     store.outbox    the ``Outbox`` (up): SqliteOutbox
     store.inbox     the ``Inbox`` (down), dead letters, last-known-good schedule: SqliteInbox
     store.keys      idempotency keys of what the plant sends up (``idempotency/``)
+    store.cursors   the polled MES endpoints' cursors: PollCursors (``polling/``)
     await store.close()
 
     await store.prune(policy, now)   retention (``retention.py``): what is settled and old
@@ -25,6 +26,7 @@ from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
 from plantsync.buffer.idempotency import IdempotencyKeys
 from plantsync.buffer.inbox_sqlite import SqliteInbox
+from plantsync.buffer.polling import PollCursors
 from plantsync.buffer.retention import PruneReport, RetentionPolicy, last_pruned_at, prune
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
@@ -42,6 +44,7 @@ class Store:
         self._outbox = outbox
         self._inbox = inbox
         self._keys = IdempotencyKeys(database, outbox, clock=inbox.clock)
+        self._cursors = PollCursors(database, outbox)
 
     @classmethod
     async def open(
@@ -100,6 +103,10 @@ class Store:
     def keys(self) -> IdempotencyKeys:
         """Idempotency keys: a request from the plant committed once, its answer kept."""
         return self._keys
+
+    def cursors(self) -> PollCursors:
+        """Where each polled MES endpoint goes on from; moved with the outbox in one commit."""
+        return self._cursors
 
     async def prune(self, policy: RetentionPolicy, now: float) -> PruneReport:
         """Delete what ``policy`` no longer keeps at ``now`` (never anything pending), in short

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
@@ -26,7 +27,12 @@ from pydantic import (
     model_validator,
 )
 
-from plantsync.config.plant import JobControlConfig, MesConfig, OpcUaServerConfig
+from plantsync.config.plant import (
+    JobControlConfig,
+    MesConfig,
+    OpcUaServerConfig,
+    PollEndpointConfig,
+)
 from plantsync.config.types import Duration, Section, Tls
 from plantsync.config.uplink import UplinkConfig
 from plantsync.contracts.envelope import SITE_PATTERN
@@ -38,6 +44,28 @@ class SiteConfig(Section):
 
     id: str = Field(pattern=SITE_PATTERN, description="site id: a topic level on the hub")
     name: str = ""
+    timezone: str | None = Field(
+        default=None,
+        description="the plant's IANA time zone (e.g. 'Europe/Berlin') for every wall-clock"
+        " schedule (retention, cron polls); unset: the server's local time zone",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, timezone: str | None) -> str | None:
+        if timezone is not None:
+            try:
+                ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(
+                    f"{timezone!r} is not an IANA time zone such as 'Europe/Berlin'"
+                ) from exc
+        return timezone
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The plant's time zone; None: the server's local one."""
+        return None if self.timezone is None else ZoneInfo(self.timezone)
 
 
 def _joined_urls(value: object) -> object:
@@ -323,6 +351,9 @@ class AgentConfig(Section):
     opcua: list[OpcUaServerConfig] = Field(default_factory=list)
     mes: MesConfig | None = None
     jobcontrol: JobControlConfig | None = None
+    mes_poll: list[PollEndpointConfig] = Field(
+        default_factory=list, description="MES endpoints read on a schedule"
+    )
     api: ApiConfig = ApiConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     policy: PolicyConfig = PolicyConfig()
@@ -344,6 +375,15 @@ class AgentConfig(Section):
             if duplicates:
                 raise ValueError(f"{what} must be unique: {duplicates}")
         return opcua
+
+    @field_validator("mes_poll")
+    @classmethod
+    def _unique_endpoints(cls, endpoints: list[PollEndpointConfig]) -> list[PollEndpointConfig]:
+        names = [endpoint.name for endpoint in endpoints]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"mes_poll endpoint names must be unique: {duplicates}")
+        return endpoints
 
     @field_validator("store")
     @classmethod

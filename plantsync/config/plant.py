@@ -1,16 +1,19 @@
 """The config of plant-side links: OPC UA servers (tags, deadbands, security), ISA-95 Job
-Control and the MES REST endpoint. ``model.py`` assembles them into the agent's config.
+Control, the MES REST endpoint schedules go to, and the MES endpoints polled for what the MES
+reports (``[[mes_poll]]``). ``model.py`` assembles them into the agent's config.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
+    ByteSize,
     Field,
     SecretStr,
     field_validator,
@@ -19,6 +22,7 @@ from pydantic import (
 
 from plantsync.config.types import Duration, Section, Tls
 from plantsync.contracts.envelope import SITE_PATTERN
+from plantsync.contracts.mes import MES_MESSAGES, MesMessageType
 
 
 class SecurityMode(StrEnum):
@@ -198,3 +202,177 @@ class JobControlConfig(OpcUaClientConfig):
         default=timedelta(seconds=30),
         description="no notification or keep-alive for this long: re-create the session",
     )
+
+
+class CursorKind(StrEnum):
+    """How a polled endpoint is asked for what is new (``[mes_poll.cursor]``)."""
+
+    NONE = "none"  # the whole answer every time (a snapshot: capacity, a shift report)
+    LAST_ID = "last-id"  # ?<param>=<the id of the last record read>; ids only grow
+    LAST_TIMESTAMP = "last-timestamp"  # ?<param>=<the MES's time of the last record read>
+    PAGE_TOKEN = "page-token"  # ?<param>=<the token the last answer gave>  # noqa: S105
+
+
+class PollCursor(Section):
+    """Where the next poll of an endpoint starts; persisted in the store with each page."""
+
+    kind: CursorKind = CursorKind.NONE
+    param: str | None = Field(default=None, description="the query parameter that carries it")
+    field: str | None = Field(
+        default=None,
+        description="last-id, last-timestamp: JSON pointer to the cursor value in a record",
+    )
+    next: str | None = Field(
+        default=None, description="page-token: JSON pointer to the next token in the answer"
+    )
+    initial: str | None = Field(
+        default=None, description="the first value sent; unset: the parameter is left out"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.kind is CursorKind.NONE:
+            return self
+        if self.param is None:
+            raise ValueError(f"a {self.kind.value} cursor needs param (the query parameter)")
+        needed = "next" if self.kind is CursorKind.PAGE_TOKEN else "field"
+        if getattr(self, needed) is None:
+            raise ValueError(f"a {self.kind.value} cursor needs {needed} (a JSON pointer)")
+        for pointer in (self.field, self.next):
+            if pointer is not None:
+                check_pointer(pointer)
+        return self
+
+
+class PollAuth(Section):
+    """How a polled endpoint authenticates plantsync; mutual TLS goes in ``tls`` instead."""
+
+    kind: Literal["bearer", "basic"]
+    token: SecretStr | None = Field(default=None, description="bearer: sent as Authorization")
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.kind == "bearer" and self.token is None:
+            raise ValueError("bearer auth needs token")
+        if self.kind == "basic" and (self.username is None or self.password is None):
+            raise ValueError("basic auth needs username and password")
+        return self
+
+
+MappedValue = str | int | float | bool
+
+
+class PollEndpointConfig(Section):
+    """One MES REST endpoint read on a schedule; its records become one MES message type."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str = Field(description="http:// or https:// URL of the endpoint")
+    method: Literal["GET", "POST"] = "GET"
+    query: dict[str, str] = Field(default_factory=dict, description="fixed query parameters")
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: PollAuth | None = None
+    tls: Tls | None = Field(default=None, description="CA, and client cert/key for mutual TLS")
+    interval: Duration | None = Field(default=None, description="poll this often (monotonic)")
+    cron: str | None = Field(
+        default=None, description="or at these wall-clock times, site.timezone: '0 6,14,22 * * *'"
+    )
+    timeout: Duration = Field(default=timedelta(seconds=10), description="per request")
+    max_response_size: ByteSize = Field(
+        default=ByteSize(4 * 1024**2), description="a larger answer is dead-lettered unread"
+    )
+    max_pages: int = Field(default=100, ge=1, le=100_000, description="pages read per poll")
+    min_request_interval: Duration = Field(
+        default=timedelta(0), description="rate limit: at least this long between two requests"
+    )
+    cursor: PollCursor = PollCursor()
+    message: MesMessageType = Field(description="what each record becomes: 'equipment.downtime'")
+    records: str = Field(
+        default="", description="JSON pointer to the array of records; '' when the answer is one"
+    )
+    more: str | None = Field(
+        default=None,
+        description="JSON pointer to a 'has more pages' boolean; unset: read until a page is empty",
+    )
+    fields: dict[str, str] = Field(
+        description="payload field (a.b for nested) → JSON pointer in a record"
+    )
+    constants: dict[str, MappedValue] = Field(
+        default_factory=dict, description="payload field → a fixed value"
+    )
+    values: dict[str, dict[str, MappedValue]] = Field(
+        default_factory=dict,
+        description="payload field → {the MES's value: the contract's}, e.g. state RUN → Running",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.password is not None:
+            raise ValueError("put credentials in auth, not in the url")
+        return url
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_is_crontab(cls, cron: str | None) -> str | None:
+        return None if cron is None else check_crontab(cron)
+
+    @field_validator("records", "more")
+    @classmethod
+    def _pointers(cls, pointer: str | None) -> str | None:
+        return None if pointer is None else check_pointer(pointer)
+
+    @model_validator(mode="after")
+    def _schedule_and_mapping(self) -> Self:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("give exactly one of interval or cron")
+        if self.interval is not None and self.interval.total_seconds() <= 0:
+            raise ValueError("interval must be longer than 0s")
+        payload = MES_MESSAGES[self.message].payload
+        for pointer in self.fields.values():
+            check_pointer(pointer)
+        named = [*self.fields, *self.constants, *self.values]
+        unknown = sorted({key for key in named if key.split(".")[0] not in payload.model_fields})
+        if unknown:
+            raise ValueError(
+                f"{unknown} are not fields of {self.message}; it has {sorted(payload.model_fields)}"
+            )
+        covered = {key.split(".")[0] for key in [*self.fields, *self.constants]}
+        missing = sorted(
+            name
+            for name, info in payload.model_fields.items()
+            if info.is_required() and name not in covered and name != "yield_percent"
+        )
+        if missing:
+            raise ValueError(f"{self.message} needs {missing}: map them in fields or constants")
+        return self
+
+
+def check_pointer(pointer: str) -> str:
+    """A JSON pointer (RFC 6901): '' (the whole document) or '/a/0/b'."""
+    if pointer and not pointer.startswith("/"):
+        raise ValueError(f"{pointer!r} is not a JSON pointer: write '' or '/items', '/a/b'")
+    return pointer
+
+
+def check_crontab(schedule: str) -> str:
+    """A 5-field crontab with weekdays by name (APScheduler 3 numbers them from Monday)."""
+    fields = schedule.split()
+    if len(fields) == 5 and any(char.isdigit() for char in fields[4]):
+        raise ValueError(
+            f"{schedule!r}: write weekdays by name (sun, mon-fri), not by number:"
+            " crontab counts 0 as Sunday, the scheduler as Monday"
+        )
+    try:
+        trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
+    except ValueError as exc:
+        raise ValueError(
+            f"{schedule!r} is not a cron expression 'minute hour day month weekday': {exc}"
+        ) from exc
+    if trigger.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is None:
+        raise ValueError(f"{schedule!r} never fires (no such date)")
+    return schedule

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from plantsync.contracts.machine import MACHINE_STATE_TYPE, MachineStateMessage
+from plantsync.contracts.mes import MES_MESSAGES, mes_topic
 from plantsync.contracts.orders import (
     ORDER_STATUS_TYPE,
     PRODUCTION_CONFIRMATION_TYPE,
@@ -51,6 +52,8 @@ _PARAMETERS = {
     "site": {"description": "the site id (the agent's site.id), one topic level"},
     "machine_id": {"description": "the machine id from the agent's config, one topic level"},
     "order_id": {"description": "the job order id, one topic level (no / + #)"},
+    "work_order_id": {"description": "the MES work order id, one topic level (no / + #)"},
+    "equipment_id": {"description": "the MES equipment (work center) id, one topic level"},
 }
 
 
@@ -155,7 +158,30 @@ def _channels() -> tuple[_Channel, ...]:
             "The agent asks HQ for a schedule.snapshot on the schedule channel.",
             (_Message(RESYNC_REQUEST_TYPE, ResyncRequestMessage, "Send me a snapshot."),),
         ),
+        *_mes_channels(),
     )
+
+
+def _mes_channels() -> tuple[_Channel, ...]:
+    """One channel per MES message type (``contracts/mes.py``), read by polling the MES."""
+    channels = []
+    for kind in MES_MESSAGES.values():
+        group = "workorder" if kind.message_type == "work.status" else "equipment"
+        key = "{work_order_id}" if group == "workorder" else "{equipment_id}"
+        lane = "business: never evicted" if kind.business else "telemetry: evicted oldest first"
+        words = kind.message_type.replace("-", ".").split(".")
+        channels.append(
+            _Channel(
+                "mes" + "".join(word.capitalize() for word in words),
+                _address(mes_topic(_TOPICS, group, key, kind.leaf)),
+                "send",
+                f"{kind.summary} Read from the MES by polling; stream {group}/<id>"
+                + ("" if group == "workorder" else f"/{kind.leaf}")
+                + f"; {lane} at the plant.",
+                (_Message(kind.message_type, kind.message, kind.summary),),
+            )
+        )
+    return tuple(channels)
 
 
 def _mode(channel: _Channel) -> JsonSchemaMode:

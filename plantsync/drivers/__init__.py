@@ -14,9 +14,12 @@ CPU-bound, so on a loaded machine this moves READY=1 by seconds (docs/performanc
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plantsync.drivers.base import Reading, ScheduleSink, Source
+
+if TYPE_CHECKING:
+    from plantsync.drivers.mespoll import MesPollSource
 
 
 def _opcua(config: Any) -> Source:
@@ -37,6 +40,12 @@ def _mes(config: Any) -> ScheduleSink:
     return MesHttpSink(config)
 
 
+def _mes_poll(config: Any) -> MesPollSource:
+    from plantsync.drivers.mespoll import MesPollSource
+
+    return MesPollSource(config)
+
+
 SOURCES: dict[str, Callable[[Any], Source]] = {
     "opcua": _opcua,
 }
@@ -50,4 +59,10 @@ SCHEDULE_SINKS: dict[str, Callable[[Any], ScheduleSink]] = {
 (machines through Job Control ahead of the MES) → constructor taking that section's config.
 With none configured the agent keeps the schedule itself (``localschedule``)."""
 
-__all__ = ["SCHEDULE_SINKS", "SOURCES", "Reading", "ScheduleSink", "Source"]
+POLLERS: dict[str, Callable[[Any], MesPollSource]] = {
+    "mes_poll": _mes_poll,
+}
+"""Polled endpoint kind (the config list's name) → constructor taking one endpoint's config;
+the agent runs each under ``agent/polling`` (schedule, cursor, supervision)."""
+
+__all__ = ["POLLERS", "SCHEDULE_SINKS", "SOURCES", "Reading", "ScheduleSink", "Source"]

@@ -2,6 +2,8 @@
 
 plantsync run [--config PATH]              the service (default /etc/plantsync/agent.toml)
 plantsync check-config PATH                validate; summary and exit 0, or problems and exit 2
+plantsync check-config PATH --probe        also read one page of each [[mes_poll]] endpoint and
+                                           print the mapped messages; exit 1 if one does not map
 plantsync demo [--duration S]              simulated plant + local broker + agent
 plantsync hub tail [--site S] [hub options] HQ side: print hub messages as they arrive
 plantsync hub publish FILE --site S [hub options]
@@ -40,6 +42,7 @@ from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.errors import ConfigError, HubUnavailable, LinkMisconfigured, StoreError
 from plantsync.tools import plantcommands
 from plantsync.tools.hubsettings import add_hub_options, one_line, settings_from_args
+from plantsync.tools.probe import probe
 
 _T = TypeVar("_T")
 
@@ -79,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("path", type=Path)
+    check.add_argument(
+        "--probe", action="store_true", help="read one page per MES endpoint, print the messages"
+    )
     check.set_defaults(handler=_check_config)
 
     demo = commands.add_parser("demo", help="simulated plant + local broker + agent")
@@ -145,6 +151,8 @@ def _default_config_path() -> Path:
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.path)
     print(summarize(config, args.path))
+    if args.probe:
+        return asyncio.run(probe(config, sys.stdout))
     return EXIT_OK
 
 

@@ -1,6 +1,7 @@
 """``plantsync demo``: a simulated plant, a local broker and the agent, on embedded defaults.
 
     SimulatedPlant (asyncua server, 3 machines) ──▶ agent ──▶ Mosquitto (loopback) ──▶ hub tail
+    SimulatedMes (FastAPI, polled every 2 s) ──────┘
 
 Nothing to configure: the demo writes its store into a temporary folder (or ``--workdir``),
 starts Mosquitto on a loopback port, and prints the hub's messages as they arrive, next to the
@@ -42,6 +43,8 @@ from plantsync.config.model import (
     StoreConfig,
 )
 from plantsync.errors import PlantsyncError
+from plantsync.sim.mes import SimulatedMes
+from plantsync.sim.mes_endpoints import poll_endpoints
 from plantsync.sim.plant import SimulatedPlant
 from plantsync.tools.hubtools import prepare_down_message, publish, tail
 from plantsync.tools.localbroker import Mosquitto, find_mosquitto, free_port
@@ -51,6 +54,7 @@ DEMO_MACHINES = ("press-1", "press-2", "lathe-1")
 PREFERRED_BROKER_PORT = 18830
 PREFERRED_OPCUA_PORT = 48400
 PREFERRED_API_PORT = 8470
+MES_TICK_SECONDS = 2.0
 
 
 def run_demo(*, workdir: Path | None, duration: float | None, quiet: bool) -> int:
@@ -69,23 +73,30 @@ def run_demo(*, workdir: Path | None, duration: float | None, quiet: bool) -> in
 async def _demo(root: Path, duration: float | None, quiet: bool) -> None:
     setup_logging("info", "plain")
     with Mosquitto(root / "broker", port=_port(PREFERRED_BROKER_PORT)) as broker:
-        async with SimulatedPlant(
-            port=_port(PREFERRED_OPCUA_PORT), tick=1.0, job_seconds_per_unit=0.25
-        ) as plant:
+        async with (
+            SimulatedPlant(
+                port=_port(PREFERRED_OPCUA_PORT), tick=1.0, job_seconds_per_unit=0.25
+            ) as plant,
+            SimulatedMes(tick_seconds=MES_TICK_SECONDS) as mes,
+        ):
             token = secrets.token_urlsafe(18)
-            config = _demo_config(root, broker.url, plant, token)
+            config = _demo_config(root, broker.url, plant, mes, token)
             _write_config(root / "agent.toml", config)
             _banner(broker.url, plant.endpoint, root, config.api.port, token)
+            print(f"  MES (simulated, polled):          {mes.url}/api/v1/…\n", flush=True)
             await _run(config, broker.url, duration, quiet)
 
 
-def _demo_config(root: Path, broker_url: str, plant: SimulatedPlant, token: str) -> AgentConfig:
+def _demo_config(
+    root: Path, broker_url: str, plant: SimulatedPlant, mes: SimulatedMes, token: str
+) -> AgentConfig:
     return AgentConfig(
         site=SiteConfig(id=DEMO_SITE, name="Demo plant"),
         hub=HubConfig(url=broker_url),
         store=StoreConfig(path=root / "store.db"),
         opcua=[plant.server_config(name="line-1")],
         jobcontrol=plant.jobcontrol_config(),
+        mes_poll=poll_endpoints(mes.url, interval=timedelta(seconds=MES_TICK_SECONDS)),
         api=ApiConfig(port=_port(PREFERRED_API_PORT), token=SecretStr(token)),
         policy=PolicyConfig(snapshot_interval=timedelta(seconds=30)),
         log=LogConfig(level="info"),

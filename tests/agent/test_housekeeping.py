@@ -17,6 +17,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from plantsync.agent.housekeeping import Housekeeping, retention_policy
 from plantsync.buffer.inbox import InboxStatus
@@ -209,6 +210,27 @@ async def test_cancelling_run_cancels_the_prune_in_progress_and_stops_the_schedu
     assert store.cancelled
     assert not housekeeping.running
     assert housekeeping.stats.failures == 0, "a cancellation is not a failed prune"
+
+
+async def test_on_the_agents_shared_scheduler_its_job_comes_and_goes_but_the_scheduler_stays(
+    tmp_path: Path,
+) -> None:
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler.start()
+    try:
+        async with await store_with_old_messages(tmp_path / "store.db", 2) as store:
+            housekeeping = Housekeeping(store, POLICY, NIGHTLY, timezone=UTC, scheduler=scheduler)
+            async with running(housekeeping):
+                assert [job.id for job in scheduler.get_jobs()] == ["retention"]
+                assert housekeeping.run_now()
+                await eventually(lambda: housekeeping.stats.runs == 1)
+            await asyncio.sleep(0)
+
+            assert scheduler.running, "the agent stops the shared scheduler, not housekeeping"
+            assert scheduler.get_jobs() == []
+            assert await inbox_count(store) == 0
+    finally:
+        scheduler.shutdown(wait=False)
 
 
 # -- from the config -------------------------------------------------------------------------

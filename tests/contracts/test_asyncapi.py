@@ -18,6 +18,11 @@ UP_TYPES = {
     "order.status",
     "production.confirmation",
     "resync.request",
+    "work.status",
+    "equipment.downtime",
+    "equipment.capability",
+    "production.throughput",
+    "production.yield",
 }
 
 

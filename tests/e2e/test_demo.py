@@ -77,4 +77,6 @@ def test_the_demo_shows_machine_state_the_schedule_loop_and_an_approval_at_the_h
         assert any(
             f"production.confirmation {order} " in line and "final" in line for line in lines
         )
+    for mes_type in ("production.throughput", "equipment.capability", "production.yield"):
+        assert any(f" {mes_type} equipment/" in line for line in lines), mes_type  # MES, polled
     assert (tmp_path / "store.db").exists()

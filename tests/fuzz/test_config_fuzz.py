@@ -161,8 +161,17 @@ def tables(value: object, path: tuple[str | int, ...] = ()) -> Iterator[tuple[st
                 yield from tables(item, (*path, index))
 
 
-LEAVES = sorted(leaves(SAMPLE), key=str)
-TABLES = sorted(tables(SAMPLE), key=str)
+# [[mes_poll]]'s query, headers, fields, values and constants are maps by design: any key is the
+# name of a query parameter, header or payload field (those are checked against the message).
+FREE_FORM = {"query", "headers", "fields", "values", "constants"}
+
+
+def fixed(path: tuple[str | int, ...]) -> bool:
+    return not (path[:1] == ("mes_poll",) and FREE_FORM & set(path[2:3]))
+
+
+LEAVES = sorted(filter(fixed, leaves(SAMPLE)), key=str)
+TABLES = sorted(filter(fixed, tables(SAMPLE)), key=str)
 # Keys with bounds, and values outside them; key paths as the loader writes them.
 OUT_OF_RANGE: list[tuple[tuple[str | int, ...], object, str]] = [
     (("hub", "max_inflight"), 0, "hub.max_inflight"),
