@@ -104,6 +104,7 @@ class Store:
         """Idempotency keys: a request from the plant committed once, its answer kept."""
         return self._keys
 
+    @property
     def cursors(self) -> PollCursors:
         """Where each polled MES endpoint goes on from; moved with the outbox in one commit."""
         return self._cursors

@@ -56,7 +56,7 @@ async def _change(plant: SimulatedPlant, seconds: float, start: int) -> int:
 async def _confirm(agent: Agent, number: int) -> str:
     assert agent.business is not None
     now = datetime.now(UTC)
-    return await agent.business.confirmation(
+    written = await agent.business.confirmation(
         ProductionConfirmation(
             confirmation_id=f"C-{number}",
             order_id="JO-1",
@@ -69,6 +69,7 @@ async def _confirm(agent: Agent, number: int) -> str:
         ),
         source="test",
     )
+    return written.message_id
 
 
 async def _outage(hub: HubRecorder, broker: Mosquitto, agent: Agent) -> None:
