@@ -26,7 +26,6 @@ written by this back-end.
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ import aiosqlite
 
 from plantsync.buffer.archive import ArchivePolicy, SentArchive
 from plantsync.buffer.base import (
-    ROW_OVERHEAD_BYTES,
     BacklogCursor,
     Claimed,
     Lane,
@@ -46,6 +44,7 @@ from plantsync.buffer.base import (
     shed_incoming_telemetry,
 )
 from plantsync.buffer.database import SCHEMA_VERSION, Database, Transaction
+from plantsync.buffer.room import evict_telemetry, held_at_load, held_now, id_list
 from plantsync.config.uplink import BackfillOrder
 from plantsync.errors import StoreFull
 
@@ -60,15 +59,6 @@ _UPSERT_STREAM = (
     " ON CONFLICT (stream) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"
 )
 _ADD_EVICTED = "UPDATE meta SET value = value + ? WHERE key = 'evicted_total'"
-_OLDEST_READY = (
-    "SELECT id, size FROM outbox WHERE lane = ? AND status = ? AND id > ? AND id <= ?"
-    " ORDER BY id LIMIT ?"
-)
-_DELETE_READY_BETWEEN = "DELETE FROM outbox WHERE lane = ? AND status = ? AND id > ? AND id <= ?"
-_DELETE_IDS_ONLY = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
-_SIZES_OF_IDS = (
-    "SELECT id, size FROM outbox WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
-)
 _NEXT_OF_LANE = (
     "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
     " WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?"
@@ -107,11 +97,6 @@ _TOTALS = (
     "SELECT (SELECT COALESCE(SUM(size), 0) FROM outbox),"
     " (SELECT value FROM meta WHERE key = 'evicted_total')"
 )
-_HELD = (  # what dead letters hold against the cap, counted like outbox rows (``Record.size``)
-    "SELECT COALESCE(SUM(length(payload) + length(topic) + length(reason) + ?), 0)"
-    " FROM dead_letters"
-)
-_EVICTION_PAGE = 256
 _LAST_ID = 2**63 - 1
 
 
@@ -168,7 +153,7 @@ class SqliteOutbox:
             connection = transaction.connection
             await connection.execute(_RELEASE_ALL, (RowStatus.READY, RowStatus.INFLIGHT))
             ((size_bytes, evicted_total),) = await connection.execute_fetchall(_TOTALS)
-            held_bytes = await _held_at_load(connection)
+            held_bytes = await held_at_load(connection)
         return cls(
             database,
             max_size_bytes=max_size_bytes,
@@ -200,7 +185,7 @@ class SqliteOutbox:
         held = self._held_bytes if held is None else held
         excess = self._size_bytes + held + _total_size(records) - self._max_size_bytes
         ready = [*self._backlog.unclaimed(), (self._cursor[Lane.TELEMETRY], _LAST_ID)]
-        freed, evicted = await _evict_telemetry(
+        freed, evicted = await evict_telemetry(
             connection, excess, ready, self._returned[Lane.TELEMETRY]
         )
         kept, shed = shed_incoming_telemetry(records, excess - freed)
@@ -214,17 +199,14 @@ class SqliteOutbox:
     async def held_in(self, transaction: Transaction) -> int:
         """What dead letters hold against the cap as the caller's transaction leaves them;
         the count moves to it once that transaction commits. Call it after changing them."""
-        rows = await transaction.connection.execute_fetchall(_HELD, (ROW_OVERHEAD_BYTES,))
-        ((held,),) = rows
-        transaction.after_commit(lambda: setattr(self, "_held_bytes", int(held)))
-        return int(held)
+        held = await held_now(transaction.connection)
+        transaction.after_commit(lambda: setattr(self, "_held_bytes", held))
+        return held
 
     async def recount_held(self) -> None:
         """Count what dead letters hold again, after someone else deleted some (retention)."""
         async with self._database.read() as connection:
-            rows = await connection.execute_fetchall(_HELD, (ROW_OVERHEAD_BYTES,))
-            ((held,),) = rows
-            self._held_bytes = int(held)
+            self._held_bytes = await held_now(connection)
 
     async def begin(self, limit: int, *, backfill: int | None = None) -> list[Claimed]:
         """Claim up to ``limit`` ready rows, business lane first, each lane in id order; then
@@ -264,7 +246,7 @@ class SqliteOutbox:
             return 0
         claimed = [row_id for row_id, lane in self._claimed.items() if lane == Lane.TELEMETRY]
         async with self._database.write() as transaction:
-            params = (Lane.TELEMETRY, self._backlog.end, created_before, _id_list(claimed))
+            params = (Lane.TELEMETRY, self._backlog.end, created_before, id_list(claimed))
             sizes = [
                 int(size)
                 for (size,) in await transaction.connection.execute_fetchall(
@@ -312,7 +294,7 @@ class SqliteOutbox:
                 break
             if returned:
                 ids, self._returned[lane] = returned[:wanted], returned[wanted:]
-                rows = await connection.execute_fetchall(_ROWS_OF_IDS, (_id_list(ids),))
+                rows = await connection.execute_fetchall(_ROWS_OF_IDS, (id_list(ids),))
                 claimed.extend(rows)  # gone meanwhile: evicted, or acked late
             wanted = limit - len(claimed)
             if wanted > 0 and not self._returned[lane]:
@@ -328,11 +310,11 @@ class SqliteOutbox:
         async with self._database.write() as transaction:
             connection = transaction.connection
             if self._archive is None:
-                rows = await connection.execute_fetchall(_DELETE_IDS, (_id_list(row_ids),))
+                rows = await connection.execute_fetchall(_DELETE_IDS, (id_list(row_ids),))
                 freed = sum(int(size) for (size,) in rows)
             else:
                 deleted = list(
-                    await connection.execute_fetchall(_DELETE_IDS_ARCHIVED, (_id_list(row_ids),))
+                    await connection.execute_fetchall(_DELETE_IDS_ARCHIVED, (id_list(row_ids),))
                 )
                 await self._archive.add_in(transaction, deleted)
                 freed = sum(int(row[7]) for row in deleted)
@@ -389,54 +371,6 @@ class SqliteOutbox:
         )
 
 
-async def _held_at_load(connection: aiosqlite.Connection) -> int:
-    """``_HELD``, or 0 on a database whose schema has no dead letters (an outbox of old)."""
-    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letters'"
-    if not list(await connection.execute_fetchall(query)):
-        return 0
-    ((held,),) = await connection.execute_fetchall(_HELD, (ROW_OVERHEAD_BYTES,))
-    return int(held)
-
-
-async def _evict_telemetry(
-    connection: aiosqlite.Connection,
-    excess: int,
-    ready: Sequence[tuple[int, int]],
-    returned: Sequence[int],
-) -> tuple[int, int]:
-    """Delete the oldest ready telemetry until ``excess`` bytes are freed; return (bytes, rows).
-
-    Ready means returned by a nack (``returned``, all claimed once) or inside one of the
-    ``ready`` id ranges ``(after, up to]``, oldest range first (the backlog not handed out
-    yet, then the rows after the live cursor); rows outside are claimed and stay. Pages
-    through the (lane, status, id) index so a large backlog is not scanned whole.
-    """
-    freed = count = 0
-    if returned and excess > 0:
-        victims = []
-        for row_id, size in await connection.execute_fetchall(_SIZES_OF_IDS, (_id_list(returned),)):
-            if freed >= excess:
-                break
-            freed, count = freed + size, count + 1
-            victims.append(row_id)
-        await connection.execute(_DELETE_IDS_ONLY, (_id_list(victims),))
-    for after, up_to in ready:
-        last_id = after
-        while freed < excess:
-            params = (Lane.TELEMETRY, RowStatus.READY, last_id, up_to, _EVICTION_PAGE)
-            page = list(await connection.execute_fetchall(_OLDEST_READY, params))
-            for row_id, size in page:
-                if freed >= excess:
-                    break
-                freed, count, last_id = freed + size, count + 1, row_id
-            if len(page) < _EVICTION_PAGE:
-                break
-        if last_id > after:
-            bounds = (Lane.TELEMETRY, RowStatus.READY, after, last_id)
-            await connection.execute(_DELETE_READY_BETWEEN, bounds)
-    return freed, count
-
-
 async def _insert(
     connection: aiosqlite.Connection,
     kept: Sequence[Record],
@@ -475,10 +409,6 @@ def _highest_sequences(records: Sequence[Record]) -> dict[str, int]:
     for record in records:
         highest[record.stream] = max(record.seq, highest.get(record.stream, record.seq))
     return highest
-
-
-def _id_list(row_ids: Sequence[int]) -> str:
-    return json.dumps([int(row_id) for row_id in row_ids])
 
 
 def _total_size(records: Sequence[Record]) -> int:

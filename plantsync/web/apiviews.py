@@ -341,7 +341,7 @@ def status_view(
         downlink=downlink,
         plant_input=asdict(view.business.counters) if view.business is not None else {},
         certificates=certificate_views(view),
-        backfill=_backfill(view, outbox, now),
+        backfill=backfill_view(view.uplink.backfill, outbox, now) if view.uplink else None,
     )
 
 
@@ -367,13 +367,6 @@ def certificate_views(view: AgentView) -> list[CertificateView]:
             )
         )
     return views
-
-
-def _backfill(view: AgentView, outbox: OutboxStats, now: float) -> BackfillView | None:
-    if view.uplink is None:
-        return None
-    oldest = [lane.oldest_created_at for lane in outbox.lanes.values() if lane.oldest_created_at]
-    return backfill_view(view.uplink.backfill, _age(min(oldest), now) if oldest else None)
 
 
 def store_view(health: StoreHealth) -> StoreView:

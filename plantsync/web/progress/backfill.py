@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import BaseModel
 
 from plantsync.agent.backfill import BackfillStatus
+from plantsync.buffer.base import OutboxStats
 
 
 class BackfillView(BaseModel):
@@ -39,8 +40,10 @@ class BackfillView(BaseModel):
     """Age of the oldest message waiting in the outbox (any lane)."""
 
 
-def backfill_view(status: BackfillStatus, oldest_age_seconds: float | None) -> BackfillView:
+def backfill_view(status: BackfillStatus, outbox: OutboxStats, now: float) -> BackfillView:
+    """The backfill as the API shows it, with the age of the oldest message in any lane."""
     eta = status.eta_seconds
+    oldest = [lane.oldest_created_at for lane in outbox.lanes.values() if lane.oldest_created_at]
     return BackfillView(
         state=status.state,
         total=status.total,
@@ -51,7 +54,7 @@ def backfill_view(status: BackfillStatus, oldest_age_seconds: float | None) -> B
         rate_per_second=round(status.rate, 1),
         rate_limit=status.rate_limit,
         eta_seconds=None if eta is None else round(eta, 1),
-        oldest_age_seconds=oldest_age_seconds,
+        oldest_age_seconds=round(max(0.0, now - min(oldest)), 3) if oldest else None,
     )
 
 
