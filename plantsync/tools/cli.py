@@ -13,6 +13,8 @@ plantsync deadletter list|retry ID|discard ID [--url URL] [--token-env VAR]
 plantsync buffer inspect [--config PATH]   counts, oldest, per stream (read-only)
 plantsync buffer replay --since TIME [--stream S] [--config PATH]
                                            re-send archived messages as historical
+plantsync opcua browse URL [--depth N] [--filter GLOB] [security options]
+                                           a server's variables as a ready [[opcua]] block
 plantsync version
 """
 
@@ -33,6 +35,7 @@ from plantsync.config import config_hash, load_config, summarize
 from plantsync.config.model import AgentConfig, HubConfig
 from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.errors import ConfigError, HubUnavailable, LinkMisconfigured, StoreError
+from plantsync.tools import opcuabrowse
 from plantsync.tools.hubsettings import add_hub_options, one_line, settings_from_args
 
 _T = TypeVar("_T")
@@ -121,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     publish.set_defaults(handler=_hub_publish)
 
     _operator_commands(commands)
+    opcuabrowse.add_parser(commands)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(__version__) or EXIT_OK)
