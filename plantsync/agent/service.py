@@ -56,7 +56,7 @@ from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
-from plantsync.drivers.base import Counted, PlantEvents, ScheduleSink, Source
+from plantsync.drivers.base import Counted, Described, PlantEvents, ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.errors import HubUnavailable, LinkError, LinkMisconfigured
 
@@ -347,6 +347,8 @@ class Agent:
 
         async def session(up: Callable[[], None]) -> None:
             async with connect() as source:
+                if isinstance(source, Described):
+                    health.server = dict(source.description())
                 up()
                 counted = source if isinstance(source, Counted) else None
                 async for batch in source.readings():

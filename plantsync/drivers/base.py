@@ -5,6 +5,8 @@ reconnection, counters, health and logging, so drivers stay small.
                    link drops, when it raises SourceUnavailable (the supervisor reconnects)
     ScheduleSink   async context manager; ``apply(change)`` delivers one schedule change
     Counted        optional capability of any link: ``counters()`` (values lost, limits hit)
+    Described      optional capability of any link: ``description()`` (what it learnt about its
+                   peer on connecting: an OPC UA server's namespaces and limits)
     PlantEvents    optional capability of a ScheduleSink: ``events()`` yields the order status
                    and production confirmations the plant system reports, until the link drops
 
@@ -120,6 +122,21 @@ class Counted(Protocol):
 
     def counters(self) -> Mapping[str, int]:
         """The counts since the link connected."""
+        ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """Optional capability of a link: what it learnt about its peer on connecting, for the
+    status page (JSON-ready). Check with ``isinstance(link, Described)``.
+
+    An OPC UA source gives ``endpoint``, ``security_mode``, ``security_policy``,
+    ``namespaces`` (the server's namespace URIs, index = position) and ``limits`` (the
+    operation limits it declares, 0 where none; ``drivers.common.uaserver.ServerLimits``).
+    """
+
+    def description(self) -> Mapping[str, object]:
+        """What the link learnt about its peer; empty before it connected."""
         ...
 
 

@@ -1,7 +1,8 @@
 """OPC UA source: one session, one subscription, readings as the server publishes them.
 
-    __aenter__   connect ─▶ resolve browse paths ─▶ CreateSubscription ─▶ CreateMonitoredItems
-                                                                     (monitored_item_batch a call)
+    __aenter__   connect ─▶ read the server's namespaces and limits ─▶ resolve browse paths
+                 ─▶ CreateSubscription ─▶ CreateMonitoredItems (monitored_item_batch a call,
+                                          at most the server's MaxMonitoredItemsPerCall)
     asyncua publish loop ─▶ _on_publish ─▶ bounded queue (drop oldest) ─▶ readings()
     socket closed / BadShutdown / BadTimeout ─────────────────────────▶ readings() raises
     no data change and no keep-alive for stall_timeout ─────────────────▶ readings() raises
@@ -40,6 +41,7 @@ from plantsync.drivers.common.opcua import (
     new_client,
 )
 from plantsync.drivers.common.publish import PublishCounters, PublishRequests
+from plantsync.drivers.common.uaserver import ServerInfo, read_server_info
 from plantsync.errors import LinkMisconfigured
 
 _logger = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class OpcUaSource:
         self._subscription_id: int | None = None
         self._publisher: PublishRequests | None = None
         self._overflows = 0
+        self._server: ServerInfo | None = None
 
     @property
     def name(self) -> str:
@@ -122,6 +125,10 @@ class OpcUaSource:
             "publish_requests": publishing.in_flight,
         }
 
+    def description(self) -> dict[str, object]:
+        """``Described``: the server's endpoint, security, namespace URIs and limits."""
+        return self._server.as_dict() if self._server is not None else {}
+
     @property
     def publishing(self) -> PublishCounters:
         """Publish requests in flight and how often the server held more than it sent."""
@@ -131,6 +138,7 @@ class OpcUaSource:
         try:
             with map_asyncua_exceptions(self.name, f"connecting to {self._config.endpoint}"):
                 self._client = await self._connect()
+                self._server = await self._bounded(read_server_info(self._client, self._config))
             with map_asyncua_exceptions(self.name, "subscribing"):
                 self._items = await self._resolve(self._client)
                 self._subscription_id = await self._subscribe(self._client)
@@ -224,6 +232,8 @@ class OpcUaSource:
     async def _monitor(self, client: Client) -> None:
         """CreateMonitoredItems in batches; servers cap the items they accept per call."""
         size = self._config.monitored_item_batch
+        if self._server is not None and self._server.limits.max_monitored_items_per_call:
+            size = min(size, self._server.limits.max_monitored_items_per_call)
         for start in range(0, len(self._items), size):
             batch = self._items[start : start + size]
             params = ua.CreateMonitoredItemsParameters(
