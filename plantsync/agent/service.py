@@ -56,9 +56,22 @@ from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
-from plantsync.drivers.base import Counted, Described, PlantEvents, ScheduleSink, Source
+from plantsync.drivers.base import (
+    AlarmSource,
+    Counted,
+    Described,
+    PlantEvents,
+    ScheduleSink,
+    Source,
+)
 from plantsync.drivers.hub import Hub, HubFactory, Will
-from plantsync.errors import HubUnavailable, LinkError, LinkMisconfigured
+from plantsync.errors import (
+    HubUnavailable,
+    LinkError,
+    LinkMisconfigured,
+    SourceUnavailable,
+    StoreFull,
+)
 
 log = logging.getLogger(__name__)
 
@@ -350,12 +363,19 @@ class Agent:
                 if isinstance(source, Described):
                     health.server = dict(source.description())
                 up()
-                counted = source if isinstance(source, Counted) else None
-                async for batch in source.readings():
-                    health.touch()
-                    if counted is not None:
-                        health.counters = dict(counted.counters())
-                    await pipeline.submit(name, batch)
+                if isinstance(source, AlarmSource) and self.business is not None:
+                    alarms = _alarms(name, source, self.business)
+                    await first_completed(readings(source), alarms)
+                else:
+                    await readings(source)
+
+        async def readings(source: Source) -> None:
+            counted = source if isinstance(source, Counted) else None
+            async for batch in source.readings():
+                health.touch()
+                if counted is not None:
+                    health.counters = dict(counted.counters())
+                await pipeline.submit(name, batch)
 
         return session
 
@@ -383,6 +403,17 @@ class Agent:
             since=self._started,
         )
         return status.model_dump_json().encode()
+
+
+async def _alarms(name: str, source: AlarmSource, business: BusinessWriter) -> None:
+    """Every alarm into the outbox's business lane. When the outbox refuses it (full of
+    business messages), the session ends: the reconnect's ConditionRefresh reports every
+    retained condition again, so the current state reaches HQ once the outbox drains."""
+    async for alarm in source.alarms():
+        try:
+            await business.alarm(alarm, source=name)
+        except StoreFull as exc:
+            raise SourceUnavailable(f"{name}: the outbox refused an alarm: {exc}") from exc
 
 
 async def _receive(link: Hub, downlink: Downlink) -> None:

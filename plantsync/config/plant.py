@@ -4,6 +4,7 @@ Control and the MES REST endpoint. ``model.py`` assembles them into the agent's 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +20,9 @@ from pydantic import (
 
 from plantsync.config.types import Duration, Section, Tls
 from plantsync.contracts.envelope import SITE_PATTERN
+
+_NODE_ID = re.compile(r"(ns=\d+;|nsu=[^;]+;)?[isgb]=.+")
+"""The string form of a NodeId (OPC UA Part 6, 5.3.1.10)."""
 
 
 class SecurityMode(StrEnum):
@@ -143,6 +147,21 @@ class OpcUaServerConfig(OpcUaClientConfig):
         " server caps its notifications per message and holds more (MoreNotifications)",
     )
     machines: list[MachineConfig] = Field(min_length=1)
+    event_notifiers: list[str] = Field(
+        default_factory=list,
+        description="node ids whose Alarms & Conditions events are sent up as alarm messages,"
+        " e.g. ['i=2253'] (the Server object); default none",
+    )
+
+    @field_validator("event_notifiers")
+    @classmethod
+    def _notifiers_are_node_ids(cls, notifiers: list[str]) -> list[str]:
+        for notifier in notifiers:
+            if not _NODE_ID.fullmatch(notifier):
+                raise ValueError(f"{notifier!r} is not a node id like 'i=2253' or 'ns=2;s=Line1'")
+        if len(set(notifiers)) != len(notifiers):
+            raise ValueError("event_notifiers must not repeat a node id")
+        return notifiers
 
     @model_validator(mode="after")
     def _lifetime_covers_keepalives(self) -> Self:

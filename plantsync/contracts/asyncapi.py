@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from plantsync.contracts.alarms import ALARM_TYPE, AlarmMessage
 from plantsync.contracts.machine import MACHINE_STATE_TYPE, MachineStateMessage
 from plantsync.contracts.orders import (
     ORDER_STATUS_TYPE,
@@ -139,6 +140,15 @@ def _channels() -> tuple[_Channel, ...]:
                     "Good and scrap quantities of an order.",
                 ),
             ),
+        ),
+        _Channel(
+            "alarm",
+            _address(_TOPICS.alarm),
+            "send",
+            "OPC UA Alarms & Conditions events of the configured notifiers; stream"
+            " alarm/<link>, never evicted; after every reconnect the retained conditions again,"
+            " marked refresh.",
+            (_Message(ALARM_TYPE, AlarmMessage, "A condition raised, acknowledged, cleared."),),
         ),
         _Channel(
             "resync",

@@ -5,6 +5,8 @@ reconnection, counters, health and logging, so drivers stay small.
                    link drops, when it raises SourceUnavailable (the supervisor reconnects)
     ScheduleSink   async context manager; ``apply(change)`` delivers one schedule change
     Counted        optional capability of any link: ``counters()`` (values lost, limits hit)
+    AlarmSource    optional capability of a Source: ``alarms()`` yields the Alarms & Conditions
+                   events of its configured notifiers, until the link drops
     Described      optional capability of any link: ``description()`` (what it learnt about its
                    peer on connecting: an OPC UA server's namespaces and limits)
     PlantEvents    optional capability of a ScheduleSink: ``events()`` yields the order status
@@ -21,6 +23,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from plantsync.contracts.alarms import Alarm
 from plantsync.contracts.machine import Quality, TagScalar
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 
@@ -122,6 +125,20 @@ class Counted(Protocol):
 
     def counters(self) -> Mapping[str, int]:
         """The counts since the link connected."""
+        ...
+
+
+@runtime_checkable
+class AlarmSource(Protocol):
+    """Optional capability of a Source whose server reports alarms (OPC UA A&C).
+
+    Check with ``isinstance(source, AlarmSource)``.
+    """
+
+    def alarms(self) -> AsyncIterator[Alarm]:
+        """Condition events as the server reports them; after connecting, the conditions the
+        server retains again (``refresh``). Never ends when no notifier is configured; raises
+        SourceUnavailable when the link drops or goes silent."""
         ...
 
 

@@ -3,7 +3,9 @@
     __aenter__   connect ─▶ read the server's namespaces and limits ─▶ resolve browse paths
                  ─▶ CreateSubscription ─▶ CreateMonitoredItems (monitored_item_batch a call,
                                           at most the server's MaxMonitoredItemsPerCall)
+                 ─▶ event items on event_notifiers ─▶ ConditionRefresh   (``opcua_events``)
     asyncua publish loop ─▶ _on_publish ─▶ bounded queue (drop oldest) ─▶ readings()
+                                       └▶ events ─▶ bounded queue (drop oldest) ─▶ alarms()
     socket closed / BadShutdown / BadTimeout ─────────────────────────▶ readings() raises
     no data change and no keep-alive for stall_timeout ─────────────────▶ readings() raises
 
@@ -32,6 +34,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
 from plantsync.config.plant import Deadband, OpcUaServerConfig, TagConfig
+from plantsync.contracts.alarms import Alarm
 from plantsync.contracts.machine import Quality, TagScalar
 from plantsync.drivers.base import Reading
 from plantsync.drivers.common.opcua import (
@@ -42,6 +45,7 @@ from plantsync.drivers.common.opcua import (
 )
 from plantsync.drivers.common.publish import PublishCounters, PublishRequests
 from plantsync.drivers.common.uaserver import ServerInfo, read_server_info
+from plantsync.drivers.opcua_events import AlarmEvents, condition_refresh, event_item
 from plantsync.errors import LinkMisconfigured
 
 _logger = logging.getLogger(__name__)
@@ -49,6 +53,10 @@ _T = TypeVar("_T")
 
 QUEUE_BATCHES = 100
 """Publish responses held for a slow consumer; beyond this the oldest batch is dropped."""
+
+ALARM_QUEUE = 10_000
+"""Alarms held for a slow consumer (the outbox commits each); beyond this the oldest goes,
+counted as ``alarms_dropped``; a reconnect's ConditionRefresh reports the retained ones again."""
 
 MAX_NOTIFICATIONS_PER_PUBLISH = 10_000
 """Far above a realistic publishing interval's changes; a small cap (Node-RED's 10) starves
@@ -101,6 +109,13 @@ class OpcUaSource:
             silence="data change",
             weight=len,
         )
+        self._alarm_queue: LiveQueue[Alarm] = LiveQueue(
+            config.name,
+            size=ALARM_QUEUE,
+            stall_timeout=config.stall_timeout.total_seconds(),
+            silence="event",
+        )
+        self._events = AlarmEvents(config.event_notifiers)
         self._client: Client | None = None
         self._subscription_id: int | None = None
         self._publisher: PublishRequests | None = None
@@ -123,6 +138,7 @@ class OpcUaSource:
             "overflows": self._overflows,
             "more_notifications": publishing.more_notifications,
             "publish_requests": publishing.in_flight,
+            "alarms_dropped": self._alarm_queue.dropped,
         }
 
     def description(self) -> dict[str, object]:
@@ -143,6 +159,7 @@ class OpcUaSource:
                 self._items = await self._resolve(self._client)
                 self._subscription_id = await self._subscribe(self._client)
                 await self._monitor(self._client)
+                await self._watch_events(self._client)
         except BaseException:
             await self._close()
             raise
@@ -164,11 +181,16 @@ class OpcUaSource:
         while True:
             yield await self._queue.next()
 
+    async def alarms(self) -> AsyncIterator[Alarm]:
+        """``AlarmSource``: condition events of ``event_notifiers``, refreshed ones first."""
+        while True:
+            yield await self._alarm_queue.next()
+
     # -- connecting --------------------------------------------------------------------------
 
     async def _connect(self) -> Client:
         client = await new_client(self._config)
-        client.connection_lost_callback = self._queue.connection_lost
+        client.connection_lost_callback = self._connection_lost
         self._client = client  # so _close can tear down a half-open connection
         await self._bounded(client.connect())
         return client
@@ -256,6 +278,27 @@ class OpcUaSource:
                         f"{result.StatusCode.name}"
                     )
 
+    async def _watch_events(self, client: Client) -> None:
+        """Event items on the configured notifiers, then ConditionRefresh: the server reports
+        every condition it retains again, so what changed while we were away is known."""
+        notifiers = [ua.NodeId.from_string(text) for text in self._config.event_notifiers]
+        if not notifiers or self._subscription_id is None:
+            return
+        params = ua.CreateMonitoredItemsParameters(
+            SubscriptionId=self._subscription_id,
+            TimestampsToReturn=ua.TimestampsToReturn.Neither,
+            ItemsToCreate=[event_item(index, node) for index, node in enumerate(notifiers)],
+        )
+        session = client.uaclient.session
+        results = await self._bounded(session.create_monitored_items(params))
+        for notifier, result in zip(self._config.event_notifiers, results, strict=True):
+            if not result.StatusCode.is_good():
+                raise LinkMisconfigured(
+                    f"opcua {self.name}: event_notifiers {notifier}: cannot subscribe to its"
+                    f" events: {result.StatusCode.name}"
+                )
+        await self._bounded(condition_refresh(session, self._subscription_id))
+
     def _monitored_item_request(self, handle: int, item: _Item) -> ua.MonitoredItemCreateRequest:
         tag = item.tag
         sampling = tag.sampling_interval or self._config.publishing_interval
@@ -278,12 +321,17 @@ class OpcUaSource:
     def _on_publish(self, result: ua.PublishResult) -> None:
         """Called by asyncua's publish loop for every response, keep-alives included."""
         self._queue.heard()
+        self._alarm_queue.heard()
         batch: list[Reading] = []
         for notification in result.NotificationMessage.NotificationData or []:
             if isinstance(notification, ua.DataChangeNotification):
                 batch.extend(self._readings(notification))
+            elif isinstance(notification, ua.EventNotificationList):
+                for alarm in self._events.alarms(notification):
+                    self._alarm_queue.put(alarm)
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._queue.status_changed(notification.Status)
+                self._alarm_queue.status_changed(notification.Status)
         if batch:
             self._queue.put(batch)
 
@@ -296,6 +344,10 @@ class OpcUaSource:
             if status is not None and status.value & _OVERFLOW == _OVERFLOW:
                 self._overflows += 1  # the server's queue for this item discarded values
             yield _reading(item.machine_id, item.tag.name, monitored.Value)
+
+    async def _connection_lost(self, exc: Exception) -> None:
+        await self._queue.connection_lost(exc)
+        await self._alarm_queue.connection_lost(exc)
 
     # -- closing -----------------------------------------------------------------------------
 

@@ -282,6 +282,8 @@ class SimulatedPlant:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         server = Server()
+        # ConditionRefresh, as Alarms & Conditions servers offer it (sim/alarms.py)
+        server.iserver.bind_condition_methods = True
         await server.init()
         server.disable_clock()  # its 1 s loop would make every stop() wait a second
         server.set_endpoint(self.endpoint)

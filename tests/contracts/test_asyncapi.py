@@ -18,6 +18,7 @@ UP_TYPES = {
     "order.status",
     "production.confirmation",
     "resync.request",
+    "alarm",
 }
 
 
