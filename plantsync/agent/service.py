@@ -63,6 +63,7 @@ from plantsync.drivers.base import (
     PlantEvents,
     ScheduleSink,
     Source,
+    TagsDescribed,
 )
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.errors import (
@@ -362,6 +363,8 @@ class Agent:
             async with connect() as source:
                 if isinstance(source, Described):
                     health.server = dict(source.description())
+                if isinstance(source, TagsDescribed):
+                    pipeline.describe(source.tag_metadata())
                 up()
                 if isinstance(source, AlarmSource) and self.business is not None:
                     alarms = _alarms(name, source, self.business)

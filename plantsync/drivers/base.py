@@ -7,6 +7,7 @@ reconnection, counters, health and logging, so drivers stay small.
     Counted        optional capability of any link: ``counters()`` (values lost, limits hit)
     AlarmSource    optional capability of a Source: ``alarms()`` yields the Alarms & Conditions
                    events of its configured notifiers, until the link drops
+    TagsDescribed  optional capability of a Source: ``tag_metadata()`` (units, EURange, type)
     Described      optional capability of any link: ``description()`` (what it learnt about its
                    peer on connecting: an OPC UA server's namespaces and limits)
     PlantEvents    optional capability of a ScheduleSink: ``events()`` yields the order status
@@ -24,7 +25,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from plantsync.contracts.alarms import Alarm
-from plantsync.contracts.machine import Quality, TagScalar
+from plantsync.contracts.machine import Quality, TagJson, TagMetadata
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 
 
@@ -34,7 +35,7 @@ class Reading:
 
     machine_id: str
     tag: str
-    value: TagScalar
+    value: TagJson
     quality: Quality
     status_code: int
     source_time: datetime | None
@@ -139,6 +140,17 @@ class AlarmSource(Protocol):
         """Condition events as the server reports them; after connecting, the conditions the
         server retains again (``refresh``). Never ends when no notifier is configured; raises
         SourceUnavailable when the link drops or goes silent."""
+        ...
+
+
+@runtime_checkable
+class TagsDescribed(Protocol):
+    """Optional capability of a Source: what its tags' numbers mean (units, range, type),
+    read once per connection. Check with ``isinstance(source, TagsDescribed)``."""
+
+    def tag_metadata(self) -> Mapping[tuple[str, str], TagMetadata]:
+        """(machine id, tag) -> metadata, for the tags the server describes; empty before
+        the source connected."""
         ...
 
 

@@ -1,6 +1,7 @@
 """OPC UA source: one session, one subscription, readings as the server publishes them.
 
     __aenter__   connect ─▶ read the server's namespaces and limits ─▶ resolve browse paths
+                 ─▶ read each tag's data type, EngineeringUnits, EURange  (``opcua_values``)
                  ─▶ CreateSubscription ─▶ CreateMonitoredItems (monitored_item_batch a call,
                                           at most the server's MaxMonitoredItemsPerCall)
                  ─▶ event items on event_notifiers ─▶ ConditionRefresh   (``opcua_events``)
@@ -20,11 +21,9 @@ shared with the Job Control sink, in ``drivers.common.opcua``.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -35,7 +34,7 @@ from asyncua.ua.object_ids import ObjectIds
 
 from plantsync.config.plant import Deadband, OpcUaServerConfig, TagConfig
 from plantsync.contracts.alarms import Alarm
-from plantsync.contracts.machine import Quality, TagScalar
+from plantsync.contracts.machine import TagMetadata
 from plantsync.drivers.base import Reading
 from plantsync.drivers.common.opcua import (
     LiveQueue,
@@ -44,8 +43,9 @@ from plantsync.drivers.common.opcua import (
     new_client,
 )
 from plantsync.drivers.common.publish import PublishCounters, PublishRequests
-from plantsync.drivers.common.uaserver import ServerInfo, read_server_info
+from plantsync.drivers.common.uaserver import ServerInfo, ServerLimits, read_server_info
 from plantsync.drivers.opcua_events import AlarmEvents, condition_refresh, event_item
+from plantsync.drivers.opcua_values import read_metadata, reading
 from plantsync.errors import LinkMisconfigured
 
 _logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class OpcUaSource:
         self._publisher: PublishRequests | None = None
         self._overflows = 0
         self._server: ServerInfo | None = None
+        self._metadata: dict[tuple[str, str], TagMetadata] = {}
 
     @property
     def name(self) -> str:
@@ -145,6 +146,10 @@ class OpcUaSource:
         """``Described``: the server's endpoint, security, namespace URIs and limits."""
         return self._server.as_dict() if self._server is not None else {}
 
+    def tag_metadata(self) -> dict[tuple[str, str], TagMetadata]:
+        """``TagsDescribed``: (machine, tag) -> data type, units, EURange, read on connecting."""
+        return dict(self._metadata)
+
     @property
     def publishing(self) -> PublishCounters:
         """Publish requests in flight and how often the server held more than it sent."""
@@ -157,6 +162,7 @@ class OpcUaSource:
                 self._server = await self._bounded(read_server_info(self._client, self._config))
             with map_asyncua_exceptions(self.name, "subscribing"):
                 self._items = await self._resolve(self._client)
+                await self._describe(self._client)
                 self._subscription_id = await self._subscribe(self._client)
                 await self._monitor(self._client)
                 await self._watch_events(self._client)
@@ -218,6 +224,17 @@ class OpcUaSource:
             )
             for item in self._items
         ]
+
+    async def _describe(self, client: Client) -> None:
+        """Units, EURange and data type of every tag, once per connection (not per value)."""
+        limits = self._server.limits if self._server is not None else ServerLimits()
+        node_ids = [item.node_id or _parse_node_id(item.tag) for item in self._items]
+        found = await self._bounded(read_metadata(client, node_ids, limits))
+        self._metadata = {
+            (item.machine_id, item.tag.name): metadata
+            for item, metadata in zip(self._items, found, strict=True)
+            if metadata is not None
+        }
 
     async def _subscribe(self, client: Client) -> int:
         config = self._config
@@ -343,7 +360,7 @@ class OpcUaSource:
             status = monitored.Value.StatusCode
             if status is not None and status.value & _OVERFLOW == _OVERFLOW:
                 self._overflows += 1  # the server's queue for this item discarded values
-            yield _reading(item.machine_id, item.tag.name, monitored.Value)
+            yield reading(item.machine_id, item.tag.name, monitored.Value)
 
     async def _connection_lost(self, exc: Exception) -> None:
         await self._queue.connection_lost(exc)
@@ -364,52 +381,6 @@ class OpcUaSource:
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
         async with asyncio.timeout(self._timeout):
             return await awaitable
-
-
-def _reading(machine_id: str, tag: str, data: ua.DataValue) -> Reading:
-    status = data.StatusCode or ua.StatusCode()
-    variant = data.Value
-    return Reading(
-        machine_id=machine_id,
-        tag=tag,
-        value=to_scalar(variant.Value if variant is not None else None),
-        quality=quality(status.value),
-        status_code=int(status.value),
-        source_time=_utc(data.SourceTimestamp),
-    )
-
-
-def to_scalar(value: object) -> TagScalar:
-    """An OPC UA value as a JSON scalar: enums as their number, text as text."""
-    if value is None or isinstance(value, bool | str | float):
-        return value
-    if isinstance(value, enum.Enum):
-        return int(value.value) if isinstance(value.value, int) else str(value.value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, ua.LocalizedText):
-        return value.Text
-    if isinstance(value, datetime):
-        return _as_utc(value).isoformat()
-    return str(value)
-
-
-def quality(status_code: int) -> Quality:
-    """The severity bits (30-31) of a StatusCode: 00 good, 01 uncertain, 1x bad."""
-    severity = (status_code >> 30) & 0b11
-    if severity == 0:
-        return Quality.GOOD
-    return Quality.UNCERTAIN if severity == 1 else Quality.BAD
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _as_utc(moment)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)  # OPC UA DateTime is UTC on the wire
-    return moment.astimezone(UTC)
 
 
 def _deadband_filter(deadband: Deadband) -> ua.DataChangeFilter:

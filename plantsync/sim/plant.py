@@ -333,7 +333,7 @@ class SimulatedPlant:
             )
             self._nodes[(machine, tag)] = node
             if tag in UNITS:
-                await _add_units(node, index, *UNITS[tag])
+                await _add_units(node, *UNITS[tag])
 
     # -- running -----------------------------------------------------------------------------
 
@@ -371,9 +371,7 @@ class SimulatedPlant:
             ) from None
 
 
-async def _add_units(
-    node: Node, index: int, code: str, display: str, low: float, high: float
-) -> None:
+async def _add_units(node: Node, code: str, display: str, low: float, high: float) -> None:
     unit_id = int.from_bytes(code.encode(), "big")  # Part 8, 5.6.3: the code's bytes
     units = ua.EUInformation(
         NamespaceUri=UNECE_UNITS,
@@ -381,8 +379,10 @@ async def _add_units(
         DisplayName=ua.LocalizedText(display),
         Description=ua.LocalizedText(display),
     )
-    await node.add_property(index, "EngineeringUnits", units)
-    await node.add_property(index, "EURange", ua.Range(Low=low, High=high))
+    # The properties' browse names are the standard's (namespace 0), as clients look them up.
+    for name, value in (("EngineeringUnits", units), ("EURange", ua.Range(Low=low, High=high))):
+        node_id = ua.NodeId.from_string(f"{node.nodeid.to_string()}.{name}")
+        await node.add_property(node_id, ua.QualifiedName(name, 0), value)
 
 
 def _der(path: Path) -> bytes:
