@@ -4,6 +4,7 @@ the acks and resync requests the downlink answers HQ with, each a record for the
     MES (local API) ──┐
     Job Control ──────┴─▶ BusinessWriter ─▶ outbox, business lane, stream order/<order_id>
     OPC UA alarms ──────▶ BusinessWriter.alarm ─▶ outbox, business lane, stream alarm/<link>
+    history gaps ───────▶ BusinessWriter.gap ───▶ outbox, business lane, stream gap/<link>
     Downlink ─▶ ack_record (stream acks), resync_record (stream resync) ─▶ its own transaction
 
 A confirmation is committed to the outbox before its producer hears "accepted" (the API's 202),
@@ -24,6 +25,7 @@ from plantsync.agent.sequencer import Sequencer
 from plantsync.buffer.base import Lane, Outbox, Record
 from plantsync.contracts import Envelope, Topics, new_message_id
 from plantsync.contracts.alarms import Alarm, AlarmMessage, alarm_stream
+from plantsync.contracts.gaps import HistoryGap, HistoryGapMessage, gap_stream
 from plantsync.contracts.orders import (
     ACK_STREAM,
     RESYNC_STREAM,
@@ -104,6 +106,23 @@ class BusinessWriter:
                 payload=alarm,
             )
             await self._outbox.add([business_record(message, self._topics.alarm)])
+        self._outbox_changed.set()
+        return message.id
+
+    async def gap(self, gap: HistoryGap, *, source: str) -> str:
+        """Commit one ``history.gap`` of link ``source``; returns its message id."""
+        stream = gap_stream(source)
+        async with self._sequencer.assigning() as next_seq:
+            message = HistoryGapMessage(
+                id=new_message_id(),
+                site=self._topics.site,
+                source=source,
+                stream=stream,
+                seq=next_seq(stream),
+                event_time=gap.end,
+                payload=gap,
+            )
+            await self._outbox.add([business_record(message, self._topics.gap)])
         self._outbox_changed.set()
         return message.id
 

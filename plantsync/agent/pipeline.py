@@ -96,6 +96,17 @@ class Pipeline:
         """The latest value of each tag per machine, as received since start (a copy)."""
         return {machine: dict(tags) for machine, tags in self._latest.items()}
 
+    def last_times(self, source: str) -> dict[tuple[str, str], datetime]:
+        """(machine, tag) -> source time of the last value ``source`` delivered live: where a
+        gap in its values begins (``HistorySource.history``)."""
+        return {
+            (machine, tag): value.source_time
+            for machine, tags in self._latest.items()
+            if self._sources.get(machine) == source
+            for tag, value in tags.items()
+            if value.source_time is not None
+        }
+
     def describe(self, metadata: Mapping[tuple[str, str], TagMetadata]) -> None:
         """What a source's tags mean ((machine, tag) -> metadata), for the next snapshots."""
         for (machine_id, tag), described in metadata.items():
@@ -155,15 +166,17 @@ class Pipeline:
 
     def _change_records(self, batch: _Batch, next_seq: NextSeq) -> list[Record]:
         self.counters.readings += len(batch.readings)
-        by_machine: dict[str, list[TagValue]] = defaultdict(list)
+        by_machine: dict[tuple[str, bool], list[TagValue]] = defaultdict(list)
         for reading in batch.readings:
             value = _tag_value(reading)
-            by_machine[reading.machine_id].append(value)
+            by_machine[(reading.machine_id, reading.historical)].append(value)
+            if reading.historical:
+                continue  # a value from history is older than the latest one received live
             self._latest[reading.machine_id][reading.tag] = value
             self._sources[reading.machine_id] = batch.source
         return [
-            self._record(batch.source, machine, values, "change", next_seq)
-            for machine, values in by_machine.items()
+            self._record(batch.source, machine, values, "change", next_seq, historical=historical)
+            for (machine, historical), values in by_machine.items()
         ]
 
     def _snapshot_records(self, next_seq: NextSeq) -> list[Record]:
@@ -179,6 +192,8 @@ class Pipeline:
         values: list[TagValue],
         kind: str,
         next_seq: NextSeq,
+        *,
+        historical: bool = False,
     ) -> Record:
         stream = machine_stream(machine_id)
         seq = next_seq(stream)
@@ -193,6 +208,7 @@ class Pipeline:
             stream=stream,
             seq=seq,
             event_time=max(times) if times else datetime.now(UTC),
+            historical=historical,
             payload=MachineState(
                 machine_id=machine_id,
                 kind="snapshot" if kind == "snapshot" else "change",

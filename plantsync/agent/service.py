@@ -42,6 +42,7 @@ from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.policy import SchedulePolicy
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
+from plantsync.agent.sourcing import run_beside
 from plantsync.agent.supervisor import (
     Backoff,
     LinkHealth,
@@ -57,7 +58,6 @@ from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
 from plantsync.drivers.base import (
-    AlarmSource,
     Counted,
     Described,
     PlantEvents,
@@ -66,13 +66,7 @@ from plantsync.drivers.base import (
     TagsDescribed,
 )
 from plantsync.drivers.hub import Hub, HubFactory, Will
-from plantsync.errors import (
-    HubUnavailable,
-    LinkError,
-    LinkMisconfigured,
-    SourceUnavailable,
-    StoreFull,
-)
+from plantsync.errors import HubUnavailable, LinkError, LinkMisconfigured
 
 log = logging.getLogger(__name__)
 
@@ -360,17 +354,17 @@ class Agent:
         health, connect = self.health[name], self.parts.sources[name]
 
         async def session(up: Callable[[], None]) -> None:
+            since = pipeline.last_times(name)  # where this link's gap began, per tag
             async with connect() as source:
                 if isinstance(source, Described):
                     health.server = dict(source.description())
                 if isinstance(source, TagsDescribed):
                     pipeline.describe(source.tag_metadata())
                 up()
-                if isinstance(source, AlarmSource) and self.business is not None:
-                    alarms = _alarms(name, source, self.business)
-                    await first_completed(readings(source), alarms)
-                else:
-                    await readings(source)
+                assert self.business is not None
+                await first_completed(
+                    readings(source), run_beside(name, source, pipeline, self.business, since)
+                )
 
         async def readings(source: Source) -> None:
             counted = source if isinstance(source, Counted) else None
@@ -406,17 +400,6 @@ class Agent:
             since=self._started,
         )
         return status.model_dump_json().encode()
-
-
-async def _alarms(name: str, source: AlarmSource, business: BusinessWriter) -> None:
-    """Every alarm into the outbox's business lane. When the outbox refuses it (full of
-    business messages), the session ends: the reconnect's ConditionRefresh reports every
-    retained condition again, so the current state reaches HQ once the outbox drains."""
-    async for alarm in source.alarms():
-        try:
-            await business.alarm(alarm, source=name)
-        except StoreFull as exc:
-            raise SourceUnavailable(f"{name}: the outbox refused an alarm: {exc}") from exc
 
 
 async def _receive(link: Hub, downlink: Downlink) -> None:

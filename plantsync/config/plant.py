@@ -147,6 +147,15 @@ class OpcUaServerConfig(OpcUaClientConfig):
         " server caps its notifications per message and holds more (MoreNotifications)",
     )
     machines: list[MachineConfig] = Field(min_length=1)
+    backfill: Literal["off", "history"] = Field(
+        default="off",
+        description="after a gap, read what was missed from the server's history (HistoryRead)",
+    )
+    backfill_rate: int = Field(
+        default=5000,
+        ge=1,
+        description="history values read per second at most, to spare the server",
+    )
     event_notifiers: list[str] = Field(
         default_factory=list,
         description="node ids whose Alarms & Conditions events are sent up as alarm messages,"

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from plantsync.contracts.alarms import ALARM_TYPE, AlarmMessage
+from plantsync.contracts.gaps import HISTORY_GAP_TYPE, HistoryGapMessage
 from plantsync.contracts.machine import MACHINE_STATE_TYPE, MachineStateMessage
 from plantsync.contracts.orders import (
     ORDER_STATUS_TYPE,
@@ -149,6 +150,14 @@ def _channels() -> tuple[_Channel, ...]:
             " alarm/<link>, never evicted; after every reconnect the retained conditions again,"
             " marked refresh.",
             (_Message(ALARM_TYPE, AlarmMessage, "A condition raised, acknowledged, cleared."),),
+        ),
+        _Channel(
+            "historyGap",
+            _address(_TOPICS.gap),
+            "send",
+            "Values of a tag lost for good: not received live and not in the server's history;"
+            " stream gap/<link>, never evicted.",
+            (_Message(HISTORY_GAP_TYPE, HistoryGapMessage, "A hole HQ should not wait on."),),
         ),
         _Channel(
             "resync",

@@ -86,6 +86,9 @@ class TagMetadata(Contract):
     units: str | None = Field(default=None, description="EngineeringUnits display name, e.g. '°C'")
     unit_id: int | None = Field(default=None, description="EngineeringUnits UnitId (UN/CEFACT)")
     eu_range: Range | None = None
+    history: bool | None = Field(
+        default=None, description="the server keeps its history (AccessLevel HistoryRead)"
+    )
 
 
 class MachineState(Contract):

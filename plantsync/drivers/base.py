@@ -7,6 +7,7 @@ reconnection, counters, health and logging, so drivers stay small.
     Counted        optional capability of any link: ``counters()`` (values lost, limits hit)
     AlarmSource    optional capability of a Source: ``alarms()`` yields the Alarms & Conditions
                    events of its configured notifiers, until the link drops
+    HistorySource  optional capability of a Source: ``history(since)`` reads what a gap missed
     TagsDescribed  optional capability of a Source: ``tag_metadata()`` (units, EURange, type)
     Described      optional capability of any link: ``description()`` (what it learnt about its
                    peer on connecting: an OPC UA server's namespaces and limits)
@@ -39,6 +40,19 @@ class Reading:
     quality: Quality
     status_code: int
     source_time: datetime | None
+    historical: bool = False
+    """Read from the server's history to fill a gap, not received live."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryGap:
+    """Values of one tag that were not received live and cannot be read from history."""
+
+    machine_id: str
+    tag: str
+    start: datetime
+    end: datetime
+    reason: str
 
 
 class Connection(Protocol):
@@ -140,6 +154,22 @@ class AlarmSource(Protocol):
         """Condition events as the server reports them; after connecting, the conditions the
         server retains again (``refresh``). Never ends when no notifier is configured; raises
         SourceUnavailable when the link drops or goes silent."""
+        ...
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """Optional capability of a Source whose server keeps history (OPC UA HistoryRead).
+
+    Check with ``isinstance(source, HistorySource)``.
+    """
+
+    def history(
+        self, since: Mapping[tuple[str, str], datetime]
+    ) -> AsyncIterator[list[Reading] | HistoryGap]:
+        """The values of each (machine, tag) after ``since`` (its last value received live)
+        and before its first value of this connection, as historical readings in batches;
+        a HistoryGap for what the server cannot give. Ends when every tag is done."""
         ...
 
 

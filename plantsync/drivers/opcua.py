@@ -21,9 +21,11 @@ shared with the Job Control sink, in ``drivers.common.opcua``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -35,7 +37,7 @@ from asyncua.ua.object_ids import ObjectIds
 from plantsync.config.plant import Deadband, OpcUaServerConfig, TagConfig
 from plantsync.contracts.alarms import Alarm
 from plantsync.contracts.machine import TagMetadata
-from plantsync.drivers.base import Reading
+from plantsync.drivers.base import HistoryGap, Reading
 from plantsync.drivers.common.opcua import (
     LiveQueue,
     close_session,
@@ -45,6 +47,7 @@ from plantsync.drivers.common.opcua import (
 from plantsync.drivers.common.publish import PublishCounters, PublishRequests
 from plantsync.drivers.common.uaserver import ServerInfo, ServerLimits, read_server_info
 from plantsync.drivers.opcua_events import AlarmEvents, condition_refresh, event_item
+from plantsync.drivers.opcua_history import HistoryReader, Tag, backfill
 from plantsync.drivers.opcua_values import read_metadata, reading
 from plantsync.errors import LinkMisconfigured
 
@@ -122,6 +125,7 @@ class OpcUaSource:
         self._overflows = 0
         self._server: ServerInfo | None = None
         self._metadata: dict[tuple[str, str], TagMetadata] = {}
+        self._first_live: dict[int, datetime | None] = {}
 
     @property
     def name(self) -> str:
@@ -186,6 +190,38 @@ class OpcUaSource:
         """
         while True:
             yield await self._queue.next()
+
+    async def history(
+        self, since: Mapping[tuple[str, str], datetime]
+    ) -> AsyncIterator[list[Reading] | HistoryGap]:
+        """``HistorySource``: once every tag's first value arrived (or ``request_timeout``
+        passed), the values each missed since ``since``; nothing when backfill is off."""
+        if self._config.backfill == "off" or self._client is None or not since:
+            return
+        with contextlib.suppress(TimeoutError):  # a tag still silent: read up to now
+            async with asyncio.timeout(self._timeout):
+                while len(self._first_live) < len(self._items):  # noqa: ASYNC110 - by publish
+                    await asyncio.sleep(0.05)
+        limits = self._server.limits if self._server is not None else ServerLimits()
+        session = self._client.uaclient.session
+        reader = HistoryReader(session, limits, rate=self._config.backfill_rate)
+        with map_asyncua_exceptions(self.name, "reading history"):
+            async for found in backfill(reader, self._tags(), since):
+                yield found
+
+    def _tags(self) -> list[Tag]:
+        return [
+            Tag(
+                item.machine_id,
+                item.tag.name,
+                item.node_id or _parse_node_id(item.tag),
+                self._first_live.get(handle),
+                bool(
+                    (meta := self._metadata.get((item.machine_id, item.tag.name))) and meta.history
+                ),
+            )
+            for handle, item in enumerate(self._items)
+        ]
 
     async def alarms(self) -> AsyncIterator[Alarm]:
         """``AlarmSource``: condition events of ``event_notifiers``, refreshed ones first."""
@@ -360,7 +396,9 @@ class OpcUaSource:
             status = monitored.Value.StatusCode
             if status is not None and status.value & _OVERFLOW == _OVERFLOW:
                 self._overflows += 1  # the server's queue for this item discarded values
-            yield reading(item.machine_id, item.tag.name, monitored.Value)
+            found = reading(item.machine_id, item.tag.name, monitored.Value)
+            self._first_live.setdefault(monitored.ClientHandle, found.source_time)
+            yield found
 
     async def _connection_lost(self, exc: Exception) -> None:
         await self._queue.connection_lost(exc)

@@ -120,25 +120,38 @@ async def read_metadata(
         for result in await session.translate_browsepaths_to_nodeids(paths[start : start + size]):
             good = result.StatusCode.is_good() and result.Targets
             targets.append(result.Targets[0].TargetId if good else None)
-    reads = [(node_id, AttributeIds.DataType) for node_id in node_ids] + [
-        (target, AttributeIds.Value) for target in targets if target is not None
-    ]
+    reads = (
+        [(node_id, AttributeIds.DataType) for node_id in node_ids]
+        + [(node_id, AttributeIds.AccessLevel) for node_id in node_ids]
+        + [(target, AttributeIds.Value) for target in targets if target is not None]
+    )
     values = iter(await _read(client, reads, size))
     data_types = [next(values) for _ in node_ids]
+    access = [next(values) for _ in node_ids]
     properties = [next(values) if target is not None else None for target in targets]
     names = await _type_names(client, data_types, size)
     return [
-        _metadata(names.get(data_type) if isinstance(data_type, ua.NodeId) else None, *pair)
-        for data_type, pair in zip(
-            data_types, zip(properties[0::2], properties[1::2], strict=True), strict=True
+        _metadata(
+            names.get(data_type) if isinstance(data_type, ua.NodeId) else None,
+            level if isinstance(level, int) else None,
+            *pair,
+        )
+        for data_type, level, pair in zip(
+            data_types,
+            access,
+            zip(properties[0::2], properties[1::2], strict=True),
+            strict=True,
         )
     ]
 
 
-def _metadata(data_type: str | None, units: object, eu_range: object) -> TagMetadata | None:
-    if units is None and eu_range is None and data_type is None:
+def _metadata(
+    data_type: str | None, access: int | None, units: object, eu_range: object
+) -> TagMetadata | None:
+    if units is None and eu_range is None and data_type is None and access is None:
         return None
     return TagMetadata(
+        history=None if access is None else bool(access & ua.AccessLevel.HistoryRead.mask),
         data_type=data_type,
         units=units.DisplayName.Text if isinstance(units, ua.EUInformation) else None,
         unit_id=units.UnitId if isinstance(units, ua.EUInformation) else None,

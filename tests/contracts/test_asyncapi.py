@@ -19,6 +19,7 @@ UP_TYPES = {
     "production.confirmation",
     "resync.request",
     "alarm",
+    "history.gap",
 }
 
 
