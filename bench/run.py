@@ -19,8 +19,8 @@ import traceback
 
 from bench.report import RESULTS, Figure, markdown, write_results
 
-SCENARIOS = ("enqueue", "drain", "roundtrip", "ingest", "footprint", "peer", "capped")
-DEFAULT = ("enqueue", "drain", "roundtrip", "ingest", "peer", "capped")
+SCENARIOS = ("enqueue", "drain", "roundtrip", "ingest", "footprint", "peer", "capped", "backfill")
+DEFAULT = ("enqueue", "drain", "roundtrip", "ingest", "peer", "capped", "backfill")
 
 
 def main(argv: list[str] | None = None) -> int:

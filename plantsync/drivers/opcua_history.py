@@ -5,7 +5,8 @@
     tags without AccessLevel HistoryRead ─────────────────────────────▶ HistoryGap "no-history"
     the rest, in batches of the server's MaxNodesPerHistoryReadData / history continuation
     points ─▶ HistoryReadRaw(since, until, Source timestamps, NumValuesPerNode)
-           ─▶ while continuation points: HistoryRead again with them ─▶ released at the end
+           ─▶ while continuation points: HistoryRead again with them (a server that stops
+              at NumValuesPerNode without one: again from the last value received)
            ─▶ values strictly between since and until ─▶ historical Readings
     a node the server refuses (a Bad status) ─────────────────────────▶ HistoryGap "<status>"
 
@@ -36,6 +37,10 @@ _logger = logging.getLogger(__name__)
 VALUES_PER_NODE = 1000
 """Values asked per node and request; the server hands back a continuation point for more."""
 
+VALUES_PER_REQUEST = 50_000
+"""Values one response may carry at most (nodes per request x VALUES_PER_NODE): a response
+stays a few MB, within any server's message size."""
+
 
 @dataclass(frozen=True, slots=True)
 class Wanted:
@@ -59,51 +64,68 @@ class HistoryReader:
 
     async def read(self, wanted: Sequence[Wanted]) -> AsyncIterator[list[Reading] | HistoryGap]:
         """Historical readings in batches, and a HistoryGap per tag the server refuses."""
-        size = self._limits.history_batch()
+        size = max(1, min(self._limits.history_batch(), VALUES_PER_REQUEST // VALUES_PER_NODE))
         for start in range(0, len(wanted), size):
             async for item in self._batch(list(wanted[start : start + size])):
                 yield item
 
     async def _batch(self, batch: list[Wanted]) -> AsyncIterator[list[Reading] | HistoryGap]:
-        since = min(item.since for item in batch)
-        until = max(item.until for item in batch)
+        """Every node of ``batch`` to its end: continuation points where the server gives
+        them; where it stops at NumValuesPerNode without one (asyncua's SQLite storage does),
+        the next page starts after the last value received."""
+        after = {index: item.since for index, item in enumerate(batch)}
         points: dict[int, bytes] = {}
-        pending = list(range(len(batch)))
+        pending = set(after)
         while pending:
-            results = await self._history_read(batch, pending, points, since, until)
-            still = []
-            found: list[Reading] = []
-            for index, result in zip(pending, results, strict=True):
-                item = batch[index]
-                if not result.StatusCode.is_good():
-                    points.pop(index, None)
-                    yield HistoryGap(
-                        item.machine_id, item.tag, item.since, item.until, result.StatusCode.name
-                    )
-                    continue
-                found.extend(_inside(item, result.HistoryData))
-                if result.ContinuationPoint:
-                    points[index] = result.ContinuationPoint
-                    still.append(index)
-                else:
-                    points.pop(index, None)
-            pending = still
-            if found:
-                yield found
-            await self._pace(len(found))
+            for group in _groups(pending, points, after):
+                results = await self._history_read(batch, group, points, after)
+                found: list[Reading] = []
+                for index, result in zip(group, results, strict=True):
+                    item = batch[index]
+                    if not result.StatusCode.is_good():
+                        pending.discard(index)
+                        points.pop(index, None)
+                        name = result.StatusCode.name
+                        yield HistoryGap(item.machine_id, item.tag, after[index], item.until, name)
+                        continue
+                    values = getattr(result.HistoryData, "DataValues", None) or []
+                    found.extend(_inside(item, after[index], values))
+                    if not self._more(index, result, values, points, after):
+                        pending.discard(index)
+                if found:
+                    yield found
+                await self._pace(len(found))
+
+    @staticmethod
+    def _more(
+        index: int,
+        result: ua.HistoryReadResult,
+        values: list[ua.DataValue],
+        points: dict[int, bytes],
+        after: dict[int, datetime],
+    ) -> bool:
+        """Whether the node has more to read, and from where."""
+        if result.ContinuationPoint:
+            points[index] = result.ContinuationPoint
+            return True
+        points.pop(index, None)
+        last = values[-1].SourceTimestamp if values else None
+        if len(values) < VALUES_PER_NODE or last is None or as_utc(last) <= after[index]:
+            return False
+        after[index] = as_utc(last)
+        return True
 
     async def _history_read(
         self,
         batch: list[Wanted],
-        pending: list[int],
+        group: list[int],
         points: dict[int, bytes],
-        since: datetime,
-        until: datetime,
+        after: dict[int, datetime],
     ) -> list[ua.HistoryReadResult]:
         details = ua.ReadRawModifiedDetails(
             IsReadModified=False,
-            StartTime=since,
-            EndTime=until,
+            StartTime=min(after[index] for index in group),
+            EndTime=max(batch[index].until for index in group),
             NumValuesPerNode=VALUES_PER_NODE,
             ReturnBounds=False,
         )
@@ -115,7 +137,7 @@ class HistoryReader:
                 ua.HistoryReadValueId(
                     NodeId=batch[index].node_id, ContinuationPoint=points.get(index)
                 )
-                for index in pending
+                for index in group
             ],
         )
         return await self._session.history_read(params)
@@ -128,26 +150,26 @@ class HistoryReader:
             await asyncio.sleep(ahead)
 
 
-def _inside(item: Wanted, data: object) -> list[Reading]:
-    """The history values strictly between ``since`` and ``until``, oldest first."""
-    values = getattr(data, "DataValues", None) or []
+def _groups(
+    pending: set[int], points: dict[int, bytes], after: dict[int, datetime]
+) -> list[list[int]]:
+    """One request for the nodes with continuation points, one per distinct start for the
+    others (a request has one StartTime)."""
+    continuing = sorted(index for index in pending if index in points)
+    starts: dict[datetime, list[int]] = {}
+    for index in sorted(pending - set(continuing)):
+        starts.setdefault(after[index], []).append(index)
+    return ([continuing] if continuing else []) + list(starts.values())
+
+
+def _inside(item: Wanted, after: datetime, values: list[ua.DataValue]) -> list[Reading]:
+    """The history values strictly between ``after`` and ``until``, oldest first."""
     found = []
     for value in values:
         moment = value.SourceTimestamp
-        if moment is None or not item.since < as_utc(moment) < item.until:
+        if moment is None or not after < as_utc(moment) < item.until:
             continue
-        live = reading(item.machine_id, item.tag, value)
-        found.append(
-            Reading(
-                live.machine_id,
-                live.tag,
-                live.value,
-                live.quality,
-                live.status_code,
-                live.source_time,
-                historical=True,
-            )
-        )
+        found.append(reading(item.machine_id, item.tag, value, historical=True))
     found.sort(key=lambda r: r.source_time or item.since)
     return found
 

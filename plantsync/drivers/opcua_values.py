@@ -35,8 +35,8 @@ _logger = logging.getLogger(__name__)
 _PROPERTIES = ("EngineeringUnits", "EURange")
 
 
-def reading(machine_id: str, tag: str, data: ua.DataValue) -> Reading:
-    """One data change as a Reading."""
+def reading(machine_id: str, tag: str, data: ua.DataValue, *, historical: bool = False) -> Reading:
+    """One data change (or, ``historical``, one value from history) as a Reading."""
     status = data.StatusCode or ua.StatusCode()
     variant = data.Value
     return Reading(
@@ -46,6 +46,7 @@ def reading(machine_id: str, tag: str, data: ua.DataValue) -> Reading:
         quality=quality(status.value),
         status_code=int(status.value),
         source_time=None if data.SourceTimestamp is None else as_utc(data.SourceTimestamp),
+        historical=historical,
     )
 
 
