@@ -37,9 +37,11 @@ _logger = logging.getLogger(__name__)
 VALUES_PER_NODE = 1000
 """Values asked per node and request; the server hands back a continuation point for more."""
 
-VALUES_PER_REQUEST = 50_000
-"""Values one response may carry at most (nodes per request x VALUES_PER_NODE): a response
-stays a few MB, within any server's message size."""
+VALUES_PER_REQUEST = 10_000
+"""Values one response may carry at most (nodes per request x VALUES_PER_NODE). A server
+answers one request at a time per session: a response that takes longer than the link's
+request_timeout to build (asyncua: ~50,000 values) holds back the watchdog's read and the
+link is dropped as dead, so each stays small (~1 s to build on asyncua's SQLite history)."""
 
 
 @dataclass(frozen=True, slots=True)
