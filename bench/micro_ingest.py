@@ -31,7 +31,8 @@ from plantsync.buffer.memory import MemoryOutbox
 from plantsync.config.plant import OpcUaServerConfig
 from plantsync.contracts import Topics
 from plantsync.drivers.base import Reading
-from plantsync.drivers.opcua import OpcUaSource, _Item
+from plantsync.drivers.opcua import OpcUaSource
+from plantsync.drivers.opcua_items import Item
 
 
 def publish_response(changes: int, *, server_timestamp: bool) -> bytes:
@@ -72,7 +73,7 @@ def source(changes: int, tags_per_machine: int) -> OpcUaSource:
     )
     opcua = OpcUaSource(config, queue_batches=1_000_000)
     opcua._items = [
-        _Item(item.machine_id, item.tag, ua.NodeId(ua.Int32(1))) for item in opcua._items
+        Item(item.machine_id, item.tag, ua.NodeId(ua.Int32(1))) for item in opcua._items
     ]
     return opcua
 

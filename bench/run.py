@@ -30,8 +30,9 @@ SCENARIOS = (
     "capped",
     "fleet",
     "mespoll",
+    "backfill",
 )
-DEFAULT = ("enqueue", "drain", "roundtrip", "ingest", "peer", "capped", "mespoll")
+DEFAULT = ("enqueue", "drain", "roundtrip", "ingest", "peer", "capped", "mespoll", "backfill")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,8 @@ the acks and resync requests the downlink answers HQ with, each a record for the
 
     MES (local API) ──┐
     Job Control ──────┴─▶ BusinessWriter ─▶ outbox, business lane, stream order/<order_id>
+    OPC UA alarms ──────▶ BusinessWriter.alarm ─▶ outbox, business lane, stream alarm/<link>
+    history gaps ───────▶ BusinessWriter.gap ───▶ outbox, business lane, stream gap/<link>
     Downlink ─▶ ack_record (stream acks), resync_record (stream resync) ─▶ its own transaction
 
 A confirmation is committed to the outbox before its producer hears "accepted" (the API's 202),
@@ -32,6 +34,8 @@ from plantsync.buffer.base import Lane, Record
 from plantsync.buffer.idempotency import KeptAnswer, KeyedRequest, Reply
 from plantsync.buffer.store import Store
 from plantsync.contracts import Contract, Envelope, Topics, new_message_id
+from plantsync.contracts.alarms import Alarm, AlarmMessage, alarm_stream
+from plantsync.contracts.gaps import HistoryGap, HistoryGapMessage, gap_stream
 from plantsync.contracts.orders import (
     ACK_STREAM,
     RESYNC_STREAM,
@@ -175,6 +179,40 @@ class BusinessWriter:
         if written.unplanned and written.replayed is None:
             self.counters.unplanned_confirmations += 1
         return written
+
+    async def alarm(self, alarm: Alarm, *, source: str) -> str:
+        """Commit one ``alarm`` of link ``source``; returns its message id. Raises StoreFull."""
+        stream, topic = alarm_stream(source), self._topics.alarm
+        return await self._event(AlarmMessage, alarm, stream, topic, alarm.time, source)
+
+    async def gap(self, gap: HistoryGap, *, source: str) -> str:
+        """Commit one ``history.gap`` of link ``source``; returns its message id."""
+        stream, topic = gap_stream(source), self._topics.gap
+        return await self._event(HistoryGapMessage, gap, stream, topic, gap.end, source)
+
+    async def _event(
+        self,
+        model: type[AlarmMessage] | type[HistoryGapMessage],
+        payload: Any,
+        stream: str,
+        topic: str,
+        event_time: datetime,
+        source: str,
+    ) -> str:
+        """One business message from the plant's own events (no key: the event is its id)."""
+        async with self._sequencer.assigning() as next_seq:
+            message = model(
+                id=new_message_id(),
+                site=self._topics.site,
+                source=source,
+                stream=stream,
+                seq=next_seq(stream),
+                event_time=event_time,
+                payload=payload,
+            )
+            await self._store.outbox.add([business_record(message, topic)])
+        self._outbox_changed.set()
+        return message.id
 
     async def _write(
         self, what: _Message, source: str, correlation_id: str | None, key: ClientKey | None

@@ -12,6 +12,9 @@ Sequence numbers come from the agent's one ``Sequencer`` (started from the outbo
 ``last_sequences()``), which adopts a stream's numbers only once the rows that carry them are
 committed, so the per-stream sequence has no gaps except where telemetry was evicted (and that
 is counted). The pipeline is the only writer of the ``machine/<id>`` streams.
+
+Metadata (a tag's data type, engineering units, EURange) comes from the sources once per
+connection (``describe``) and rides on snapshots only, never on changes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,6 +33,7 @@ from plantsync.contracts import (
     MACHINE_STATE_VERSION,
     MachineState,
     MachineStateMessage,
+    TagMetadata,
     TagValue,
     Topics,
     machine_stream,
@@ -83,6 +87,7 @@ class Pipeline:
         self._queue: asyncio.Queue[_Batch | _Snapshot | None] = asyncio.Queue(queue_size)
         self._latest: dict[str, dict[str, TagValue]] = defaultdict(dict)
         self._sources: dict[str, str] = {}
+        self._metadata: dict[str, dict[str, TagMetadata]] = defaultdict(dict)
         self.committed = asyncio.Event()
         """Set after every commit; the uplink clears it and waits on it when it has nothing."""
         self.counters = PipelineCounters()
@@ -90,6 +95,22 @@ class Pipeline:
     def latest(self) -> dict[str, dict[str, TagValue]]:
         """The latest value of each tag per machine, as received since start (a copy)."""
         return {machine: dict(tags) for machine, tags in self._latest.items()}
+
+    def last_times(self, source: str) -> dict[tuple[str, str], datetime]:
+        """(machine, tag) -> source time of the last value ``source`` delivered live: where a
+        gap in its values begins (``HistorySource.history``)."""
+        return {
+            (machine, tag): value.source_time
+            for machine, tags in self._latest.items()
+            if self._sources.get(machine) == source
+            for tag, value in tags.items()
+            if value.source_time is not None
+        }
+
+    def describe(self, metadata: Mapping[tuple[str, str], TagMetadata]) -> None:
+        """What a source's tags mean ((machine, tag) -> metadata), for the next snapshots."""
+        for (machine_id, tag), described in metadata.items():
+            self._metadata[machine_id][tag] = described
 
     async def submit(self, source: str, readings: Sequence[Reading]) -> None:
         """Queue one notification batch from ``source``; waits while the queue is full."""
@@ -145,15 +166,17 @@ class Pipeline:
 
     def _change_records(self, batch: _Batch, next_seq: NextSeq) -> list[Record]:
         self.counters.readings += len(batch.readings)
-        by_machine: dict[str, list[TagValue]] = defaultdict(list)
+        by_machine: dict[tuple[str, bool], list[TagValue]] = defaultdict(list)
         for reading in batch.readings:
             value = _tag_value(reading)
-            by_machine[reading.machine_id].append(value)
+            by_machine[(reading.machine_id, reading.historical)].append(value)
+            if reading.historical:
+                continue  # a value from history is older than the latest one received live
             self._latest[reading.machine_id][reading.tag] = value
             self._sources[reading.machine_id] = batch.source
         return [
-            self._record(batch.source, machine, values, "change", next_seq)
-            for machine, values in by_machine.items()
+            self._record(batch.source, machine, values, "change", next_seq, historical=historical)
+            for (machine, historical), values in by_machine.items()
         ]
 
     def _snapshot_records(self, next_seq: NextSeq) -> list[Record]:
@@ -169,10 +192,14 @@ class Pipeline:
         values: list[TagValue],
         kind: str,
         next_seq: NextSeq,
+        *,
+        historical: bool = False,
     ) -> Record:
         stream = machine_stream(machine_id)
         seq = next_seq(stream)
         times = [value.source_time for value in values if value.source_time is not None]
+        described = self._metadata.get(machine_id, {}) if kind == "snapshot" else {}
+        metadata = {v.tag: described[v.tag] for v in values if v.tag in described} or None
         message = MachineStateMessage(
             id=new_message_id(),
             schema_version=MACHINE_STATE_VERSION,
@@ -181,10 +208,12 @@ class Pipeline:
             stream=stream,
             seq=seq,
             event_time=max(times) if times else datetime.now(UTC),
+            historical=historical,
             payload=MachineState(
                 machine_id=machine_id,
                 kind="snapshot" if kind == "snapshot" else "change",
                 values=values,
+                metadata=metadata,
             ),
         )
         return Record(

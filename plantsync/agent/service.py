@@ -50,6 +50,7 @@ from plantsync.agent.polling import PollEndpoint, PollRunner, runners
 from plantsync.agent.recovery.nudge import Nudge, watch
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
+from plantsync.agent.sourcing import run_beside
 from plantsync.agent.supervisor import (
     Backoff,
     LinkHealth,
@@ -65,7 +66,14 @@ from plantsync.config.certificates import material_files
 from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
-from plantsync.drivers.base import Counted, PlantEvents, ScheduleSink, Source
+from plantsync.drivers.base import (
+    Counted,
+    Described,
+    PlantEvents,
+    ScheduleSink,
+    Source,
+    TagsDescribed,
+)
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.errors import HubUnavailable, LinkError, LinkMisconfigured
 
@@ -411,14 +419,25 @@ class Agent:
         health, connect = self.health[name], self.parts.sources[name]
 
         async def session(up: Callable[[], None]) -> None:
+            since = pipeline.last_times(name)  # where this link's gap began, per tag
             async with connect() as source:
+                if isinstance(source, Described):
+                    health.server = dict(source.description())
+                if isinstance(source, TagsDescribed):
+                    pipeline.describe(source.tag_metadata())
                 up()
-                counted = source if isinstance(source, Counted) else None
-                async for batch in source.readings():
-                    health.touch()
-                    if counted is not None:
-                        health.counters = dict(counted.counters())
-                    await pipeline.submit(name, batch)
+                assert self.business is not None
+                await first_completed(
+                    readings(source), run_beside(name, source, pipeline, self.business, since)
+                )
+
+        async def readings(source: Source) -> None:
+            counted = source if isinstance(source, Counted) else None
+            async for batch in source.readings():
+                health.touch()
+                if counted is not None:
+                    health.counters = dict(counted.counters())
+                await pipeline.submit(name, batch)
 
         return session
 

@@ -66,6 +66,9 @@ class LinkHealth:
     counters: dict[str, int] = field(default_factory=dict)
     peer: str | None = None
     """What the link reached last, for people (the hub's node and MQTT version)."""
+    server: dict[str, object] | None = None
+    """What the link learnt about its peer (``drivers.base.Described``): an OPC UA server's
+    endpoint, security, namespace URIs and limits."""
     """What the link's driver counted this session (``drivers.base.Counted``), e.g. values lost."""
     protocol: str | None = None
     """The protocol version the link negotiated last (the hub's MQTT version), for metrics."""

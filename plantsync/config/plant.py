@@ -5,6 +5,7 @@ reports (``[[mes_poll]]``). ``model.py`` assembles them into the agent's config.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -23,6 +24,9 @@ from pydantic import (
 from plantsync.config.types import Duration, Section, Tls
 from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.contracts.mes import MES_MESSAGES, MesMessageType
+
+_NODE_ID = re.compile(r"(ns=\d+;|nsu=[^;]+;)?[isgb]=.+")
+"""The string form of a NodeId (OPC UA Part 6, 5.3.1.10)."""
 
 
 class SecurityMode(StrEnum):
@@ -147,6 +151,30 @@ class OpcUaServerConfig(OpcUaClientConfig):
         " server caps its notifications per message and holds more (MoreNotifications)",
     )
     machines: list[MachineConfig] = Field(min_length=1)
+    backfill: Literal["off", "history"] = Field(
+        default="off",
+        description="after a gap, read what was missed from the server's history (HistoryRead)",
+    )
+    backfill_rate: int = Field(
+        default=5000,
+        ge=1,
+        description="history values read per second at most, to spare the server",
+    )
+    event_notifiers: list[str] = Field(
+        default_factory=list,
+        description="node ids whose Alarms & Conditions events are sent up as alarm messages,"
+        " e.g. ['i=2253'] (the Server object); default none",
+    )
+
+    @field_validator("event_notifiers")
+    @classmethod
+    def _notifiers_are_node_ids(cls, notifiers: list[str]) -> list[str]:
+        for notifier in notifiers:
+            if not _NODE_ID.fullmatch(notifier):
+                raise ValueError(f"{notifier!r} is not a node id like 'i=2253' or 'ns=2;s=Line1'")
+        if len(set(notifiers)) != len(notifiers):
+            raise ValueError("event_notifiers must not repeat a node id")
+        return notifiers
 
     @model_validator(mode="after")
     def _lifetime_covers_keepalives(self) -> Self:

@@ -15,6 +15,7 @@ from plantsync.contracts.machine import (
     MachineState,
     MachineStateMessage,
     Quality,
+    TagMetadata,
     TagValue,
     machine_stream,
 )
@@ -146,6 +147,7 @@ __all__ = [
     "SegmentRequirement",
     "SiteStatus",
     "StreamConsumer",
+    "TagMetadata",
     "TagValue",
     "Topics",
     "Verdict",

@@ -23,6 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from plantsync.contracts.alarms import ALARM_TYPE, AlarmMessage
+from plantsync.contracts.gaps import HISTORY_GAP_TYPE, HistoryGapMessage
 from plantsync.contracts.machine import MACHINE_STATE_TYPE, MachineStateMessage
 from plantsync.contracts.mes import MES_MESSAGES, mes_topic
 from plantsync.contracts.orders import (
@@ -150,6 +152,23 @@ def _channels() -> tuple[_Channel, ...]:
                     "Good and scrap quantities of an order.",
                 ),
             ),
+        ),
+        _Channel(
+            "alarm",
+            _address(_TOPICS.alarm),
+            "send",
+            "OPC UA Alarms & Conditions events of the configured notifiers; stream"
+            " alarm/<link>, never evicted; after every reconnect the retained conditions again,"
+            " marked refresh.",
+            (_Message(ALARM_TYPE, AlarmMessage, "A condition raised, acknowledged, cleared."),),
+        ),
+        _Channel(
+            "historyGap",
+            _address(_TOPICS.gap),
+            "send",
+            "Values of a tag lost for good: not received live and not in the server's history;"
+            " stream gap/<link>, never evicted.",
+            (_Message(HISTORY_GAP_TYPE, HistoryGapMessage, "A hole HQ should not wait on."),),
         ),
         _Channel(
             "resync",

@@ -3,7 +3,24 @@
 One message carries the changes of one machine seen in one notification batch, so a press that
 changes speed and temperature together costs one message, not two. A periodic ``snapshot``
 message carries every tag's last value so a consumer that joins late (or missed an evicted
-change) can rebuild the full state.
+change) can rebuild the full state. A snapshot also carries each tag's ``metadata`` (data
+type, engineering units, EURange), read once per connection, never on a change.
+
+Values are JSON, mapped from OPC UA deterministically (``drivers/opcua_values.py``):
+
+    Boolean, integers, Float/Double, String   as they are (NaN and infinities become null)
+    enumerations                              their number
+    LocalizedText                             its text (the locale is left out)
+    DateTime                                  ISO 8601 in UTC ("2026-01-01T12:00:00+00:00")
+    ByteString                                base64 (RFC 4648, padded)
+    NodeId, ExpandedNodeId                    their string form ("ns=2;s=press-1.speed")
+    QualifiedName                             "<namespace index>:<name>"
+    Guid                                      its canonical string; StatusCode its number
+    arrays (and matrices)                     JSON arrays (nested), element by element
+    structures (ExtensionObjects the server   objects: field name -> value, in the order of
+    defines; decoded with its data type       the structure's definition
+    definitions)
+    an ExtensionObject that cannot be decoded {"type_id": "<node id>", "body": "<base64>"}
 """
 
 from __future__ import annotations
@@ -12,6 +29,7 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, Field
+from typing_extensions import TypeAliasType
 
 from plantsync.contracts.envelope import SITE_PATTERN, Contract, Envelope
 
@@ -38,15 +56,39 @@ class ItemState(StrEnum):
 
 TagScalar = bool | int | float | str | None
 
+TagJson = TypeAliasType(
+    "TagJson", "bool | int | float | str | list[TagJson] | dict[str, TagJson] | None"
+)
+"""A tag's value: a scalar, or the JSON of an array or a structure (see the table above)."""
+
 
 class TagValue(Contract):
     """One tag's value as the source reported it."""
 
     tag: str = Field(description="the tag name from the config, e.g. 'speed'")
-    value: TagScalar
+    value: TagJson
     quality: Quality = Quality.GOOD
     status_code: int = Field(default=0, ge=0, description="the raw OPC UA StatusCode")
     source_time: AwareDatetime | None = None
+
+
+class Range(Contract):
+    """OPC UA EURange: the range a value normally stays within."""
+
+    low: float
+    high: float
+
+
+class TagMetadata(Contract):
+    """What a tag's numbers mean, as the server describes the node (read once per connect)."""
+
+    data_type: str | None = Field(default=None, description="e.g. 'Double', or a structure's")
+    units: str | None = Field(default=None, description="EngineeringUnits display name, e.g. '°C'")
+    unit_id: int | None = Field(default=None, description="EngineeringUnits UnitId (UN/CEFACT)")
+    eu_range: Range | None = None
+    history: bool | None = Field(
+        default=None, description="the server keeps its history (AccessLevel HistoryRead)"
+    )
 
 
 class MachineState(Contract):
@@ -55,6 +97,11 @@ class MachineState(Contract):
     machine_id: str = Field(pattern=SITE_PATTERN)
     kind: Literal["change", "snapshot"] = "change"
     values: list[TagValue] = Field(min_length=1)
+    metadata: dict[str, TagMetadata] | None = Field(
+        default=None,
+        description="snapshots only: tag name -> data type, engineering units, EURange, for"
+        " the tags whose server describes them",
+    )
 
 
 class MachineStateMessage(Envelope[MachineState]):

@@ -7,6 +7,8 @@
     <prefix>/<site>/up/order/<order_id>/status          order.status
     <prefix>/<site>/up/order/<order_id>/confirmation    production.confirmation
     <prefix>/<site>/up/resync                           resync.request: "send me a snapshot"
+    <prefix>/<site>/up/alarm                            alarm (OPC UA Alarms & Conditions)
+    <prefix>/<site>/up/gap                              history.gap: values no history could fill
 
 Every topic a site publishes or subscribes to starts with ``<prefix>/<site>/`` so one broker
 ACL pattern per site confines it (see packaging/mosquitto-acl.conf). All of a site's schedule
@@ -68,6 +70,15 @@ class Topics:
     @property
     def resync(self) -> str:
         return f"{self.root}/up/resync"
+
+    @property
+    def alarm(self) -> str:
+        """Every alarm of the site: one topic, so the broker keeps each stream's order."""
+        return f"{self.root}/up/alarm"
+
+    @property
+    def gap(self) -> str:
+        return f"{self.root}/up/gap"
 
     def all_sites(self) -> str:
         """A subscription filter that matches every site under the prefix (HQ side)."""

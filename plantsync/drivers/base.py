@@ -5,6 +5,12 @@ reconnection, counters, health and logging, so drivers stay small.
                    link drops, when it raises SourceUnavailable (the supervisor reconnects)
     ScheduleSink   async context manager; ``apply(change)`` delivers one schedule change
     Counted        optional capability of any link: ``counters()`` (values lost, limits hit)
+    AlarmSource    optional capability of a Source: ``alarms()`` yields the Alarms & Conditions
+                   events of its configured notifiers, until the link drops
+    HistorySource  optional capability of a Source: ``history(since)`` reads what a gap missed
+    TagsDescribed  optional capability of a Source: ``tag_metadata()`` (units, EURange, type)
+    Described      optional capability of any link: ``description()`` (what it learnt about its
+                   peer on connecting: an OPC UA server's namespaces and limits)
     PlantEvents    optional capability of a ScheduleSink: ``events()`` yields the order status
                    and production confirmations the plant system reports, until the link drops
 
@@ -19,7 +25,8 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from plantsync.contracts.machine import Quality, TagScalar
+from plantsync.contracts.alarms import Alarm
+from plantsync.contracts.machine import Quality, TagJson, TagMetadata
 from plantsync.contracts.orders import OrderStatus, ProductionConfirmation
 
 
@@ -29,10 +36,23 @@ class Reading:
 
     machine_id: str
     tag: str
-    value: TagScalar
+    value: TagJson
     quality: Quality
     status_code: int
     source_time: datetime | None
+    historical: bool = False
+    """Read from the server's history to fill a gap, not received live."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryGap:
+    """Values of one tag that were not received live and cannot be read from history."""
+
+    machine_id: str
+    tag: str
+    start: datetime
+    end: datetime
+    reason: str
 
 
 class Connection(Protocol):
@@ -120,6 +140,62 @@ class Counted(Protocol):
 
     def counters(self) -> Mapping[str, int]:
         """The counts since the link connected."""
+        ...
+
+
+@runtime_checkable
+class AlarmSource(Protocol):
+    """Optional capability of a Source whose server reports alarms (OPC UA A&C).
+
+    Check with ``isinstance(source, AlarmSource)``.
+    """
+
+    def alarms(self) -> AsyncIterator[Alarm]:
+        """Condition events as the server reports them; after connecting, the conditions the
+        server retains again (``refresh``). Never ends when no notifier is configured; raises
+        SourceUnavailable when the link drops or goes silent."""
+        ...
+
+
+@runtime_checkable
+class HistorySource(Protocol):
+    """Optional capability of a Source whose server keeps history (OPC UA HistoryRead).
+
+    Check with ``isinstance(source, HistorySource)``.
+    """
+
+    def history(
+        self, since: Mapping[tuple[str, str], datetime]
+    ) -> AsyncIterator[list[Reading] | HistoryGap]:
+        """The values of each (machine, tag) after ``since`` (its last value received live)
+        and before its first value of this connection, as historical readings in batches;
+        a HistoryGap for what the server cannot give. Ends when every tag is done."""
+        ...
+
+
+@runtime_checkable
+class TagsDescribed(Protocol):
+    """Optional capability of a Source: what its tags' numbers mean (units, range, type),
+    read once per connection. Check with ``isinstance(source, TagsDescribed)``."""
+
+    def tag_metadata(self) -> Mapping[tuple[str, str], TagMetadata]:
+        """(machine id, tag) -> metadata, for the tags the server describes; empty before
+        the source connected."""
+        ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """Optional capability of a link: what it learnt about its peer on connecting, for the
+    status page (JSON-ready). Check with ``isinstance(link, Described)``.
+
+    An OPC UA source gives ``endpoint``, ``security_mode``, ``security_policy``,
+    ``namespaces`` (the server's namespace URIs, index = position) and ``limits`` (the
+    operation limits it declares, 0 where none; ``drivers.common.uaserver.ServerLimits``).
+    """
+
+    def description(self) -> Mapping[str, object]:
+        """What the link learnt about its peer; empty before it connected."""
         ...
 
 

@@ -1,9 +1,13 @@
 """OPC UA source: one session, its subscriptions, readings as the server publishes them.
 
-    __aenter__   connect ─▶ resolve browse paths ─▶ read MaxMonitoredItemsPerSubscription ─▶
-                 CreateSubscription ─▶ CreateMonitoredItems (monitored_item_batch a call), and
-                 another subscription each time one holds what the server takes
+    __aenter__   connect ─▶ read the server's namespaces and limits ─▶ resolve browse paths
+                 ─▶ read each tag's data type, EngineeringUnits, EURange  (``opcua_values``)
+                 ─▶ CreateSubscription ─▶ CreateMonitoredItems (monitored_item_batch a call,
+                    at most the server's MaxMonitoredItemsPerCall), and another subscription
+                    each time one holds what the server takes (MaxMonitoredItemsPerSubscription)
+                 ─▶ event items on event_notifiers ─▶ ConditionRefresh   (``opcua_events``)
     asyncua publish loop ─▶ _on_publish ─▶ bounded queue (drop oldest) ─▶ readings()
+                                       └▶ events ─▶ bounded queue (drop oldest) ─▶ alarms()
     socket closed / BadShutdown / BadTimeout ─────────────────────────▶ readings() raises
     no data change and no keep-alive for stall_timeout ─────────────────▶ readings() raises
 
@@ -23,24 +27,23 @@ shared with the Job Control sink, in ``drivers.common.opcua``.
 from __future__ import annotations
 
 import asyncio
-import enum
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
 from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from plantsync.config.plant import Deadband, OpcUaServerConfig, TagConfig
-from plantsync.contracts.machine import Quality, TagScalar
-from plantsync.drivers.base import Reading
+from plantsync.config.plant import OpcUaServerConfig
+from plantsync.contracts.alarms import Alarm
+from plantsync.contracts.machine import TagMetadata
+from plantsync.drivers.base import HistoryGap, Reading
 from plantsync.drivers.common.opcua import (
     LiveQueue,
     close_session,
@@ -48,6 +51,16 @@ from plantsync.drivers.common.opcua import (
     new_client,
 )
 from plantsync.drivers.common.publish import PublishCounters, PublishRequests
+from plantsync.drivers.common.uaserver import ServerInfo, ServerLimits, read_server_info
+from plantsync.drivers.opcua_events import AlarmEvents, condition_refresh, event_item
+from plantsync.drivers.opcua_history import HistoryReader, Tag, backfill
+from plantsync.drivers.opcua_items import (
+    Item,
+    monitored_item_request,
+    node_id_of,
+    resolve,
+)
+from plantsync.drivers.opcua_values import read_metadata, reading
 from plantsync.errors import LinkMisconfigured
 
 _logger = logging.getLogger(__name__)
@@ -55,6 +68,10 @@ _T = TypeVar("_T")
 
 QUEUE_BATCHES = 100
 """Publish responses held for a slow consumer; beyond this the oldest batch is dropped."""
+
+ALARM_QUEUE = 10_000
+"""Alarms held for a slow consumer (the outbox commits each); beyond this the oldest goes,
+counted as ``alarms_dropped``; a reconnect's ConditionRefresh reports the retained ones again."""
 
 MAX_NOTIFICATIONS_PER_PUBLISH = 10_000
 """Far above a realistic publishing interval's changes; a small cap (Node-RED's 10) starves
@@ -70,20 +87,6 @@ _OVERFLOW = 0x0480
 server was full and discarded a value (OPC UA Part 4, 7.39)."""
 
 _ITEMS_PER_SUBSCRIPTION = ObjectIds.Server_ServerCapabilities_MaxMonitoredItemsPerSubscription
-_DEADBANDS = {"absolute": ua.DeadbandType.Absolute, "percent": ua.DeadbandType.Percent}
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One monitored item: which tag of which machine, at which node."""
-
-    machine_id: str
-    tag: TagConfig
-    node_id: ua.NodeId | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.machine_id}.{self.tag.name} ({self.tag.node_id or self.tag.browse_path})"
 
 
 class OpcUaSource:
@@ -98,9 +101,7 @@ class OpcUaSource:
     def __init__(self, config: OpcUaServerConfig, *, queue_batches: int = QUEUE_BATCHES) -> None:
         self._config = config
         self._timeout = config.request_timeout.total_seconds()
-        self._items = [
-            _Item(machine.id, tag) for machine in config.machines for tag in machine.tags
-        ]
+        self._items = [Item(machine.id, tag) for machine in config.machines for tag in machine.tags]
         self._queue: LiveQueue[list[Reading]] = LiveQueue(
             config.name,
             size=queue_batches,
@@ -108,10 +109,20 @@ class OpcUaSource:
             silence="data change",
             weight=len,
         )
+        self._alarm_queue: LiveQueue[Alarm] = LiveQueue(
+            config.name,
+            size=ALARM_QUEUE,
+            stall_timeout=config.stall_timeout.total_seconds(),
+            silence="event",
+        )
+        self._events = AlarmEvents(config.event_notifiers)
         self._client: Client | None = None
         self._subscription_ids: list[int] = []
         self._publisher: PublishRequests | None = None
         self._overflows = 0
+        self._server: ServerInfo | None = None
+        self._metadata: dict[tuple[str, str], TagMetadata] = {}
+        self._first_live: dict[int, datetime | None] = {}
 
     @property
     def name(self) -> str:
@@ -130,7 +141,16 @@ class OpcUaSource:
             "more_notifications": publishing.more_notifications,
             "publish_requests": publishing.in_flight,
             "subscriptions": len(self._subscription_ids),
+            "alarms_dropped": self._alarm_queue.dropped,
         }
+
+    def description(self) -> dict[str, object]:
+        """``Described``: the server's endpoint, security, namespace URIs and limits."""
+        return self._server.as_dict() if self._server is not None else {}
+
+    def tag_metadata(self) -> dict[tuple[str, str], TagMetadata]:
+        """``TagsDescribed``: (machine, tag) -> data type, units, EURange, read on connecting."""
+        return dict(self._metadata)
 
     @property
     def publishing(self) -> PublishCounters:
@@ -141,9 +161,14 @@ class OpcUaSource:
         try:
             with map_asyncua_exceptions(self.name, f"connecting to {self._config.endpoint}"):
                 self._client = await self._connect()
+                self._server = await self._bounded(read_server_info(self._client, self._config))
             with map_asyncua_exceptions(self.name, "subscribing"):
-                self._items = await self._resolve(self._client)
+                self._items = await self._bounded(
+                    resolve(self._client.uaclient.session, self._items, self.name)
+                )
+                await self._describe(self._client)
                 await self._monitor(self._client, await self._items_per_subscription(self._client))
+                await self._watch_events(self._client)
         except BaseException:
             await self._close()
             raise
@@ -165,38 +190,51 @@ class OpcUaSource:
         while True:
             yield await self._queue.next()
 
+    async def history(
+        self, since: Mapping[tuple[str, str], datetime]
+    ) -> AsyncIterator[list[Reading] | HistoryGap]:
+        """``HistorySource``: once every tag's first value arrived (or ``request_timeout``
+        passed), the values each missed since ``since``; nothing when backfill is off."""
+        if self._config.backfill == "off" or self._client is None or not since:
+            return
+        with contextlib.suppress(TimeoutError):  # a tag still silent: read up to now
+            async with asyncio.timeout(self._timeout):
+                while len(self._first_live) < len(self._items):  # noqa: ASYNC110 - by publish
+                    await asyncio.sleep(0.05)
+        limits = self._server.limits if self._server is not None else ServerLimits()
+        session = self._client.uaclient.session
+        reader = HistoryReader(session, limits, rate=self._config.backfill_rate)
+        with map_asyncua_exceptions(self.name, "reading history"):
+            async for found in backfill(reader, self._tags(), since):
+                yield found
+
+    def _tags(self) -> list[Tag]:
+        return [
+            Tag(
+                item.machine_id,
+                item.tag.name,
+                item.node_id or node_id_of(item.tag),
+                self._first_live.get(handle),
+                bool(
+                    (meta := self._metadata.get((item.machine_id, item.tag.name))) and meta.history
+                ),
+            )
+            for handle, item in enumerate(self._items)
+        ]
+
+    async def alarms(self) -> AsyncIterator[Alarm]:
+        """``AlarmSource``: condition events of ``event_notifiers``, refreshed ones first."""
+        while True:
+            yield await self._alarm_queue.next()
+
     # -- connecting --------------------------------------------------------------------------
 
     async def _connect(self) -> Client:
         client = await new_client(self._config)
-        client.connection_lost_callback = self._queue.connection_lost
+        client.connection_lost_callback = self._connection_lost
         self._client = client  # so _close can tear down a half-open connection
         await self._bounded(client.connect())
         return client
-
-    async def _resolve(self, client: Client) -> list[_Item]:
-        """Node ids for every item; all browse paths are translated in one request."""
-        by_path = [item for item in self._items if item.tag.browse_path is not None]
-        translated: dict[str, ua.NodeId] = {}
-        if by_path:
-            paths = [_browse_path(item.tag.browse_path or "") for item in by_path]
-            session = client.uaclient.session
-            results = await self._bounded(session.translate_browsepaths_to_nodeids(paths))
-            for item, result in zip(by_path, results, strict=True):
-                if not result.StatusCode.is_good() or not result.Targets:
-                    raise LinkMisconfigured(
-                        f"opcua {self.name}: tag {item.label}: browse path not found: "
-                        f"{result.StatusCode.name}"
-                    )
-                translated[item.tag.browse_path or ""] = result.Targets[0].TargetId
-        return [
-            _Item(
-                item.machine_id,
-                item.tag,
-                translated.get(item.tag.browse_path or "") or _parse_node_id(item.tag),
-            )
-            for item in self._items
-        ]
 
     async def _items_per_subscription(self, client: Client) -> int | None:
         """The server's MaxMonitoredItemsPerSubscription; None when it states no cap."""
@@ -206,6 +244,17 @@ class OpcUaSource:
         except UaStatusCodeError:
             return None  # a server from before OPC UA 1.05 has no such property
         return int(value) if isinstance(value, int) and value > 0 else None
+
+    async def _describe(self, client: Client) -> None:
+        """Units, EURange and data type of every tag, once per connection (not per value)."""
+        limits = self._server.limits if self._server is not None else ServerLimits()
+        node_ids = [item.node_id or node_id_of(item.tag) for item in self._items]
+        found = await self._bounded(read_metadata(client, node_ids, limits))
+        self._metadata = {
+            (item.machine_id, item.tag.name): metadata
+            for item, metadata in zip(self._items, found, strict=True)
+            if metadata is not None
+        }
 
     async def _subscribe(self, client: Client) -> int:
         config = self._config
@@ -248,6 +297,8 @@ class OpcUaSource:
         subscription_id, held, start = await self._subscribe(client), 0, 0
         while start < len(self._items):
             room = self._config.monitored_item_batch
+            if self._server is not None and self._server.limits.max_monitored_items_per_call:
+                room = min(room, self._server.limits.max_monitored_items_per_call)
             if per_subscription is not None:
                 room = min(room, per_subscription - held)
             if room <= 0:
@@ -280,7 +331,7 @@ class OpcUaSource:
             # (python -m bench.micro_ingest), the largest cost in the agent's profile.
             TimestampsToReturn=ua.TimestampsToReturn.Source,
             ItemsToCreate=[
-                self._monitored_item_request(start + offset, item)
+                monitored_item_request(start + offset, item, self._config.publishing_interval)
                 for offset, item in enumerate(batch)
             ],
         )
@@ -296,34 +347,44 @@ class OpcUaSource:
                 )
         return len(batch)
 
-    def _monitored_item_request(self, handle: int, item: _Item) -> ua.MonitoredItemCreateRequest:
-        tag = item.tag
-        sampling = tag.sampling_interval or self._config.publishing_interval
-        parameters = ua.MonitoringParameters(
-            ClientHandle=handle,
-            SamplingInterval=sampling.total_seconds() * 1000,
-            QueueSize=tag.queue_size,
-            DiscardOldest=True,
+    async def _watch_events(self, client: Client) -> None:
+        """Event items on the configured notifiers, then ConditionRefresh: the server reports
+        every condition it retains again, so what changed while we were away is known."""
+        notifiers = [ua.NodeId.from_string(text) for text in self._config.event_notifiers]
+        if not notifiers or not self._subscription_ids:
+            return
+        subscription_id = self._subscription_ids[0]
+        params = ua.CreateMonitoredItemsParameters(
+            SubscriptionId=subscription_id,
+            TimestampsToReturn=ua.TimestampsToReturn.Neither,
+            ItemsToCreate=[event_item(index, node) for index, node in enumerate(notifiers)],
         )
-        if tag.deadband is not None:
-            parameters.Filter = _deadband_filter(tag.deadband)
-        return ua.MonitoredItemCreateRequest(
-            ItemToMonitor=ua.ReadValueId(NodeId=item.node_id, AttributeId=AttributeIds.Value),
-            MonitoringMode=ua.MonitoringMode.Reporting,
-            RequestedParameters=parameters,
-        )
+        session = client.uaclient.session
+        results = await self._bounded(session.create_monitored_items(params))
+        for notifier, result in zip(self._config.event_notifiers, results, strict=True):
+            if not result.StatusCode.is_good():
+                raise LinkMisconfigured(
+                    f"opcua {self.name}: event_notifiers {notifier}: cannot subscribe to its"
+                    f" events: {result.StatusCode.name}"
+                )
+        await self._bounded(condition_refresh(session, subscription_id))
 
     # -- receiving ---------------------------------------------------------------------------
 
     def _on_publish(self, result: ua.PublishResult) -> None:
         """Called by asyncua's publish loop for every response, keep-alives included."""
         self._queue.heard()
+        self._alarm_queue.heard()
         batch: list[Reading] = []
         for notification in result.NotificationMessage.NotificationData or []:
             if isinstance(notification, ua.DataChangeNotification):
                 batch.extend(self._readings(notification))
+            elif isinstance(notification, ua.EventNotificationList):
+                for alarm in self._events.alarms(notification):
+                    self._alarm_queue.put(alarm)
             elif isinstance(notification, ua.StatusChangeNotification):
                 self._queue.status_changed(notification.Status)
+                self._alarm_queue.status_changed(notification.Status)
         if batch:
             self._queue.put(batch)
 
@@ -335,7 +396,13 @@ class OpcUaSource:
             status = monitored.Value.StatusCode
             if status is not None and status.value & _OVERFLOW == _OVERFLOW:
                 self._overflows += 1  # the server's queue for this item discarded values
-            yield _reading(item.machine_id, item.tag.name, monitored.Value)
+            found = reading(item.machine_id, item.tag.name, monitored.Value)
+            self._first_live.setdefault(monitored.ClientHandle, found.source_time)
+            yield found
+
+    async def _connection_lost(self, exc: Exception) -> None:
+        await self._queue.connection_lost(exc)
+        await self._alarm_queue.connection_lost(exc)
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -352,70 +419,3 @@ class OpcUaSource:
     async def _bounded(self, awaitable: Awaitable[_T]) -> _T:
         async with asyncio.timeout(self._timeout):
             return await awaitable
-
-
-def _reading(machine_id: str, tag: str, data: ua.DataValue) -> Reading:
-    status = data.StatusCode or ua.StatusCode()
-    variant = data.Value
-    return Reading(
-        machine_id=machine_id,
-        tag=tag,
-        value=to_scalar(variant.Value if variant is not None else None),
-        quality=quality(status.value),
-        status_code=int(status.value),
-        source_time=_utc(data.SourceTimestamp),
-    )
-
-
-def to_scalar(value: object) -> TagScalar:
-    """An OPC UA value as a JSON scalar: enums as their number, text as text."""
-    if value is None or isinstance(value, bool | str | float):
-        return value
-    if isinstance(value, enum.Enum):
-        return int(value.value) if isinstance(value.value, int) else str(value.value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, ua.LocalizedText):
-        return value.Text
-    if isinstance(value, datetime):
-        return _as_utc(value).isoformat()
-    return str(value)
-
-
-def quality(status_code: int) -> Quality:
-    """The severity bits (30-31) of a StatusCode: 00 good, 01 uncertain, 1x bad."""
-    severity = (status_code >> 30) & 0b11
-    if severity == 0:
-        return Quality.GOOD
-    return Quality.UNCERTAIN if severity == 1 else Quality.BAD
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _as_utc(moment)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)  # OPC UA DateTime is UTC on the wire
-    return moment.astimezone(UTC)
-
-
-def _deadband_filter(deadband: Deadband) -> ua.DataChangeFilter:
-    return ua.DataChangeFilter(
-        # The DataChangeFilter default trigger is Status only: values would never be reported.
-        Trigger=ua.DataChangeTrigger.StatusValue,
-        DeadbandType=_DEADBANDS[deadband.kind],
-        DeadbandValue=deadband.value,
-    )
-
-
-def _parse_node_id(tag: TagConfig) -> ua.NodeId:
-    return ua.NodeId.from_string(tag.node_id or "")
-
-
-def _browse_path(path: str) -> ua.BrowsePath:
-    """``2:Press1/2:Speed``, followed from the Objects folder along hierarchical references."""
-    return ua.BrowsePath(
-        StartingNode=ua.NodeId(ua.Int32(ObjectIds.ObjectsFolder)),
-        RelativePath=ua.RelativePath.from_string("/" + path),
-    )

@@ -56,6 +56,14 @@ TAGS: dict[str, tuple[ua.VariantType, object]] = {
 }
 """Every machine's variables: name → (OPC UA type, initial value)."""
 
+UNITS: dict[str, tuple[str, str, float, float]] = {
+    "speed": ("C94", "1/min", 0.0, 120.0),
+    "temperature": ("CEL", "°C", 0.0, 200.0),
+}
+"""Analog tags' EngineeringUnits (UN/CEFACT code, display name) and EURange (low, high),
+as the properties an AnalogItem carries (OPC UA Part 8, 5.3.2)."""
+UNECE_UNITS = "http://www.opcfoundation.org/UA/units/un/cefact"
+
 # asyncua logs at WARNING for things a loopback test server does on purpose (no certificate,
 # anonymous access); the simulator's own logger speaks for it instead.
 _NOISY_LOGGERS = ("asyncua.server.server", "asyncua.crypto.uacrypto")
@@ -171,6 +179,13 @@ class SimulatedPlant:
         return f"opc.tcp://{self.host}:{self.port}/plantsync/"
 
     @property
+    def server(self) -> Server:
+        """The asyncua server while started (for a test that changes what it declares)."""
+        if self._server is None:
+            raise RuntimeError("the plant is not started")
+        return self._server
+
+    @property
     def running(self) -> bool:
         return self._server is not None
 
@@ -267,6 +282,8 @@ class SimulatedPlant:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         server = Server()
+        # ConditionRefresh, as Alarms & Conditions servers offer it (sim/alarms.py)
+        server.iserver.bind_condition_methods = True
         await server.init()
         server.disable_clock()  # its 1 s loop would make every stop() wait a second
         server.set_endpoint(self.endpoint)
@@ -315,6 +332,8 @@ class SimulatedPlant:
                 self.node_id(machine, tag), f"{index}:{tag}", ua.Variant(initial, variant_type)
             )
             self._nodes[(machine, tag)] = node
+            if tag in UNITS:
+                await _add_units(node, *UNITS[tag])
 
     # -- running -----------------------------------------------------------------------------
 
@@ -350,6 +369,20 @@ class SimulatedPlant:
             raise KeyError(
                 f"no tag {tag!r} on machine {machine!r} (is the plant started?)"
             ) from None
+
+
+async def _add_units(node: Node, code: str, display: str, low: float, high: float) -> None:
+    unit_id = int.from_bytes(code.encode(), "big")  # Part 8, 5.6.3: the code's bytes
+    units = ua.EUInformation(
+        NamespaceUri=UNECE_UNITS,
+        UnitId=unit_id,
+        DisplayName=ua.LocalizedText(display),
+        Description=ua.LocalizedText(display),
+    )
+    # The properties' browse names are the standard's (namespace 0), as clients look them up.
+    for name, value in (("EngineeringUnits", units), ("EURange", ua.Range(Low=low, High=high))):
+        node_id = ua.NodeId.from_string(f"{node.nodeid.to_string()}.{name}")
+        await node.add_property(node_id, ua.QualifiedName(name, 0), value)
 
 
 def _der(path: Path) -> bytes:

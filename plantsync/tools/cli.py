@@ -20,6 +20,8 @@ plantsync opcua list|trust NAME --thumbprint SHA1|reject NAME [--config PATH]
                                            the OPC UA server certificates the agent trusts
 plantsync order ORDER_ID [--config PATH] [--json]
                                            one order's timeline from the store (read-only)
+plantsync opcua browse URL [--depth N] [--filter GLOB] [security options]
+                                           a server's variables as a ready [[opcua]] block
 plantsync version
 """
 
@@ -40,7 +42,7 @@ from plantsync.config import config_hash, load_config, summarize
 from plantsync.config.model import AgentConfig, HubConfig
 from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.errors import ConfigError, HubUnavailable, LinkMisconfigured, StoreError
-from plantsync.tools import plantcommands
+from plantsync.tools import opcuabrowse, plantcommands
 from plantsync.tools.hubsettings import add_hub_options, one_line, settings_from_args
 from plantsync.tools.probe import probe
 
@@ -137,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     publish.set_defaults(handler=_hub_publish)
 
     _operator_commands(commands)
-    plantcommands.add_commands(commands, _default_config_path)
+    opcuabrowse.add_parser(plantcommands.add_commands(commands, _default_config_path))
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(__version__) or EXIT_OK)

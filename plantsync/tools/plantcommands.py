@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
-def add_commands(commands: Commands, default_config: Callable[[], Path]) -> None:
-    """Add ``jobcontrol probe`` to the ``plantsync`` command's subcommands."""
+def add_commands(commands: Commands, default_config: Callable[[], Path]) -> Commands:
+    """Add ``jobcontrol probe`` and ``opcua list|trust|reject``; returns ``opcua``'s actions."""
     jobcontrol = commands.add_parser(
         "jobcontrol", help="the ISA-95 Job Control server of the config"
     ).add_subparsers(required=True, metavar="ACTION")
@@ -59,7 +59,7 @@ def add_commands(commands: Commands, default_config: Callable[[], Path]) -> None
     probe.set_defaults(handler=_jobcontrol_probe)
 
     opcua = commands.add_parser(
-        "opcua", help="the OPC UA servers' certificates the agent trusts"
+        "opcua", help="OPC UA: browse a server, the server certificates the agent trusts"
     ).add_subparsers(required=True, metavar="ACTION")
     listing = opcua.add_parser("list", help="trusted against presented, per server")
     trust = opcua.add_parser("trust", help="trust the certificate a server presents")
@@ -70,6 +70,7 @@ def add_commands(commands: Commands, default_config: Callable[[], Path]) -> None
     for parser, handler in ((listing, _opcua_list), (trust, _opcua_trust), (reject, _reject)):
         parser.add_argument("--config", type=Path, default=default_config())
         parser.set_defaults(handler=handler)
+    return opcua
 
 
 def _jobcontrol_probe(args: argparse.Namespace) -> int:

@@ -108,6 +108,18 @@ class DeadLetterView(BaseModel):
     """Hex sha256 of the whole message."""
 
 
+class ServerView(BaseModel):
+    """An OPC UA server as the source link found it on connecting."""
+
+    endpoint: str
+    security_mode: str
+    security_policy: str | None = None
+    namespaces: list[str] = []
+    """Namespace URIs; a node id's ``ns=`` is the position here."""
+    limits: dict[str, int] = {}
+    """The operation limits the server declares (0: none declared)."""
+
+
 class LinkView(BaseModel):
     state: LinkState
     since: datetime
@@ -121,6 +133,8 @@ class LinkView(BaseModel):
     counters: dict[str, int] = {}
     peer: str | None = None
     """What the link reached last: for the hub, its node and the MQTT version it accepted."""
+    server: ServerView | None = None
+    """An OPC UA source's server: endpoint, security mode, namespace URIs, limits."""
     """What the link's driver counted this session: ``dropped``, ``overflows`` (values lost),
     ``more_notifications``, ``publish_requests`` (an OPC UA server's cap at work)."""
 
@@ -433,6 +447,7 @@ def _link_view(health: LinkHealth, scrub: Scrub) -> LinkView:
         seconds_since_activity=round(activity, 3) if activity is not None else None,
         counters=dict(health.counters),
         peer=health.peer,
+        server=ServerView.model_validate(health.server) if health.server else None,
     )
 
 

@@ -170,7 +170,8 @@ def _overview(status: Status) -> str:
         idle = link.seconds_since_activity
         rows.append(
             f'<tr class="link" data-link="{_e(name)}" data-level="{level}">'
-            f'<td><span class="dot {level}"></span>{_e(_link_title(name))}{_peer(link)}</td>'
+            f'<td><span class="dot {level}"></span>{_e(_link_title(name))}{_peer(link)}'
+            f"{_server(link)}</td>"
             f'<td class="state {level}">{_e(label)}</td>'
             f"<td>{f'{_duration(idle)} ago' if idle is not None else 'never'}</td>"
             f"<td>{_duration(link.seconds_in_state)}</td>"
@@ -225,6 +226,22 @@ def backlog(status: Status) -> list[tuple[str, str]]:
 
 def _peer(link: LinkView) -> str:
     return f'<br><small class="peer">{_e(link.peer)}</small>' if link.peer else ""
+
+
+def _server(link: LinkView) -> str:
+    """An OPC UA server's endpoint and security, its namespaces and limits folded below."""
+    server = link.server
+    if server is None:
+        return ""
+    security = " ".join(filter(None, [server.security_mode, server.security_policy]))
+    namespaces = "".join(
+        f"<li>ns={index} {_e(uri)}</li>" for index, uri in enumerate(server.namespaces)
+    )
+    limits = ", ".join(f"{_e(k)} {v or 'none'}" for k, v in server.limits.items())
+    return (
+        f'<details class="server"><summary>{_e(server.endpoint)} · {_e(security)}</summary>'
+        f"<ul>{namespaces}</ul><small>{limits}</small></details>"
+    )
 
 
 def _link_title(name: str) -> str:

@@ -35,6 +35,7 @@ async def test_status_shows_links_outbox_inbox_dead_letters_version_and_config_h
         "seconds_since_activity",
         "counters",  # what the driver counted this session (values lost, server limits)
         "peer",  # what the link reached: the hub's node and MQTT version
+        "server",  # an OPC UA server: endpoint, security, namespaces, limits (None here)
     }
     assert hub["state"] == "connecting"
     business = status["outbox"]["lanes"]["business"]

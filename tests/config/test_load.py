@@ -158,6 +158,11 @@ def test_summary_names_site_hub_store_servers_and_hash() -> None:
             "exactly one of node_id or browse_path",
         ),
         ("duplicate_machine_ids.toml", "opcua", "machine ids must be unique: ['press-1']"),
+        (
+            "event_notifier_not_a_node_id.toml",
+            "opcua[0].event_notifiers",
+            "'Server' is not a node id like 'i=2253'",
+        ),
         ("bad_toml_syntax.toml", "line 5, column 7", "TOML syntax: Invalid value"),
         ("sign_without_certificate.toml", "opcua[0]", "Sign needs certificate and private_key"),
         ("lifetime_below_three_keepalives.toml", "opcua[0]", "at least 3 x keepalive_count"),
@@ -199,7 +204,7 @@ def test_invalid_file_is_refused_naming_file_key_and_reason(
 
 
 def test_every_invalid_file_is_covered_by_a_rejection_test() -> None:
-    assert len(list(INVALID.glob("*.toml"))) == 16
+    assert len(list(INVALID.glob("*.toml"))) == 17
 
 
 def test_retention_defaults_keep_ids_longer_than_the_broker_keeps_a_session(

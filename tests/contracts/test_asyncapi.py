@@ -23,6 +23,8 @@ UP_TYPES = {
     "equipment.capability",
     "production.throughput",
     "production.yield",
+    "alarm",
+    "history.gap",
 }
 
 
