@@ -35,7 +35,7 @@ from plantsync.buffer.idempotency import KeptAnswer, KeyedRequest, Reply
 from plantsync.buffer.store import Store
 from plantsync.contracts import Contract, Envelope, Topics, new_message_id
 from plantsync.contracts.alarms import Alarm, AlarmMessage, alarm_stream
-from plantsync.contracts.gaps import HistoryGap, HistoryGapMessage, gap_stream
+from plantsync.contracts.machine import HistoryGap, HistoryGapMessage, gap_stream
 from plantsync.contracts.orders import (
     ACK_STREAM,
     RESYNC_STREAM,

@@ -50,7 +50,7 @@ from plantsync.agent.polling import PollEndpoint, PollRunner, runners
 from plantsync.agent.recovery.nudge import Nudge, watch
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
-from plantsync.agent.sourcing import run_beside
+from plantsync.agent.sourcing import source_session
 from plantsync.agent.supervisor import (
     Backoff,
     LinkHealth,
@@ -67,12 +67,9 @@ from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
 from plantsync.drivers.base import (
-    Counted,
-    Described,
     PlantEvents,
     ScheduleSink,
     Source,
-    TagsDescribed,
 )
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.errors import HubUnavailable, LinkError, LinkMisconfigured
@@ -258,6 +255,8 @@ class Agent:
         stop: asyncio.Event,
         on_ready: Callable[[], None] | None,
     ) -> None:
+        business = self.business
+        assert business is not None
         async with asyncio.TaskGroup() as tasks:
             hub = tasks.create_task(
                 supervise(
@@ -280,7 +279,9 @@ class Agent:
                 tasks.create_task(
                     supervise(
                         self.health[name],
-                        self._source_session(name, pipeline),
+                        source_session(
+                            self.health[name], self.parts.sources[name], pipeline, business
+                        ),
                         self._backoff(),
                         self.nudge,
                     ),
@@ -303,12 +304,23 @@ class Agent:
             retention = tasks.create_task(self.housekeeping.run(), name="retention")
             watched = functools.partial(material_files, self.config)
             watcher = tasks.create_task(watch(self.nudge, watched), name="nudge-watch")
+            assert self._sequencer is not None
+            self.pollers = runners(
+                self.parts.pollers,
+                self.store,
+                self.topics,
+                self._sequencer,
+                pipeline.committed,
+                self.health,
+                scheduler,
+                self.config.site.zone,
+            )
             polls = [
                 tasks.create_task(
                     supervise(self.health[name], runner.session, self._backoff()),
                     name=f"link:{name}",
                 )
-                for name, runner in self._poll_runners(pipeline, scheduler).items()
+                for name, runner in self.pollers.items()
             ]
             if on_ready is not None:
                 on_ready()
@@ -322,23 +334,6 @@ class Agent:
             await pipeline.close()
             await writer
             await self._stop_hub(hub)
-
-    def _poll_runners(
-        self, pipeline: Pipeline, scheduler: AsyncIOScheduler
-    ) -> dict[str, PollRunner]:
-        assert self.store is not None
-        assert self._sequencer is not None
-        self.pollers = runners(
-            self.parts.pollers,
-            self.store,
-            self.topics,
-            self._sequencer,
-            pipeline.committed,
-            self.health,
-            scheduler,
-            self.config.site.zone,
-        )
-        return self.pollers
 
     async def _stop_hub(self, hub: asyncio.Task[None]) -> None:
         self._stopping.set()
@@ -414,32 +409,6 @@ class Agent:
                 await link.publish(self.topics.status, status, qos=1, retain=True)
         except TimeoutError as exc:
             raise HubUnavailable(f"status not acknowledged within {timeout:.0f} s") from exc
-
-    def _source_session(self, name: str, pipeline: Pipeline) -> Session:
-        health, connect = self.health[name], self.parts.sources[name]
-
-        async def session(up: Callable[[], None]) -> None:
-            since = pipeline.last_times(name)  # where this link's gap began, per tag
-            async with connect() as source:
-                if isinstance(source, Described):
-                    health.server = dict(source.description())
-                if isinstance(source, TagsDescribed):
-                    pipeline.describe(source.tag_metadata())
-                up()
-                assert self.business is not None
-                await first_completed(
-                    readings(source), run_beside(name, source, pipeline, self.business, since)
-                )
-
-        async def readings(source: Source) -> None:
-            counted = source if isinstance(source, Counted) else None
-            async for batch in source.readings():
-                health.touch()
-                if counted is not None:
-                    health.counters = dict(counted.counters())
-                await pipeline.submit(name, batch)
-
-        return session
 
     async def _snapshots(self, pipeline: Pipeline) -> None:
         """Ask for a full snapshot every ``policy.snapshot_interval`` until cancelled."""

@@ -24,8 +24,12 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from plantsync.contracts.alarms import ALARM_TYPE, AlarmMessage
-from plantsync.contracts.gaps import HISTORY_GAP_TYPE, HistoryGapMessage
-from plantsync.contracts.machine import MACHINE_STATE_TYPE, MachineStateMessage
+from plantsync.contracts.machine import (
+    HISTORY_GAP_TYPE,
+    MACHINE_STATE_TYPE,
+    HistoryGapMessage,
+    MachineStateMessage,
+)
 from plantsync.contracts.mes import MES_MESSAGES, mes_topic
 from plantsync.contracts.orders import (
     ORDER_STATUS_TYPE,

@@ -26,10 +26,10 @@ from plantsync.buffer.base import OutboxStats
 from plantsync.buffer.database import StoreHealth
 from plantsync.buffer.inbox import DeadLetter, Inbox, InboxRow, InboxStats, OrderState
 from plantsync.buffer.quarantine import quarantined_files
-from plantsync.config.certificates import WARN_DAYS, certificates_in_use
 from plantsync.contracts.inbound import parse_down_message
 from plantsync.contracts.schedule import ProductionOrder
 from plantsync.errors import MessageRejected
+from plantsync.web.certificates import CertificateView, certificate_views
 from plantsync.web.progress import BackfillView, backfill_view
 from plantsync.web.view import AgentView
 
@@ -182,18 +182,6 @@ class InboxView(BaseModel):
     counts: dict[str, int]
     pending: int
     oldest_pending_age_seconds: float | None
-
-
-class CertificateView(BaseModel):
-    """A certificate in use: ``role`` own, ca or server; ``warning`` from 30 days before it
-    expires, or when its file cannot be read."""
-
-    link: str
-    role: str
-    file: str
-    not_after: datetime | None
-    days_left: float | None
-    warning: str | None
 
 
 class Status(BaseModel):
@@ -354,33 +342,9 @@ def status_view(
         dead_letters=inbox.dead_letters,
         downlink=downlink,
         plant_input=asdict(view.business.counters) if view.business is not None else {},
-        certificates=certificate_views(view),
+        certificates=certificate_views(view.config),
         backfill=backfill_view(view.uplink.backfill, outbox, now) if view.uplink else None,
     )
-
-
-def certificate_views(view: AgentView) -> list[CertificateView]:
-    now = datetime.now(UTC)
-    views = []
-    for certificate in certificates_in_use(view.config):
-        left = certificate.days_left(now)
-        warning = certificate.problem
-        if left is not None and left < WARN_DAYS:
-            expiry = f"{certificate.not_after:%Y-%m-%d}"
-            warning = (
-                f"expired on {expiry}" if left < 0 else f"expires in {left:.0f} days ({expiry})"
-            )
-        views.append(
-            CertificateView(
-                link=certificate.link,
-                role=certificate.role,
-                file=str(certificate.path),
-                not_after=certificate.not_after,
-                days_left=round(left, 2) if left is not None else None,
-                warning=warning,
-            )
-        )
-    return views
 
 
 def store_view(health: StoreHealth) -> StoreView:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
@@ -63,8 +62,8 @@ from plantsync.buffer.base import OutboxStats
 from plantsync.buffer.database import StoreHealth
 from plantsync.buffer.inbox import InboxStats
 from plantsync.buffer.quarantine import quarantined_files
-from plantsync.config.certificates import CertificateInUse, certificates_in_use
 from plantsync.errors import StoreError
+from plantsync.web.certificates import certificate_metric
 from plantsync.web.progress import backfill_metrics
 from plantsync.web.view import AgentView
 
@@ -149,7 +148,7 @@ class AgentCollector(Collector):
         yield from self._agent_info()
         yield from self._links()
         yield from self._flows()
-        yield _certificates(certificates_in_use(self._agent.config))
+        yield certificate_metric(self._agent.config)
         yield _gauge("plantsync_store_up", "1 when the store answered", self._outbox is not None)
         if self._agent.store is not None:
             yield from _store_health(self._agent.store.health)
@@ -235,20 +234,6 @@ class AgentCollector(Collector):
             yield from _downlink(agent.downlink.counters)
         if agent.business is not None:
             yield from _business(agent.business.counters)
-
-
-def _certificates(certificates: list[CertificateInUse]) -> Metric:
-    days = GaugeMetricFamily(
-        "plantsync_certificate_expiry_days",
-        "days until each certificate in use expires (negative: expired); own, ca or server",
-        labels=["link", "role", "file"],
-    )
-    now = datetime.now(UTC)
-    for certificate in certificates:
-        left = certificate.days_left(now)
-        if left is not None:
-            days.add_metric([certificate.link, certificate.role, str(certificate.path)], left)
-    return days
 
 
 def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:

@@ -21,7 +21,7 @@ from plantsync.web.apiviews import (
     LinkView,
     Status,
 )
-from plantsync.web.depth import HISTORY_POINTS, SAMPLE_SECONDS, DepthSample
+from plantsync.web.depth import DepthSample, depth_chart
 from plantsync.web.progress import backfill_card
 
 if TYPE_CHECKING:
@@ -299,48 +299,6 @@ def _plant_input(counted: dict[str, int]) -> str:
         f" {counted.get('unplanned_statuses', 0)} status report(s);"
         f" {counted.get('replayed', 0)} retried post(s) answered again,"
         f" {counted.get('conflicts', 0)} refused (key reused).</p>"
-    )
-
-
-_LANE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
-
-
-def depth_chart(samples: list[DepthSample], now: float, width: int = 480, height: int = 140) -> str:
-    """The outbox depth per lane over the last hour, as inline SVG (no script, no library)."""
-    start = now - HISTORY_POINTS * SAMPLE_SECONDS
-    points = [s for s in samples if s.at >= start]
-    lanes = sorted({lane for s in points for lane in s.lanes})
-    top = max([1, *(depth for s in points for depth in s.lanes.values())])
-    pad = 24
-
-    def x(at: float) -> float:
-        return pad + (at - start) / (now - start) * (width - pad - 4)
-
-    def y(depth: int) -> float:
-        return height - pad - depth / top * (height - pad - 8)
-
-    lines = []
-    legend = []
-    for index, lane in enumerate(lanes):
-        color = _LANE_COLORS[index % len(_LANE_COLORS)]
-        coords = " ".join(f"{x(s.at):.1f},{y(s.lanes.get(lane, 0)):.1f}" for s in points)
-        lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{coords}"/>')
-        legend.append(
-            f'<text x="{pad + 8 + index * 90}" y="16" fill="{color}"'
-            f' font-size="11">{_e(lane)}</text>'
-        )
-    return (
-        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}"'
-        f' height="{height}" aria-label="outbox depth, last hour">'
-        "<title>Outbox depth per lane, last hour</title>"
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - 4}" y2="{height - pad}"'
-        ' stroke="#999"/>'
-        f'<line x1="{pad}" y1="8" x2="{pad}" y2="{height - pad}" stroke="#999"/>'
-        f'<text x="2" y="12" font-size="10" fill="#555">{top}</text>'
-        f'<text x="2" y="{height - pad}" font-size="10" fill="#555">0</text>'
-        f'<text x="{width - 60}" y="{height - pad + 12}" font-size="10" fill="#555">now</text>'
-        f'<text x="{pad}" y="{height - pad + 12}" font-size="10" fill="#555">-60 min</text>'
-        f"{''.join(lines)}{''.join(legend)}</svg>"
     )
 
 

@@ -19,7 +19,7 @@ from asyncua.server.history_sql import HistorySQLite
 from chaos.proxy import Proxy
 from plantsync.agent.supervisor import LinkState
 from plantsync.config.plant import MachineConfig, TagConfig
-from plantsync.contracts.gaps import HistoryGapMessage
+from plantsync.contracts.machine import HistoryGapMessage
 from plantsync.sim.plant import NAMESPACE, SimulatedPlant
 from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.support import HubRecorder, agent_config, eventually, recording, running_agent

@@ -15,9 +15,8 @@ import pytest
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkState
 from plantsync.web.apiviews import LinkView
-from plantsync.web.depth import DepthHistory, DepthSample
+from plantsync.web.depth import DepthHistory, DepthSample, depth_chart
 from plantsync.web.statuspage import CSRF_HEADER, SESSION_COOKIE
-from plantsync.web.statusrender import depth_chart
 from tests.api.support import (
     AUTH,
     DOWN_TOPIC,

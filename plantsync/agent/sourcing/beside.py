@@ -19,7 +19,7 @@ from plantsync.agent.business import BusinessWriter
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.supervisor import first_completed
 from plantsync.contracts import machine_stream
-from plantsync.contracts.gaps import HistoryGap
+from plantsync.contracts.machine import HistoryGap
 from plantsync.drivers.base import AlarmSource, HistorySource, Source
 from plantsync.errors import SourceUnavailable, StoreFull
 
