@@ -123,8 +123,10 @@ async def test_a_slow_mes_times_out_and_is_read_once_it_answers_again(
     store = tmp_path / "store.db"
     mes.add_downtime("press-1")
 
-    async with polled(store, endpoint(mes, "downtime", timeout="200ms")) as (poll, source):
-        mes.faults.delay = 1.0
+    # The margins are wide (0.5 s against 3 s) so a busy test process cannot make the answer
+    # that follows miss its own timeout.
+    async with polled(store, endpoint(mes, "downtime", timeout="500ms")) as (poll, source):
+        mes.faults.delay = 3.0
         with pytest.raises(SourceUnavailable, match="timed out"):
             await poll.poll(source)
         mes.faults.delay = 0.0

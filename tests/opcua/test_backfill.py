@@ -138,7 +138,9 @@ async def test_after_a_30_s_cut_hq_has_every_value_of_the_gap_exactly_once(
     values = sorted(value for value, _ in received)
     # every value exactly once: the initial 0.0, then 1 … last (live, historical, live)
     assert values == [float(n) for n in range(last + 1)]
-    historical = sorted(value for value, flag in received if flag)
+    # The initial 0.0 may be committed before the hub's first connect, and what waits in the
+    # outbox at a connect goes out as backlog, historical too (issue 16): leave it out here.
+    historical = sorted(value for value, flag in received if flag and value > 0)
     assert historical == [float(n) for n in range(11, 10 + gap_count)]  # the gap but its last
     [gap] = gaps(hub)
     assert (gap.payload.machine_id, gap.payload.tag, gap.payload.reason) == (
