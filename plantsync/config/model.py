@@ -8,7 +8,7 @@ strings such as ``"512MB"`` or ``"2GiB"``. Validation performs no network I/O.
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -16,7 +16,6 @@ from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BeforeValidator,
     ByteSize,
@@ -32,6 +31,7 @@ from plantsync.config.plant import (
     MesConfig,
     OpcUaServerConfig,
     PollEndpointConfig,
+    check_crontab,
 )
 from plantsync.config.types import Duration, Section, Tls
 from plantsync.config.uplink import UplinkConfig
@@ -294,22 +294,7 @@ class StoreConfig(Section):
     def _schedule_is_crontab(cls, schedule: str) -> str:
         # APScheduler 3 numbers weekdays from Monday = 0, crontab from Sunday = 0 (its issue
         # 286): a number would silently run on the wrong day, so only names are accepted.
-        fields = schedule.split()
-        if len(fields) == 5 and any(char.isdigit() for char in fields[4]):
-            raise ValueError(
-                f"{schedule!r}: write weekdays by name (sun, mon-fri), not by number:"
-                " crontab counts 0 as Sunday, the scheduler as Monday"
-            )
-        try:
-            trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
-        except ValueError as exc:
-            raise ValueError(
-                f"{schedule!r} is not a cron expression 'minute hour day month weekday'"
-                f" such as '30 3 * * *': {exc}"
-            ) from exc
-        if trigger.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is None:
-            raise ValueError(f"{schedule!r} never fires (no such date)")
-        return schedule
+        return check_crontab(schedule)
 
 
 class PolicyConfig(Section):

@@ -194,12 +194,7 @@ class MesConfig(Section):
     @field_validator("url")
     @classmethod
     def _url_is_http(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.password is not None:
-            raise ValueError("put credentials in token, not in the url")
-        return url
+        return check_http_url(url, credentials_in="token")
 
 
 class JobControlConfig(OpcUaClientConfig):
@@ -337,12 +332,7 @@ class PollEndpointConfig(Section):
     @field_validator("url")
     @classmethod
     def _url_is_http(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.password is not None:
-            raise ValueError("put credentials in auth, not in the url")
-        return url
+        return check_http_url(url, credentials_in="auth")
 
     @field_validator("cron")
     @classmethod
@@ -387,6 +377,16 @@ def check_pointer(pointer: str) -> str:
     return pointer
 
 
+def check_http_url(url: str, *, credentials_in: str) -> str:
+    """An http(s) URL with a host and no password in it (credentials go in ``credentials_in``)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.password is not None:
+        raise ValueError(f"put credentials in {credentials_in}, not in the url")
+    return url
+
+
 def check_crontab(schedule: str) -> str:
     """A 5-field crontab with weekdays by name (APScheduler 3 numbers them from Monday)."""
     fields = schedule.split()
@@ -399,7 +399,8 @@ def check_crontab(schedule: str) -> str:
         trigger = CronTrigger.from_crontab(schedule, timezone=UTC)
     except ValueError as exc:
         raise ValueError(
-            f"{schedule!r} is not a cron expression 'minute hour day month weekday': {exc}"
+            f"{schedule!r} is not a cron expression 'minute hour day month weekday'"
+            f" such as '30 3 * * *': {exc}"
         ) from exc
     if trigger.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=UTC)) is None:
         raise ValueError(f"{schedule!r} never fires (no such date)")

@@ -17,8 +17,6 @@ The driver makes one attempt per call and has no retry loop: the agent owns retr
 from __future__ import annotations
 
 import contextlib
-import ssl
-from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 from urllib.parse import quote
@@ -26,8 +24,8 @@ from urllib.parse import quote
 import httpx
 
 from plantsync.config.plant import MesConfig
-from plantsync.config.types import Tls
 from plantsync.drivers.base import OrderChange, PlantVerdict
+from plantsync.drivers.common.http import map_httpx_exceptions, ssl_verify
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
 _REASON_LIMIT = 300
@@ -55,7 +53,7 @@ class MesHttpSink:
             base_url=self._config.url.rstrip("/") + "/",
             headers=headers,
             timeout=self._config.request_timeout.total_seconds(),
-            verify=_verify(self._config.tls),
+            verify=ssl_verify(self._config.tls, "mes"),
             transport=self._transport,
         )
         return self
@@ -73,7 +71,7 @@ class MesHttpSink:
         """POST one change; see the module docstring for how answers are read."""
         if self._client is None:
             raise SourceUnavailable("mes: not connected")
-        with _map_httpx_exceptions(self._config.url):
+        with map_httpx_exceptions(f"mes {self._config.url}"):
             response = await self._client.post(
                 f"orders/{quote(change.order_id, safe='')}/changes",
                 json={
@@ -107,28 +105,3 @@ def _reason(response: httpx.Response) -> str:
                 if isinstance(body.get(key), str):
                     return str(body[key])[:_REASON_LIMIT]
     return response.text[:_REASON_LIMIT] or response.reason_phrase
-
-
-def _verify(tls: Tls | None) -> ssl.SSLContext | bool:
-    if tls is None:
-        return True
-    try:
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file is not None and tls.key_file is not None:
-            password = tls.key_password.get_secret_value() if tls.key_password else None
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file), password)
-    except (OSError, ssl.SSLError) as exc:
-        raise LinkMisconfigured(f"mes TLS files cannot be used: {exc}") from exc
-    context.check_hostname = tls.verify == "full"
-    return context
-
-
-@contextlib.contextmanager
-def _map_httpx_exceptions(url: str) -> Iterator[None]:
-    """The one place httpx's exceptions become plantsync's."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise SourceUnavailable(f"mes {url}: timed out") from exc
-    except httpx.TransportError as exc:
-        raise SourceUnavailable(f"mes {url}: {exc or type(exc).__name__}") from exc

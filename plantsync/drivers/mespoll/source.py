@@ -17,9 +17,7 @@ the store, the schedule, retries and the rate limit in the agent (``agent/pollin
 from __future__ import annotations
 
 import contextlib
-import ssl
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -28,10 +26,10 @@ from typing import Any, Self
 import httpx
 
 from plantsync.config.plant import CursorKind, PollEndpointConfig
-from plantsync.config.types import Tls
 from plantsync.contracts.envelope import Contract
 from plantsync.contracts.inbound import strict_json
 from plantsync.contracts.orders import ReasonCode
+from plantsync.drivers.common.http import map_httpx_exceptions, ssl_verify
 from plantsync.drivers.mespoll.mapping import BadAnswer, RecordMapping, Rejected, found, resolve
 from plantsync.errors import LinkMisconfigured, MessageRejected, SourceUnavailable, Throttled
 
@@ -91,7 +89,7 @@ class MesPollSource:
             headers=headers,
             auth=auth,
             timeout=config.timeout.total_seconds(),
-            verify=_verify(config.tls, config.name),
+            verify=ssl_verify(config.tls, f"mes-poll:{config.name}"),
             transport=self._transport,
         )
         return self
@@ -120,7 +118,7 @@ class MesPollSource:
             params=self._params(sent),
             headers=_validators(etag, last_modified),
         )
-        with _map_httpx_exceptions(self.name):
+        with map_httpx_exceptions(self.name):
             response = await self._client.send(request, stream=True)
             try:
                 _check_status(self.name, response)
@@ -243,28 +241,3 @@ def _retry_after(value: str | None) -> float | None:
 
 def _too_large(size: str, limit: int) -> str:
     return f"answer of {size} bytes is larger than max_response_size ({limit} bytes): not read"
-
-
-def _verify(tls: Tls | None, name: str) -> ssl.SSLContext | bool:
-    if tls is None:
-        return True
-    try:
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file is not None and tls.key_file is not None:
-            password = tls.key_password.get_secret_value() if tls.key_password else None
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file), password)
-    except (OSError, ssl.SSLError) as exc:
-        raise LinkMisconfigured(f"mes-poll:{name}: TLS files cannot be used: {exc}") from exc
-    context.check_hostname = tls.verify == "full"
-    return context
-
-
-@contextlib.contextmanager
-def _map_httpx_exceptions(name: str) -> Iterator[None]:
-    """The one place httpx's exceptions become plantsync's."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise SourceUnavailable(f"{name}: timed out") from exc
-    except httpx.TransportError as exc:
-        raise SourceUnavailable(f"{name}: {exc or type(exc).__name__}") from exc

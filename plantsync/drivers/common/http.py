@@ -1,0 +1,43 @@
+"""What the two HTTP drivers share (the MES schedule sink and the MES polling source): the TLS
+context a ``Tls`` section asks for, and the one translation of httpx's exceptions."""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Iterator
+
+import httpx
+
+from plantsync.config.types import Tls
+from plantsync.errors import LinkMisconfigured, SourceUnavailable
+
+__all__ = ["map_httpx_exceptions", "ssl_verify"]
+
+
+def ssl_verify(tls: Tls | None, link: str) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: the system's trust without ``tls``, else its CA, client certificate
+    and hostname check. Unusable files are ``LinkMisconfigured`` naming ``link``."""
+    if tls is None:
+        return True
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file is not None and tls.key_file is not None:
+            password = tls.key_password.get_secret_value() if tls.key_password else None
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file), password)
+    except (OSError, ssl.SSLError) as exc:
+        raise LinkMisconfigured(f"{link}: TLS files cannot be used: {exc}") from exc
+    context.check_hostname = tls.verify == "full"
+    return context
+
+
+@contextlib.contextmanager
+def map_httpx_exceptions(link: str) -> Iterator[None]:
+    """The one place httpx's transport exceptions become plantsync's (retry: the counterpart
+    is slow or away)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise SourceUnavailable(f"{link}: timed out") from exc
+    except httpx.TransportError as exc:
+        raise SourceUnavailable(f"{link}: {exc or type(exc).__name__}") from exc
