@@ -314,7 +314,7 @@ class SqliteInbox:
     async def _orders(self, query: str, params: Sequence[Any]) -> list[OrderState]:
         async with self._database.read() as connection:
             rows = await connection.execute_fetchall(query, params)
-        return [_order_state(row) for row in rows]
+        return [order_state(row) for row in rows]
 
     async def _delete(self, query: str, params: Sequence[Any]) -> int:
         async with self._database.write() as transaction:
@@ -371,8 +371,9 @@ def _inbox_row(row: Iterable[Any]) -> InboxRow:
     )
 
 
-def _order_state(row: Iterable[Any]) -> OrderState:
-    """An ``OrderState`` from the columns ``_ORDER`` and ``_SCHEDULE`` select, in their order."""
+def order_state(row: Iterable[Any]) -> OrderState:
+    """An ``OrderState`` from the orders table's columns as ``_ORDER`` and ``_SCHEDULE`` (and
+    the read-only ``history`` queries) select them, in their order."""
     order_id, revision, work_center, status, order_json, updated_at, *rest = row
     planned_start, correlation_id, message_id = rest
     return OrderState(

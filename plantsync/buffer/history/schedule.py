@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from plantsync.buffer.history.timeline import has_table, order_state
+from plantsync.buffer.history.timeline import has_table
 from plantsync.buffer.inbox import OrderState
+from plantsync.buffer.inbox_sqlite import order_state
 from plantsync.buffer.inspect import read_only
 
 MAX_LIMIT = 500

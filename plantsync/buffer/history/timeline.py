@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from plantsync.buffer.base import Lane, RowStatus
 from plantsync.buffer.inbox import InboxStatus, OrderState
+from plantsync.buffer.inbox_sqlite import order_state
 from plantsync.buffer.inspect import read_only
 
 _ORDER = (
@@ -140,23 +141,6 @@ def read_timeline(path: Path, order_id: str) -> OrderTimeline:
 
 def has_table(connection: sqlite3.Connection, name: str) -> bool:
     return connection.execute(_HAS_TABLE, (name,)).fetchone() is not None
-
-
-def order_state(row: tuple[Any, ...]) -> OrderState:
-    """An ``OrderState`` from the orders table's columns, in the order the queries select."""
-    order_id, revision, work_center, status, order_json, updated_at, *rest = row
-    planned_start, correlation_id, message_id = rest
-    return OrderState(
-        order_id,
-        revision,
-        work_center,
-        status,
-        bytes(order_json),
-        updated_at,
-        planned_start,
-        correlation_id=correlation_id,
-        message_id=message_id,
-    )
 
 
 def _received(row: tuple[Any, ...], order_id: str) -> ReceivedSchedule:
