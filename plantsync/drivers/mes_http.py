@@ -17,7 +17,6 @@ The driver makes one attempt per call and has no retry loop: the agent owns retr
 from __future__ import annotations
 
 import contextlib
-from types import TracebackType
 from typing import Self
 from urllib.parse import quote
 
@@ -25,47 +24,38 @@ import httpx
 
 from plantsync.config.plant import MesConfig
 from plantsync.drivers.base import OrderChange, PlantVerdict
-from plantsync.drivers.common.http import map_httpx_exceptions, ssl_verify
+from plantsync.drivers.common.http import HttpLink, map_httpx_exceptions
 from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
 _REASON_LIMIT = 300
 """Characters of an MES error body carried into an acknowledgement."""
 
 
-class MesHttpSink:
+class MesHttpSink(HttpLink):
     """Delivers order changes to an MES REST endpoint."""
 
     def __init__(
         self, config: MesConfig, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        self._config, self._transport = config, transport
-        self._client: httpx.AsyncClient | None = None
+        super().__init__(transport)
+        self._config = config
 
     @property
     def name(self) -> str:
         return "mes"
 
     async def __aenter__(self) -> Self:
-        headers = {"User-Agent": "plantsync"}
+        headers = {}
         if self._config.token is not None:
             headers["Authorization"] = f"Bearer {self._config.token.get_secret_value()}"
-        self._client = httpx.AsyncClient(
+        self._open(
+            "mes",
+            self._config.tls,
+            self._config.request_timeout.total_seconds(),
+            headers,
             base_url=self._config.url.rstrip("/") + "/",
-            headers=headers,
-            timeout=self._config.request_timeout.total_seconds(),
-            verify=ssl_verify(self._config.tls, "mes"),
-            transport=self._transport,
         )
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._client is not None:
-            await self._client.aclose()
 
     async def apply(self, change: OrderChange) -> PlantVerdict:
         """POST one change; see the module docstring for how answers are read."""

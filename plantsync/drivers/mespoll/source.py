@@ -20,7 +20,6 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -29,7 +28,7 @@ from plantsync.config.plant import CursorKind, PollEndpointConfig
 from plantsync.contracts.envelope import Contract
 from plantsync.contracts.inbound import strict_json
 from plantsync.contracts.orders import ReasonCode
-from plantsync.drivers.common.http import map_httpx_exceptions, ssl_verify
+from plantsync.drivers.common.http import HttpLink, map_httpx_exceptions
 from plantsync.drivers.mespoll.mapping import BadAnswer, RecordMapping, Rejected, found, resolve
 from plantsync.errors import LinkMisconfigured, MessageRejected, SourceUnavailable, Throttled
 
@@ -59,16 +58,15 @@ class Page:
     records: int = field(default=0)
 
 
-class MesPollSource:
+class MesPollSource(HttpLink):
     """Reads one ``[[mes_poll]]`` endpoint. Enter it to build the HTTP client, ``fetch`` pages."""
 
     def __init__(
         self, config: PollEndpointConfig, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
+        super().__init__(transport)
         self.config = config
         self.mapping = RecordMapping(config)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
 
     @property
     def name(self) -> str:
@@ -77,7 +75,7 @@ class MesPollSource:
     async def __aenter__(self) -> Self:
         config = self.config
         auth: httpx.Auth | None = None
-        headers = {"User-Agent": "plantsync", "Accept": "application/json", **config.headers}
+        headers = {"Accept": "application/json", **config.headers}
         if config.auth is not None and config.auth.kind == "bearer":
             assert config.auth.token is not None
             headers["Authorization"] = f"Bearer {config.auth.token.get_secret_value()}"
@@ -85,24 +83,14 @@ class MesPollSource:
             assert config.auth.username is not None
             assert config.auth.password is not None
             auth = httpx.BasicAuth(config.auth.username, config.auth.password.get_secret_value())
-        self._client = httpx.AsyncClient(
-            headers=headers,
+        self._open(
+            f"mes-poll:{config.name}",
+            config.tls,
+            config.timeout.total_seconds(),
+            headers,
             auth=auth,
-            timeout=config.timeout.total_seconds(),
-            verify=ssl_verify(config.tls, f"mes-poll:{config.name}"),
-            transport=self._transport,
         )
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
 
     async def fetch(
         self, cursor: str | None, etag: str | None = None, last_modified: str | None = None
