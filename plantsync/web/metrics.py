@@ -47,9 +47,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -66,6 +66,9 @@ from plantsync.errors import StoreError
 from plantsync.web.certificates import certificate_metric
 from plantsync.web.progress import backfill_metrics
 from plantsync.web.view import AgentView
+
+if TYPE_CHECKING:  # FastAPI is the web app's, built after READY; ``/metrics``: routes/metrics.py
+    from fastapi import Request
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 """Seconds: a schedule normally applies within seconds; approvals and outages take hours."""
@@ -345,15 +348,6 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=float(value))
-
-
-router = APIRouter(tags=["metrics"])
-
-
-@router.get("/metrics", response_class=Response, include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    """Prometheus text format: every metric of this agent."""
-    return Response(await metrics_of(request).exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def metrics_of(request: Request) -> AgentMetrics:
