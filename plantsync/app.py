@@ -58,6 +58,7 @@ async def open_store(config: AgentConfig) -> Store:
         archive=archive_policy(config),
         on_corrupt="quarantine",
         dead_letter_max_bytes=int(config.store.dead_letter_max_size),
+        dead_letter_cap=config.store.dead_letter_bytes,
     )
 
 

@@ -330,6 +330,17 @@ def _outbox(stats: OutboxStats, now: float) -> Iterator[Metric]:
     yield _counter(
         "plantsync_outbox_evicted", "telemetry evicted, since created", stats.evicted_total
     )
+    yield _gauge(
+        "plantsync_outbox_dead_letter_bytes", "of the size, dead letters", stats.dead_letter_bytes
+    )
+    yield _gauge(
+        "plantsync_outbox_idempotency_key_bytes", "of the size, idempotency keys", stats.key_bytes
+    )
+    yield _counter(
+        "plantsync_dead_letters_evicted",
+        "dead letters evicted for room (beyond their share, or for a business message)",
+        stats.dead_letters_evicted,
+    )
 
 
 def _inbox(stats: InboxStats) -> Iterator[Metric]:
