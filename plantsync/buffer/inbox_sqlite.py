@@ -73,10 +73,13 @@ _SETTLE = (
     "UPDATE inbox SET status = ?, reason = ?, retry_at = ?, attempts = attempts + 1,"
     " updated_at = ? WHERE id = ? RETURNING id"
 )
-_UPSERT_ORDER = (
+_UPSERT_ORDER = (  # closed_at: cancelled at HQ; a higher revision opens a closed order again
     "INSERT INTO orders (order_id, revision, work_center, status, planned_start, order_json,"
-    " updated_at, correlation_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (order_id) DO UPDATE SET"
+    " updated_at, correlation_id, message_id, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    " CASE WHEN ?4 = 'Cancelled' THEN ?7 END) ON CONFLICT (order_id) DO UPDATE SET"
+    " closed_at = CASE WHEN excluded.status = 'Cancelled'"
+    " THEN COALESCE(orders.closed_at, excluded.updated_at)"
+    " WHEN excluded.revision > orders.revision THEN NULL ELSE orders.closed_at END,"
     " revision = excluded.revision, work_center = excluded.work_center,"
     " status = excluded.status, planned_start = excluded.planned_start,"
     " order_json = excluded.order_json, updated_at = excluded.updated_at,"

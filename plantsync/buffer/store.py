@@ -27,7 +27,13 @@ from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
 from plantsync.buffer.idempotency import IdempotencyKeys
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.polling import PollCursors
-from plantsync.buffer.retention import PruneReport, RetentionPolicy, last_pruned_at, prune
+from plantsync.buffer.retention import (
+    PruneReport,
+    RetentionPolicy,
+    close_order,
+    last_pruned_at,
+    prune,
+)
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
@@ -120,6 +126,11 @@ class Store:
         report = await prune(self._database, policy, now)
         await self._outbox.recount_held()  # dead letters and keys pruned: they no longer count
         return report
+
+    async def close_order(self, order_id: str, at: float) -> None:
+        """The plant ended, aborted or finally confirmed ``order_id``: retention counts from
+        ``at`` (``store.keep_closed_orders``); a later revision from HQ opens it again."""
+        await close_order(self._database, order_id, at)
 
     async def last_pruned_at(self) -> float | None:
         """The ``now`` of the last completed ``prune`` (unix time), or None if none ever did."""
