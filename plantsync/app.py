@@ -7,7 +7,8 @@ knows every room.
                     ├─ sources         drivers.SOURCES[kind](section), one per configured server
                     ├─ schedule_sink   drivers.SCHEDULE_SINKS (Job Control, MES) or the agent's own
                     ├─ pollers         drivers.POLLERS[kind](endpoint), one per [[mes_poll]]
-                    ├─ web             web.create_app + web.ApiServer over the running agent
+                    ├─ web             web.DeferredApi: the socket now, web.create_app on
+                    │                  web.ApiServer once READY is sent (``web/serving``)
                     └─ observer        web.AgentMetrics: the service levels, as they happen
 
 Everything else receives its collaborators: the agent runs its core (pipeline, uplink,
@@ -30,9 +31,8 @@ from plantsync.drivers.base import ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.drivers.localschedule import LocalScheduleSink
 from plantsync.drivers.mqtt import HubConnection, ProtocolChoice, UrlOrder, maximum_packet_size
-from plantsync.web.api import create_app
-from plantsync.web.apiserver import ApiServer
 from plantsync.web.metrics import AgentMetrics
+from plantsync.web.serving.deferred import DeferredApi
 
 
 def build_agent(config: AgentConfig, *, config_hash: str, hub: HubFactory | None = None) -> Agent:
@@ -43,7 +43,7 @@ def build_agent(config: AgentConfig, *, config_hash: str, hub: HubFactory | None
         hub=hub or mqtt_hub(config),
         sources=sources(config),
         schedule_sink=schedule_sink(config),
-        web=lambda agent: ApiServer.bind(create_app(agent, metrics), config.api),
+        web=lambda agent: DeferredApi.bind(agent, metrics, config.api),
         observer=metrics,
         pollers=pollers(config),
     )
@@ -58,6 +58,7 @@ async def open_store(config: AgentConfig) -> Store:
         archive=archive_policy(config),
         on_corrupt="quarantine",
         dead_letter_max_bytes=int(config.store.dead_letter_max_size),
+        dead_letter_cap=config.store.dead_letter_bytes,
     )
 
 

@@ -41,6 +41,7 @@ from plantsync.contracts.orders import (
     RESYNC_STREAM,
     AckOutcome,
     ConfirmationPayload,
+    JobOrderState,
     OrderRef,
     OrderStatus,
     OrderStatusMessage,
@@ -55,6 +56,10 @@ from plantsync.contracts.orders import (
     ScheduleAckMessage,
     order_stream,
 )
+
+_CLOSING = frozenset({JobOrderState.ENDED, JobOrderState.ABORTED})
+"""Order states after which the plant is done with an order: its retention starts (as after
+its final confirmation); ``store.keep_closed_orders`` later it leaves the schedule."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,8 @@ class BusinessWriter:
         )
         if written.unplanned and written.replayed is None:
             self.counters.unplanned_statuses += 1
+        if status.state in _CLOSING and not written.unplanned:
+            await self._store.close_order(status.order_id, self._store.inbox.clock())
         return written
 
     async def confirmation(
@@ -178,6 +185,8 @@ class BusinessWriter:
         )
         if written.unplanned and written.replayed is None:
             self.counters.unplanned_confirmations += 1
+        if confirmation.final and not written.unplanned:
+            await self._store.close_order(confirmation.order_id, self._store.inbox.clock())
         return written
 
     async def alarm(self, alarm: Alarm, *, source: str) -> str:

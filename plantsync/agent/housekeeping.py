@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Protocol
@@ -93,14 +93,18 @@ class HousekeepingStats:
         self.last_error = str(error) or type(error).__name__
 
 
-def retention_policy(store: StoreConfig) -> RetentionPolicy:
-    """The retention windows and cap from ``[store]``."""
+def retention_policy(store: StoreConfig, polled: Iterable[str] = ()) -> RetentionPolicy:
+    """The retention windows and cap from ``[store]``; ``polled``: the endpoints configured
+    now (``PollEndpoint.name``), whose cursors stay whatever their age."""
     return RetentionPolicy(
         keep_processed_seconds=store.keep_processed.total_seconds(),
         keep_seen_ids_seconds=store.keep_seen_ids.total_seconds(),
         keep_dead_letters_seconds=store.keep_dead_letters.total_seconds(),
         max_dead_letters=store.max_dead_letters,
         keep_idempotency_keys_seconds=store.keep_idempotency_keys.total_seconds(),
+        keep_closed_orders_seconds=store.keep_closed_orders.total_seconds(),
+        keep_poll_cursors_seconds=store.keep_poll_cursors.total_seconds(),
+        polled_endpoints=frozenset(polled),
     )
 
 

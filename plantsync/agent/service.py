@@ -296,7 +296,7 @@ class Agent:
             scheduler.start()
             self.housekeeping = Housekeeping(
                 self.store,
-                retention_policy(store),
+                retention_policy(store, self.parts.pollers),
                 store.retention_schedule,
                 timezone=self.config.site.zone,
                 scheduler=scheduler,

@@ -109,6 +109,12 @@ class OutboxStats:
     evicted_total: int = 0
     dead_letter_bytes: int = 0
     """Of ``size_bytes``, what dead letters hold (they count toward the cap too)."""
+    key_bytes: int = 0
+    """Of ``size_bytes``, what idempotency keys hold (``buffer/idempotency``)."""
+    dead_letter_cap: int = 0
+    """The most dead letters may hold; beyond, the oldest are evicted (``room/held.py``)."""
+    dead_letters_evicted: int = 0
+    """Dead letters evicted for room since the store was created."""
 
     @property
     def depth(self) -> int:

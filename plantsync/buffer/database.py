@@ -137,6 +137,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRAGMA user_version = 7",
         ),
     ),
+    (
+        8,  # room at the cap (``room/held.py``): what a dead letter and a key count; retention
+        # of orders closed at HQ (cancelled) or at the plant (ended, aborted, final confirmed)
+        (
+            "ALTER TABLE dead_letters ADD COLUMN counted INTEGER GENERATED ALWAYS AS"
+            " (length(payload) + length(topic) + length(reason) + 64) VIRTUAL",
+            "ALTER TABLE idempotency_keys ADD COLUMN counted INTEGER GENERATED ALWAYS AS"
+            " (2 * (length(kind) + length(key)) + length(request_hash) + length(request)"
+            " + length(message_id) + COALESCE(length(body), 0) + 96) VIRTUAL",
+            "ALTER TABLE orders ADD COLUMN closed_at REAL",
+            "UPDATE orders SET closed_at = updated_at WHERE status = 'Cancelled'",
+            "CREATE INDEX orders_closed ON orders (closed_at) WHERE closed_at IS NOT NULL",
+            "PRAGMA user_version = 8",
+        ),
+    ),
 )
 
 _AUTO_VACUUM_INCREMENTAL = 2

@@ -26,7 +26,7 @@ from typing import Any
 import aiosqlite
 
 from plantsync.buffer.base import Lane, Record
-from plantsync.buffer.database import Database
+from plantsync.buffer.database import Database, Transaction
 from plantsync.buffer.inbox import (
     SETTLED,
     DeadLetter,
@@ -36,6 +36,7 @@ from plantsync.buffer.inbox import (
     InboxStatus,
     OrderState,
 )
+from plantsync.buffer.room.held import room_from_dead_letters
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
@@ -72,10 +73,13 @@ _SETTLE = (
     "UPDATE inbox SET status = ?, reason = ?, retry_at = ?, attempts = attempts + 1,"
     " updated_at = ? WHERE id = ? RETURNING id"
 )
-_UPSERT_ORDER = (
+_UPSERT_ORDER = (  # closed_at: cancelled at HQ; a higher revision opens a closed order again
     "INSERT INTO orders (order_id, revision, work_center, status, planned_start, order_json,"
-    " updated_at, correlation_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (order_id) DO UPDATE SET"
+    " updated_at, correlation_id, message_id, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    " CASE WHEN ?4 = 'Cancelled' THEN ?7 END) ON CONFLICT (order_id) DO UPDATE SET"
+    " closed_at = CASE WHEN excluded.status = 'Cancelled'"
+    " THEN COALESCE(orders.closed_at, excluded.updated_at)"
+    " WHEN excluded.revision > orders.revision THEN NULL ELSE orders.closed_at END,"
     " revision = excluded.revision, work_center = excluded.work_center,"
     " status = excluded.status, planned_start = excluded.planned_start,"
     " order_json = excluded.order_json, updated_at = excluded.updated_at,"
@@ -92,14 +96,14 @@ _SCHEDULE = (
 )
 _INSERT_DEAD = (
     "INSERT INTO dead_letters (message_id, topic, payload, reason_code, reason, received_at,"
-    " dead_at, size, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+    " dead_at, size, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id, counted"
 )
 _DEAD_LETTERS = (
     "SELECT id, message_id, topic, payload, reason_code, reason, received_at, dead_at, size,"
     " sha256 FROM dead_letters ORDER BY id DESC LIMIT ?"
 )
 _DEAD_LETTER = "SELECT message_id, topic, payload, received_at FROM dead_letters WHERE id = ?"
-_DELETE_DEAD = "DELETE FROM dead_letters WHERE id = ? RETURNING id"
+_DELETE_DEAD = "DELETE FROM dead_letters WHERE id = ? RETURNING counted"
 _PRUNE = "DELETE FROM inbox WHERE status IN (?, ?, ?) AND updated_at < ?"
 _PRUNE_SEEN = (
     "DELETE FROM seen_ids WHERE seen_at < ?"
@@ -208,16 +212,22 @@ class SqliteInbox:
         acks: Sequence[Record] = (),
     ) -> int:
         """Store bad input (its first ``dead_letter_max_bytes``, its size and sha256) and its
-        rejection acks in one transaction, within the store's cap; return its id."""
+        rejection acks in one transaction, within the store's cap; return its id. Beyond
+        what dead letters may hold (``outbox.dead_letter_cap``), the oldest are evicted."""
         _check_acks(acks)
         kept = payload[: self._dead_letter_max_bytes]
         whole = (len(payload), hashlib.sha256(payload).hexdigest())
         params = (message_id, topic, kept, reason_code, reason, received_at, self._clock(), *whole)
         async with self._database.write() as transaction:
-            ((dead_letter_id,),) = await transaction.connection.execute_fetchall(
+            ((dead_letter_id, counted),) = await transaction.connection.execute_fetchall(
                 _INSERT_DEAD, params
             )
-            held = await self._outbox.held_in(transaction)
+            held, cap = self._outbox.held.plus(dead_letters=counted), self._outbox.dead_letter_cap
+            if held.dead_letters > cap:
+                why = "a newer dead letter"
+                held = await room_from_dead_letters(
+                    transaction, held.dead_letters - cap, held, cap, why=why
+                )
             await self._outbox.add_in(transaction, acks, held=held)
         return int(dead_letter_id)
 
@@ -231,7 +241,7 @@ class SqliteInbox:
         """Delete a dead letter; False if there was none."""
         async with self._database.write() as transaction:
             deleted = await transaction.connection.execute_fetchall(_DELETE_DEAD, (dead_letter_id,))
-            await self._outbox.held_in(transaction)
+            self._unhold(transaction, deleted)
         return bool(deleted)
 
     async def retry_dead_letter(self, dead_letter_id: int) -> InboxRow | None:
@@ -246,9 +256,15 @@ class SqliteInbox:
             arrival = (message_id, topic, payload, received_at, None, "[]")
             row = await _insert_received(connection, arrival, self._clock())
             if row is not None:
-                await connection.execute_fetchall(_DELETE_DEAD, (dead_letter_id,))
-                await self._outbox.held_in(transaction)
+                self._unhold(
+                    transaction, await connection.execute_fetchall(_DELETE_DEAD, (dead_letter_id,))
+                )
         return row
+
+    def _unhold(self, transaction: Transaction, deleted: Iterable[Any]) -> None:
+        """Dead letters deleted (``RETURNING counted``) no longer count, once committed."""
+        freed = sum(int(counted) for (counted,) in deleted)
+        self._outbox.hold(transaction, self._outbox.held.plus(dead_letters=-freed))
 
     async def dead_letter_count(self) -> int:
         """How many dead letters are stored."""

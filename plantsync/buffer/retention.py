@@ -5,6 +5,9 @@
       seen_ids      ids first seen before theirs, never one whose inbox row is still there
       dead_letters  older than theirs, then the oldest beyond the row cap
       idempotency_keys  older than theirs (a retry after that is a new request)
+      orders        closed (cancelled by HQ; ended, aborted or finally confirmed at the plant:
+                    ``close_order``) longer than theirs, none a pending inbox row names
+      poll_cursors  of endpoints no longer configured, last read longer ago than theirs
       ─▶ meta.pruned_at = now
       ─▶ PRAGMA incremental_vacuum, in steps ─▶ wal_checkpoint(TRUNCATE): the file shrinks
 
@@ -24,6 +27,7 @@ appended to the WAL, which the final checkpoint writes back and truncates; ``byt
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -55,6 +59,16 @@ _PRUNE_KEYS = (
     "DELETE FROM idempotency_keys WHERE id IN (SELECT id FROM idempotency_keys"
     " WHERE created_at < ? LIMIT ?)"
 )
+_PRUNE_ORDERS = (
+    "DELETE FROM orders WHERE order_id IN (SELECT order_id FROM orders WHERE closed_at < ?"
+    " AND NOT EXISTS (SELECT 1 FROM inbox, json_each(inbox.order_ids)"
+    " WHERE inbox.status NOT IN (?, ?, ?) AND json_each.value = orders.order_id) LIMIT ?)"
+)
+_PRUNE_CURSORS = (
+    "DELETE FROM poll_cursors WHERE endpoint IN (SELECT endpoint FROM poll_cursors"
+    " WHERE updated_at < ? AND endpoint NOT IN (SELECT value FROM json_each(?)) LIMIT ?)"
+)
+_CLOSE_ORDER = "UPDATE orders SET closed_at = COALESCE(closed_at, ?) WHERE order_id = ?"
 _FREE_PAGES = "PRAGMA freelist_count"
 # The page count is a literal: a PRAGMA takes no bound parameters. executescript, because
 # sqlite3's execute() steps a PRAGMA once and incremental_vacuum frees one page per step.
@@ -82,6 +96,12 @@ class RetentionPolicy:
     """Row cap on dead letters; the oldest go first."""
     keep_idempotency_keys_seconds: float = 7 * DAY_SECONDS
     """Idempotency keys, counted from the first request under each."""
+    keep_closed_orders_seconds: float = 30 * DAY_SECONDS
+    """Orders of the last-known-good schedule, counted from their closing (``close_order``)."""
+    keep_poll_cursors_seconds: float = 30 * DAY_SECONDS
+    """Cursors of endpoints not in ``polled_endpoints``, counted from their last read."""
+    polled_endpoints: frozenset[str] | None = None
+    """The polled endpoints configured now (their cursors stay); None: prune no cursor."""
     batch_rows: int = 1000
     """Rows deleted per transaction: how long the agent's writers may wait for the lock."""
 
@@ -100,6 +120,8 @@ class PruneReport:
     bytes_after: int
     seconds: float
     idempotency_keys: int = 0
+    orders: int = 0
+    poll_cursors: int = 0
 
     @property
     def dead_letters(self) -> int:
@@ -112,6 +134,8 @@ class PruneReport:
             "seen_ids": self.seen_ids,
             "dead_letters": self.dead_letters,
             "idempotency_keys": self.idempotency_keys,
+            "orders": self.orders,
+            "poll_cursors": self.poll_cursors,
         }
 
 
@@ -129,6 +153,13 @@ async def prune(database: Database, policy: RetentionPolicy, now: float) -> Prun
     over_cap = await _delete_over_cap(database, policy.max_dead_letters, batch)
     keys_cutoff = now - policy.keep_idempotency_keys_seconds
     keys = await _delete_batches(database, _PRUNE_KEYS, (keys_cutoff,), batch)
+    orders_cutoff = now - policy.keep_closed_orders_seconds
+    orders = await _delete_batches(database, _PRUNE_ORDERS, (orders_cutoff, *SETTLED), batch)
+    cursors = 0
+    if policy.polled_endpoints is not None:
+        configured = json.dumps(sorted(policy.polled_endpoints))
+        params = (now - policy.keep_poll_cursors_seconds, configured)
+        cursors = await _delete_batches(database, _PRUNE_CURSORS, params, batch)
     async with database.write() as transaction:
         await transaction.connection.execute(_RECORD_RUN, (math.ceil(now),))
     await _shrink(database)
@@ -141,7 +172,17 @@ async def prune(database: Database, policy: RetentionPolicy, now: float) -> Prun
         bytes_after=bytes_on_disk(database.path),
         seconds=time.monotonic() - started,
         idempotency_keys=keys,
+        orders=orders,
+        poll_cursors=cursors,
     )
+
+
+async def close_order(database: Database, order_id: str, at: float) -> None:
+    """Mark ``order_id`` closed at the plant (ended, aborted, finally confirmed) at ``at``,
+    unless it is closed already; from then ``keep_closed_orders_seconds`` counts. A later
+    revision from HQ opens it again (``inbox_sqlite._UPSERT_ORDER``)."""
+    async with database.write() as transaction:
+        await transaction.connection.execute(_CLOSE_ORDER, (at, order_id))
 
 
 async def last_pruned_at(database: Database) -> float | None:

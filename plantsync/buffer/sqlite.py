@@ -44,7 +44,14 @@ from plantsync.buffer.base import (
     shed_incoming_telemetry,
 )
 from plantsync.buffer.database import SCHEMA_VERSION, Database, Transaction
-from plantsync.buffer.room import evict_telemetry, held_at_load, held_now, id_list
+from plantsync.buffer.room import evict_telemetry, id_list
+from plantsync.buffer.room.held import (
+    EVICTED_TOTAL,
+    Held,
+    held_at_load,
+    held_now,
+    room_from_dead_letters,
+)
 from plantsync.config.uplink import BackfillOrder
 from plantsync.errors import StoreFull
 
@@ -115,7 +122,8 @@ class SqliteOutbox:
         size_bytes: int,
         evicted_total: int,
         archive: SentArchive | None = None,
-        held_bytes: int = 0,
+        held: Held | None = None,
+        dead_letter_cap: int | None = None,
     ) -> None:
         self._database = database
         self._archive = archive
@@ -123,8 +131,10 @@ class SqliteOutbox:
         self._max_size_bytes = max_size_bytes
         self._size_bytes = size_bytes
         self._evicted_total = evicted_total
-        self._held_bytes = held_bytes
-        """Bytes other tables hold against the cap: dead letters (``held_in``)."""
+        self._held = held or Held()
+        """Bytes other tables hold against the cap: dead letters, idempotency keys."""
+        self.dead_letter_cap = max_size_bytes // 10 if dead_letter_cap is None else dead_letter_cap
+        """The most dead letters may hold (``room/held.py``); beyond, the oldest go."""
         self._cursor = dict.fromkeys(Lane, 0)
         """Per lane, the highest id ``begin`` handed out; every row after it is unclaimed."""
         self._claimed: dict[int, Lane] = {}
@@ -145,7 +155,12 @@ class SqliteOutbox:
 
     @classmethod
     async def load(
-        cls, database: Database, *, max_size_bytes: int, archive: ArchivePolicy | None = None
+        cls,
+        database: Database,
+        *,
+        max_size_bytes: int,
+        archive: ArchivePolicy | None = None,
+        dead_letter_cap: int | None = None,
     ) -> SqliteOutbox:
         """The outbox of an open database; rows claimed by an earlier process return to ready.
         With an enabled ``archive`` policy, acknowledged rows are kept in the sent archive."""
@@ -153,13 +168,14 @@ class SqliteOutbox:
             connection = transaction.connection
             await connection.execute(_RELEASE_ALL, (RowStatus.READY, RowStatus.INFLIGHT))
             ((size_bytes, evicted_total),) = await connection.execute_fetchall(_TOTALS)
-            held_bytes = await held_at_load(connection)
+            held = await held_at_load(connection)
         return cls(
             database,
             max_size_bytes=max_size_bytes,
             size_bytes=int(size_bytes),
             evicted_total=int(evicted_total),
-            held_bytes=int(held_bytes),
+            held=held,
+            dead_letter_cap=dead_letter_cap,
             archive=await SentArchive.load(database, archive)
             if archive is not None and archive.enabled
             else None,
@@ -173,40 +189,48 @@ class SqliteOutbox:
             return await self.add_in(transaction, records)
 
     async def add_in(
-        self, transaction: Transaction, records: Sequence[Record], *, held: int | None = None
+        self, transaction: Transaction, records: Sequence[Record], *, held: Held | None = None
     ) -> int:
         """``add`` inside the caller's write transaction, at most once per transaction.
 
         Raises ``StoreFull`` like ``add``; the caller's transaction then rolls back whole. The
         size and eviction counters move only when that transaction commits. ``held``: what
-        dead letters hold once this transaction commits (``held_in``), if it stores one.
+        dead letters and keys hold once it commits, if it stores or deletes some. When no
+        telemetry is left to evict, the oldest dead letters make room before a refusal.
         """
         connection = transaction.connection
-        held = self._held_bytes if held is None else held
-        excess = self._size_bytes + held + _total_size(records) - self._max_size_bytes
+        held = self._held if held is None else held
+        excess = self._size_bytes + held.total + _total_size(records) - self._max_size_bytes
         ready = [*self._backlog.unclaimed(), (self._cursor[Lane.TELEMETRY], _LAST_ID)]
         freed, evicted = await evict_telemetry(
             connection, excess, ready, self._returned[Lane.TELEMETRY]
         )
         kept, shed = shed_incoming_telemetry(records, excess - freed)
         grown = _total_size(kept) - freed
-        if self._size_bytes + held + grown > self._max_size_bytes:
+        over = self._size_bytes + held.total + grown - self._max_size_bytes
+        if over > 0 and held.dead_letters > 0:
+            held = await room_from_dead_letters(transaction, over, held, self.dead_letter_cap)
+            over = self._size_bytes + held.total + grown - self._max_size_bytes
+        if over > 0:
             raise self._store_full(records)
         await _insert(connection, kept, records, evicted + shed)
+        self.hold(transaction, held)
         transaction.after_commit(lambda: self._count(grown, evicted + shed))
         return evicted + shed
 
-    async def held_in(self, transaction: Transaction) -> int:
-        """What dead letters hold against the cap as the caller's transaction leaves them;
-        the count moves to it once that transaction commits. Call it after changing them."""
-        held = await held_now(transaction.connection)
-        transaction.after_commit(lambda: setattr(self, "_held_bytes", held))
-        return held
+    @property
+    def held(self) -> Held:
+        """What dead letters and idempotency keys hold against the cap (committed)."""
+        return self._held
+
+    def hold(self, transaction: Transaction, held: Held) -> None:
+        """Adopt ``held`` once the caller's transaction (which changed those rows) commits."""
+        transaction.after_commit(lambda: setattr(self, "_held", held))
 
     async def recount_held(self) -> None:
-        """Count what dead letters hold again, after someone else deleted some (retention)."""
+        """Count what dead letters and keys hold anew, after retention deleted some."""
         async with self._database.read() as connection:
-            self._held_bytes = await held_now(connection)
+            self._held = await held_now(connection)
 
     async def begin(self, limit: int, *, backfill: int | None = None) -> list[Claimed]:
         """Claim up to ``limit`` ready rows, business lane first, each lane in id order; then
@@ -336,15 +360,19 @@ class SqliteOutbox:
         query = "SELECT lane, COUNT(*), MIN(created_at) FROM outbox GROUP BY lane"
         async with self._database.read() as connection:
             rows = await connection.execute_fetchall(query)
+            ((dead_letters_evicted,),) = await connection.execute_fetchall(EVICTED_TOTAL)
         lanes = {lane: LaneStats() for lane in Lane}
         for lane, depth, oldest in rows:
             lanes[Lane(lane)] = LaneStats(depth=depth, oldest_created_at=oldest)
         return OutboxStats(
             lanes,
-            self._size_bytes + self._held_bytes,
+            self._size_bytes + self._held.total,
             self._max_size_bytes,
             self._evicted_total,
-            dead_letter_bytes=self._held_bytes,
+            dead_letter_bytes=self._held.dead_letters,
+            key_bytes=self._held.keys,
+            dead_letter_cap=self.dead_letter_cap,
+            dead_letters_evicted=int(dead_letters_evicted),
         )
 
     async def last_sequences(self) -> dict[str, int]:

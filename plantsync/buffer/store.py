@@ -27,7 +27,13 @@ from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
 from plantsync.buffer.idempotency import IdempotencyKeys
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.polling import PollCursors
-from plantsync.buffer.retention import PruneReport, RetentionPolicy, last_pruned_at, prune
+from plantsync.buffer.retention import (
+    PruneReport,
+    RetentionPolicy,
+    close_order,
+    last_pruned_at,
+    prune,
+)
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.contracts.inbound import KEPT_PREFIX_BYTES
 
@@ -56,6 +62,7 @@ class Store:
         archive: ArchivePolicy | None = None,
         on_corrupt: OnCorrupt = "raise",
         dead_letter_max_bytes: int = KEPT_PREFIX_BYTES,
+        dead_letter_cap: int | None = None,
     ) -> Store:
         """Open (or create) the store at ``path``, owner-only, migrated to the current schema.
 
@@ -64,12 +71,16 @@ class Store:
         replay (``archive.py``); ``on_corrupt="quarantine"`` moves a corrupt file aside and
         starts fresh (``health.quarantine`` then says so) instead of raising ``CorruptStore``.
         A dead letter keeps at most ``dead_letter_max_bytes`` of its message, and dead letters
-        count toward ``max_size_bytes``.
+        count toward ``max_size_bytes``; together at most ``dead_letter_cap`` (default a
+        tenth of it), beyond which the oldest are evicted (``room/held.py``).
         """
         database = await Database.open(path, on_corrupt=on_corrupt)
         try:
             outbox = await SqliteOutbox.load(
-                database, max_size_bytes=max_size_bytes, archive=archive
+                database,
+                max_size_bytes=max_size_bytes,
+                archive=archive,
+                dead_letter_cap=dead_letter_cap,
             )
         except BaseException:
             await database.close()
@@ -113,8 +124,13 @@ class Store:
         """Delete what ``policy`` no longer keeps at ``now`` (never anything pending), in short
         batches, then shrink the file; see ``retention.py``."""
         report = await prune(self._database, policy, now)
-        await self._outbox.recount_held()  # dead letters pruned: they no longer count
+        await self._outbox.recount_held()  # dead letters and keys pruned: they no longer count
         return report
+
+    async def close_order(self, order_id: str, at: float) -> None:
+        """The plant ended, aborted or finally confirmed ``order_id``: retention counts from
+        ``at`` (``store.keep_closed_orders``); a later revision from HQ opens it again."""
+        await close_order(self._database, order_id, at)
 
     async def last_pruned_at(self) -> float | None:
         """The ``now`` of the last completed ``prune`` (unix time), or None if none ever did."""

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography import x509
-
 from plantsync.config.model import AgentConfig
 from plantsync.config.plant import OpcUaClientConfig
 from plantsync.config.types import Tls
@@ -94,6 +92,8 @@ def _in_use(link: str, role: str, path: Path) -> CertificateInUse:
 
 
 def _expiry(path: Path) -> tuple[datetime | None, str | None]:
+    from cryptography import x509  # read here: the agent's start-up needs no certificate parser
+
     data = path.read_bytes()
     try:
         if data.lstrip().startswith(b"-----"):

@@ -281,12 +281,34 @@ class StoreConfig(Section):
         default="30 3 * * *",
         description="when pruning runs: cron 'minute hour day month weekday', local time",
     )
+    max_dead_letter_bytes: ByteSize | None = Field(
+        default=None,
+        description="dead letters hold at most this much of max_size; beyond, the oldest are"
+        " evicted (counted, logged); default a tenth of max_size",
+    )
+    keep_closed_orders: Duration = Field(
+        default=timedelta(days=30),
+        description="an order cancelled by HQ, or ended, aborted or finally confirmed at the"
+        " plant, leaves the last-known-good schedule this long after",
+    )
+    keep_poll_cursors: Duration = Field(
+        default=timedelta(days=30),
+        description="the cursor of a [[mes_poll]] endpoint no longer in the config is forgotten"
+        " this long after its last read",
+    )
 
     @property
     def archive_bytes(self) -> int:
         """The sent archive's cap in bytes."""
         if self.archive_max_size is not None:
             return int(self.archive_max_size)
+        return int(self.max_size) // 10
+
+    @property
+    def dead_letter_bytes(self) -> int:
+        """The most dead letters may hold, in bytes (never more than ``max_size``)."""
+        if self.max_dead_letter_bytes is not None:
+            return min(int(self.max_dead_letter_bytes), int(self.max_size))
         return int(self.max_size) // 10
 
     @field_validator("retention_schedule")

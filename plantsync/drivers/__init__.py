@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from plantsync.drivers.base import Reading, ScheduleSink, Source
 
 if TYPE_CHECKING:
-    from plantsync.drivers.mespoll import MesPollSource
+    from plantsync.drivers.mespoll.source import MesPollSource
 
 
 def _opcua(config: Any) -> Source:
@@ -41,7 +41,7 @@ def _mes(config: Any) -> ScheduleSink:
 
 
 def _mes_poll(config: Any) -> MesPollSource:
-    from plantsync.drivers.mespoll import MesPollSource
+    from plantsync.drivers.mespoll.source import MesPollSource
 
     return MesPollSource(config)
 

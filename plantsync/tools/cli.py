@@ -44,7 +44,6 @@ from plantsync.contracts.envelope import SITE_PATTERN
 from plantsync.errors import ConfigError, HubUnavailable, LinkMisconfigured, StoreError
 from plantsync.tools import opcuabrowse, plantcommands
 from plantsync.tools.hubsettings import add_hub_options, one_line, settings_from_args
-from plantsync.tools.probe import probe
 
 _T = TypeVar("_T")
 
@@ -154,6 +153,8 @@ def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.path)
     print(summarize(config, args.path))
     if args.probe:
+        from plantsync.tools.probe import probe  # httpx: not on ``run``'s way to READY
+
         return asyncio.run(probe(config, sys.stdout))
     return EXIT_OK
 

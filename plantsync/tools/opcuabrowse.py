@@ -20,14 +20,17 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from plantsync.config.plant import OpcUaClientConfig, SecurityMode, SecurityPolicy
-from plantsync.drivers.common.opcua import close_session, map_asyncua_exceptions, new_client
-from plantsync.drivers.common.uaserver import ServerInfo, read_server_info
-from plantsync.drivers.opcua_browse import Browser, FoundMachine, FoundTag
 from plantsync.errors import LinkError, LinkMisconfigured
+
+if TYPE_CHECKING:  # asyncua (≈0.5 s of CPU) is imported by ``browse``: every command builds
+    # this parser, ``plantsync run`` included, and must not pay for it before READY
+    from plantsync.drivers.common.uaserver import ServerInfo
+    from plantsync.drivers.opcua_browse import FoundMachine, FoundTag
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]")
@@ -121,6 +124,10 @@ async def browse(
 ) -> tuple[ServerInfo, list[FoundMachine]]:
     """Connect, read the server's limits, walk its address space, disconnect."""
     from asyncua import ua
+
+    from plantsync.drivers.common.opcua import close_session, map_asyncua_exceptions, new_client
+    from plantsync.drivers.common.uaserver import read_server_info
+    from plantsync.drivers.opcua_browse import Browser
 
     with map_asyncua_exceptions(config.name, f"connecting to {config.endpoint}"):
         client = await new_client(config)

@@ -19,7 +19,8 @@ from plantsync.config.model import AgentConfig
 from plantsync.config.plant import PollEndpointConfig
 from plantsync.contracts import Topics
 from plantsync.contracts.mes import MES_MESSAGES
-from plantsync.drivers.mespoll import BadAnswer, MesPollSource, Page
+from plantsync.drivers.mespoll import BadAnswer
+from plantsync.drivers.mespoll.source import MesPollSource, Page
 from plantsync.errors import LinkError, LinkMisconfigured
 
 SHOWN = 5

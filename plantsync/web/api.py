@@ -12,7 +12,7 @@ approvals for planners, dead letters and status for plant IT; the status page an
     GET  /api/v1/dead-letters                       bad input, newest first
     POST /api/v1/dead-letters/{id}/retry|discard
     GET  /api/v1/status   /openapi.json
-    GET  /metrics                                   Prometheus text format (``metrics.py``)
+    GET  /metrics                                   Prometheus text format (``routes/metrics.py``)
     GET  /  /status/…                               the status page (``statuspage.py``)
 
     create_app(view) ──▶ routes/health.py       probes (open), status        ┐ read_access
@@ -44,10 +44,10 @@ from plantsync.web.access import Access, read_access, write_access
 from plantsync.web.depth import DepthHistory, sampling
 from plantsync.web.limits import RequestLimits
 from plantsync.web.metrics import AgentMetrics
-from plantsync.web.metrics import router as metrics_router
 from plantsync.web.orders import routes as orders
 from plantsync.web.routes import deadletters, health, plant, schedule
 from plantsync.web.routes.common import view_of
+from plantsync.web.routes.metrics import router as metrics_router
 from plantsync.web.view import AgentView
 
 RETRY_AFTER_SECONDS = 30

@@ -27,7 +27,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from plantsync.config.model import ApiConfig
-from plantsync.errors import ConfigError, Problem
+from plantsync.web.serving.listen import listen
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,7 @@ class ApiServer:
     @classmethod
     def bind(cls, app: FastAPI, config: ApiConfig, *, stop_timeout: float = 3.0) -> ApiServer:
         """Listen on ``config.host``/``config.port``; ConfigError when that is impossible."""
-        try:
-            family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-            listener = socket.create_server((config.host.strip("[]"), config.port), family=family)
-        except OSError as exc:
-            where = f"{config.host}:{config.port}"
-            reason = f"cannot listen on {where}: {exc.strerror or exc}"
-            raise ConfigError([Problem("agent config", "api", reason)]) from exc
-        return cls(app, listener, stop_timeout=stop_timeout, limits=config)
+        return cls(app, listen(config), stop_timeout=stop_timeout, limits=config)
 
     @property
     def port(self) -> int:

@@ -154,6 +154,11 @@ class OutboxView(BaseModel):
     """Telemetry shed since start: evicted or refused at the cap, or refused on a full disk."""
     dead_letter_bytes: int = 0
     """Of ``size_bytes`` (all that counts toward the cap), what dead letters hold."""
+    idempotency_key_bytes: int = 0
+    """Of ``size_bytes``, what idempotency keys hold."""
+    dead_letter_cap_bytes: int = 0
+    """The most dead letters may hold; beyond, the oldest are evicted."""
+    dead_letters_evicted: int = 0
 
 
 class QuarantineView(BaseModel):
@@ -331,6 +336,9 @@ def status_view(
             max_size_bytes=outbox.max_size_bytes,
             evicted_total=outbox.evicted_total,
             dead_letter_bytes=outbox.dead_letter_bytes,
+            idempotency_key_bytes=outbox.key_bytes,
+            dead_letter_cap_bytes=outbox.dead_letter_cap,
+            dead_letters_evicted=outbox.dead_letters_evicted,
             telemetry_dropped=view.pipeline.counters.dropped if view.pipeline else 0,
         ),
         inbox=InboxView(

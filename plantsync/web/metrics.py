@@ -47,9 +47,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -66,6 +66,9 @@ from plantsync.errors import StoreError
 from plantsync.web.certificates import certificate_metric
 from plantsync.web.progress import backfill_metrics
 from plantsync.web.view import AgentView
+
+if TYPE_CHECKING:  # FastAPI is the web app's, built after READY; ``/metrics``: routes/metrics.py
+    from fastapi import Request
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 """Seconds: a schedule normally applies within seconds; approvals and outages take hours."""
@@ -327,6 +330,17 @@ def _outbox(stats: OutboxStats, now: float) -> Iterator[Metric]:
     yield _counter(
         "plantsync_outbox_evicted", "telemetry evicted, since created", stats.evicted_total
     )
+    yield _gauge(
+        "plantsync_outbox_dead_letter_bytes", "of the size, dead letters", stats.dead_letter_bytes
+    )
+    yield _gauge(
+        "plantsync_outbox_idempotency_key_bytes", "of the size, idempotency keys", stats.key_bytes
+    )
+    yield _counter(
+        "plantsync_dead_letters_evicted",
+        "dead letters evicted for room (beyond their share, or for a business message)",
+        stats.dead_letters_evicted,
+    )
 
 
 def _inbox(stats: InboxStats) -> Iterator[Metric]:
@@ -345,15 +359,6 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=float(value))
-
-
-router = APIRouter(tags=["metrics"])
-
-
-@router.get("/metrics", response_class=Response, include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    """Prometheus text format: every metric of this agent."""
-    return Response(await metrics_of(request).exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def metrics_of(request: Request) -> AgentMetrics:

@@ -19,6 +19,7 @@ from plantsync.agent.supervisor import LinkState
 from plantsync.web.apiviews import (
     DeadLetterView,
     LinkView,
+    OutboxView,
     Status,
 )
 from plantsync.web.depth import DepthSample, depth_chart
@@ -265,7 +266,7 @@ def _buffer(status: Status, samples: list[DepthSample], now: float) -> str:
         f"<tbody>{lanes}</tbody></table>"
         f"<p>Outbox {status.outbox.depth} messages, {_bytes(status.outbox.size_bytes)}"
         f" of {_bytes(status.outbox.max_size_bytes)}"
-        f"{_dead_letter_bytes(status.outbox.dead_letter_bytes)};"
+        f"{_dead_letter_bytes(status.outbox.dead_letter_bytes)}{_held(status.outbox)};"
         f" evicted since creation: {status.outbox.evicted_total}.</p>"
         f"<p>Inbox: {inbox.pending} pending"
         f"{f', oldest {_duration(inbox.oldest_pending_age_seconds)}' if inbox.oldest_pending_age_seconds else ''}"  # noqa: E501
@@ -287,6 +288,18 @@ def _conflicts(count: int) -> str:
 
 def _dead_letter_bytes(held: int) -> str:
     return f" (dead letters {_bytes(held)} of it)" if held else ""
+
+
+def _held(outbox: OutboxView) -> str:
+    keys = f" (idempotency keys {_bytes(outbox.idempotency_key_bytes)})"
+    evicted = outbox.dead_letters_evicted
+    return (keys if outbox.idempotency_key_bytes else "") + (
+        f'; <span class="warn" title="dead letters beyond their share of the cap'
+        f' ({_bytes(outbox.dead_letter_cap_bytes)}), oldest first">{evicted} dead letter(s)'
+        " evicted for room</span>"
+        if evicted
+        else ""
+    )
 
 
 def _plant_input(counted: dict[str, int]) -> str:

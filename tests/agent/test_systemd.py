@@ -155,6 +155,9 @@ def test_plantsync_run_reports_ready_watchdog_and_stopping_and_ignores_sighup(
     config.write_text(
         f'shutdown_timeout = "2s"\n[site]\nid = "notify-test"\n'
         f'[hub]\nurl = "{broker.url}"\n[store]\npath = "{tmp_path / "store.db"}"\n'
+        # Port 0: the default 8470 is anyone's on a shared machine (the demo's, another run's
+        # agent), and an agent that cannot listen exits before READY: a cause of this flake.
+        "[api]\nport = 0\n"
     )
     environ = {
         **os.environ,

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -42,8 +42,11 @@ from plantsync.contracts import Topics, new_message_id
 from plantsync.contracts.envelope import Contract
 from plantsync.contracts.mes import MES_MESSAGES, MesMessageKind
 from plantsync.drivers.base import Connection
-from plantsync.drivers.mespoll import BadAnswer, Page
+from plantsync.drivers.mespoll import BadAnswer
 from plantsync.errors import StoreFull
+
+if TYPE_CHECKING:  # httpx: imported by the driver at its first connect, after READY=1
+    from plantsync.drivers.mespoll.source import Page
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ _FIND = (
 )
 _INSERT = (
     "INSERT INTO idempotency_keys (kind, key, request_hash, request, message_id, status, body,"
-    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING counted"
 )
 _COUNT = "SELECT COUNT(*) FROM idempotency_keys"
 
@@ -89,8 +89,8 @@ class IdempotencyKeys:
         unless the key is kept already: then return what it keeps and write nothing.
 
         ``build`` runs only for a first request, inside the transaction (it may take sequence
-        numbers). Raises ``StoreFull`` (nothing committed, the key not kept) like
-        ``Outbox.add``."""
+        numbers). The key's row counts toward the store's cap (``room/held.py``). Raises
+        ``StoreFull`` (nothing committed, the key not kept) like ``Outbox.add``."""
         async with self._database.write() as transaction:
             connection = transaction.connection
             rows = list(await connection.execute_fetchall(_FIND, (request.kind, request.key)))
@@ -98,20 +98,12 @@ class IdempotencyKeys:
                 return _kept(rows[0])
             record = build()
             status, body = reply(record.message_id) if reply is not None else (None, None)
-            await self._outbox.add_in(transaction, [record])
-            await connection.execute(
-                _INSERT,
-                (
-                    request.kind,
-                    request.key,
-                    request.request_hash,
-                    request.request,
-                    record.message_id,
-                    status,
-                    body,
-                    self._clock(),
-                ),
-            )
+            key = (request.kind, request.key, request.request_hash, request.request)
+            answer = (record.message_id, status, body, self._clock())
+            ((counted,),) = await connection.execute_fetchall(_INSERT, (*key, *answer))
+            # The key counts toward the cap like the message: both fit, or neither is kept.
+            held = self._outbox.held.plus(keys=int(counted))
+            await self._outbox.add_in(transaction, [record], held=held)
         return None
 
     async def find(self, kind: str, key: str) -> KeptAnswer | None:

@@ -1,5 +1,6 @@
-"""Room at the store's size cap: what dead letters hold against it, and the eviction of the
-oldest ready telemetry that makes room for what is added (``sqlite.SqliteOutbox.add_in``).
+"""Room at the store's size cap: the eviction of the oldest ready telemetry that makes room for
+what is added (``sqlite.SqliteOutbox.add_in``, here); what dead letters and idempotency keys
+hold against the cap and the eviction of the oldest dead letters (``held.py``).
 
 Business rows are never evicted here; telemetry that was handed out (claimed) stays until its
 acknowledgement. Both are the outbox's SQL, kept beside it so ``sqlite.py`` stays readable.
@@ -12,9 +13,9 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from plantsync.buffer.base import ROW_OVERHEAD_BYTES, Lane, RowStatus
+from plantsync.buffer.base import Lane, RowStatus
 
-__all__ = ["evict_telemetry", "held_at_load", "held_now", "id_list"]
+__all__ = ["evict_telemetry", "id_list"]
 
 _OLDEST_READY = (
     "SELECT id, size FROM outbox WHERE lane = ? AND status = ? AND id > ? AND id <= ?"
@@ -25,25 +26,7 @@ _DELETE_IDS_ONLY = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(
 _SIZES_OF_IDS = (
     "SELECT id, size FROM outbox WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
 )
-HELD_BY_DEAD_LETTERS = (  # counted like outbox rows (``Record.size``)
-    "SELECT COALESCE(SUM(length(payload) + length(topic) + length(reason) + ?), 0)"
-    " FROM dead_letters"
-)
 _EVICTION_PAGE = 256
-
-
-async def held_at_load(connection: aiosqlite.Connection) -> int:
-    """``held_now``, or 0 on a database whose schema has no dead letters (an outbox of old)."""
-    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dead_letters'"
-    if not list(await connection.execute_fetchall(query)):
-        return 0
-    return await held_now(connection)
-
-
-async def held_now(connection: aiosqlite.Connection) -> int:
-    """The bytes dead letters hold against the cap, as ``connection`` sees them."""
-    ((held,),) = await connection.execute_fetchall(HELD_BY_DEAD_LETTERS, (ROW_OVERHEAD_BYTES,))
-    return int(held)
 
 
 async def evict_telemetry(
