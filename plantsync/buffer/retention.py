@@ -5,6 +5,8 @@
       seen_ids      ids first seen before theirs, never one whose inbox row is still there
       dead_letters  older than theirs, then the oldest beyond the row cap
       idempotency_keys  older than theirs (a retry after that is a new request)
+      tag_marks, source_gaps  not moved / opened for ``keep_source_gaps`` (30 d): a tag no
+                    longer configured, or a gap older than any plant server's history
       ─▶ meta.pruned_at = now
       ─▶ PRAGMA incremental_vacuum, in steps ─▶ wal_checkpoint(TRUNCATE): the file shrinks
 
@@ -55,6 +57,13 @@ _PRUNE_KEYS = (
     "DELETE FROM idempotency_keys WHERE id IN (SELECT id FROM idempotency_keys"
     " WHERE created_at < ? LIMIT ?)"
 )
+_PRUNE_MARKS = (
+    "DELETE FROM tag_marks WHERE (link, machine_id, tag) IN"
+    " (SELECT link, machine_id, tag FROM tag_marks WHERE updated_at < ? LIMIT ?)"
+)
+_PRUNE_GAPS = (
+    "DELETE FROM source_gaps WHERE id IN (SELECT id FROM source_gaps WHERE created_at < ? LIMIT ?)"
+)
 _FREE_PAGES = "PRAGMA freelist_count"
 # The page count is a literal: a PRAGMA takes no bound parameters. executescript, because
 # sqlite3's execute() steps a PRAGMA once and incremental_vacuum frees one page per step.
@@ -82,6 +91,9 @@ class RetentionPolicy:
     """Row cap on dead letters; the oldest go first."""
     keep_idempotency_keys_seconds: float = 7 * DAY_SECONDS
     """Idempotency keys, counted from the first request under each."""
+    keep_source_gaps_seconds: float = 30 * DAY_SECONDS
+    """A source tag's mark (its last value received live) not moved, and a gap not filled,
+    for this long (``gaps/``): the tag left the config, or its history is gone too."""
     batch_rows: int = 1000
     """Rows deleted per transaction: how long the agent's writers may wait for the lock."""
 
@@ -100,6 +112,8 @@ class PruneReport:
     bytes_after: int
     seconds: float
     idempotency_keys: int = 0
+    source_gaps: int = 0
+    """Tag marks and gaps, together."""
 
     @property
     def dead_letters(self) -> int:
@@ -112,6 +126,7 @@ class PruneReport:
             "seen_ids": self.seen_ids,
             "dead_letters": self.dead_letters,
             "idempotency_keys": self.idempotency_keys,
+            "source_gaps": self.source_gaps,
         }
 
 
@@ -129,6 +144,9 @@ async def prune(database: Database, policy: RetentionPolicy, now: float) -> Prun
     over_cap = await _delete_over_cap(database, policy.max_dead_letters, batch)
     keys_cutoff = now - policy.keep_idempotency_keys_seconds
     keys = await _delete_batches(database, _PRUNE_KEYS, (keys_cutoff,), batch)
+    gaps_cutoff = now - policy.keep_source_gaps_seconds
+    gaps = await _delete_batches(database, _PRUNE_MARKS, (gaps_cutoff,), batch)
+    gaps += await _delete_batches(database, _PRUNE_GAPS, (gaps_cutoff,), batch)
     async with database.write() as transaction:
         await transaction.connection.execute(_RECORD_RUN, (math.ceil(now),))
     await _shrink(database)
@@ -141,6 +159,7 @@ async def prune(database: Database, policy: RetentionPolicy, now: float) -> Prun
         bytes_after=bytes_on_disk(database.path),
         seconds=time.monotonic() - started,
         idempotency_keys=keys,
+        source_gaps=gaps,
     )
 
 

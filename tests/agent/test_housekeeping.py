@@ -190,6 +190,7 @@ async def test_a_failing_prune_is_counted_and_run_goes_on_to_the_next_one() -> N
         "seen_ids": 2,
         "dead_letters": 3,
         "idempotency_keys": 0,
+        "source_gaps": 0,
     }
 
 
