@@ -64,7 +64,7 @@ class GapKeeper:
 
     async def load(self) -> None:
         """The marks as the last run left them: every tag's first value opens its gap."""
-        self._marks = {key: t for key, t in (await self._book.marks()).items()}
+        self._marks = await self._book.marks()
 
     def backfills(self, link: str) -> bool:
         return link in self._links
