@@ -10,6 +10,7 @@ from pathlib import Path
 from plantsync.agent.backfill.bucket import TokenBucket
 from plantsync.agent.backfill.gaps import GapKeeper
 from plantsync.buffer.store import Store
+from plantsync.contracts.machine import Quality
 from plantsync.drivers.base import Reading
 from tests.buffer.harness import ROOMY
 
@@ -18,7 +19,7 @@ T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def live(seconds: float, *, overflow: bool = False, tag: str = "speed") -> Reading:
-    return Reading("press-1", tag, seconds, "good", 0, T0 + timedelta(seconds=seconds),
+    return Reading("press-1", tag, seconds, Quality.GOOD, 0, T0 + timedelta(seconds=seconds),
                    overflow=overflow)  # fmt: skip
 
 
