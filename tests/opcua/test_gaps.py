@@ -5,6 +5,7 @@ store on disk), a real Mosquitto and an HQ recorder."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -19,7 +20,15 @@ from plantsync.config.plant import MachineConfig, TagConfig
 from plantsync.drivers import opcua_history
 from plantsync.sim.plant import SimulatedPlant
 from plantsync.tools.localbroker import Mosquitto
-from tests.e2e.support import HubRecorder, agent_config, eventually, recording, running_agent
+from tests.e2e.support import (
+    HubRecorder,
+    agent_config,
+    config_toml,
+    eventually,
+    recording,
+    running_agent,
+    start_agent_process,
+)
 from tests.opcua.test_backfill import Historian, gaps, historian, proxied, speeds
 
 LINK = "opcua:line-1"
@@ -112,6 +121,45 @@ async def test_values_changed_while_the_agent_was_stopped_reach_hq_once_after_it
     [gap] = gaps(hub)
     assert (gap.payload.machine_id, gap.payload.reason) == ("press-2", "no-history")
     assert gap.payload.start < gap.payload.end
+
+
+@pytest.mark.slow
+async def test_values_changed_while_the_agent_was_killed_reach_hq_once_after_its_restart(
+    broker: Mosquitto, opcua_plant: SimulatedPlant, tmp_path: Path
+) -> None:
+    oven, clock = await historian(opcua_plant, tmp_path / "history.db"), Clock()
+    settings = config(tmp_path, broker, opcua_plant, oven, opcua_plant.port)
+    config_file, log = tmp_path / "agent.toml", tmp_path / "agent.log"
+    text = config_toml(settings.store.path, broker.url, settings.opcua[0])
+    marker = f'endpoint = "{settings.opcua[0].endpoint}"\n'
+    config_file.write_text(text.replace(marker, marker + 'backfill = "history"\n'))
+    async with recording(broker.url) as hub:
+        agent = start_agent_process(config_file, log)
+        try:
+            # its subscription's initial value first: nothing before a tag's first value is
+            # backfilled (no mark yet)
+            await hub.wait_for(lambda: 0.0 in {v for v, _ in speeds(hub, "press-1")}, within=60)
+            await write(oven, range(1, 11), clock, pause=0.05)
+            await hub.wait_for(lambda: 10.0 in {v for v, _ in speeds(hub, "press-1")}, within=30)
+            await write(oven, range(11, 21), clock, pause=0.005)
+            agent.send_signal(signal.SIGKILL)  # while it commits and sends
+            await asyncio.to_thread(agent.wait, 10)
+            await write(oven, range(21, 61), clock, pause=0.1)
+            agent = start_agent_process(config_file, log)
+            await write(oven, range(61, 71), clock, pause=0.2)
+            try:
+                await hub.wait_for(lambda: covered(hub, 70), within=40)
+            except TimeoutError:
+                got = {v for v, _ in speeds(hub, "press-1")}
+                missing = sorted(set(map(float, range(71))) - got)
+                raise AssertionError(f"missing {missing}\n{log.read_text()[-4000:]}") from None
+            await asyncio.sleep(1)
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(agent.wait, 30)
+
+    assert exactly_once(hub, 70), log.read_text()[-3000:]
+    assert historical(hub) >= {float(n) for n in range(21, 60)}
 
 
 async def test_a_backfill_cut_by_a_second_drop_goes_on_after_the_reconnect_exactly_once(
