@@ -57,7 +57,8 @@ class GapKeeper:
         self._book, self._links = book, frozenset(links)
         self._marks: dict[TagKey, datetime] = {}
         self._continuous: set[TagKey] = set()
-        self._filling: dict[str, list[StoredGap]] = {}
+        self._filling: dict[str, dict[tuple[str, str], list[StoredGap]]] = {}
+        """Per link, the gaps its backfill reads now, by (machine, tag)."""
         self._opened: dict[str, asyncio.Event] = {}
         self.bucket = bucket
         """Paces the historical messages (``[uplink].backfill_rate``); None: not paced here."""
@@ -108,8 +109,8 @@ class GapKeeper:
             changes.marks[key] = moment
 
     def _fill(self, draft: Draft, key: TagKey, moment: datetime) -> None:
-        for gap in self._filling.get(key[0], ()):
-            if (gap.machine_id, gap.tag) == key[1:] and gap.start < moment < gap.end:
+        for gap in self._filling.get(key[0], {}).get(key[1:], ()):
+            if gap.start < moment < gap.end:
                 filled = draft.changes.filled
                 filled[gap.id] = max(filled.get(gap.id, moment), moment)
                 return
@@ -139,7 +140,10 @@ class GapKeeper:
 
     def filling(self, link: str, gaps: list[StoredGap]) -> None:
         """The gaps ``link``'s backfill reads now: its historical readings move them on."""
-        self._filling[link] = gaps
+        by_tag: dict[tuple[str, str], list[StoredGap]] = {}
+        for gap in gaps:
+            by_tag.setdefault((gap.machine_id, gap.tag), []).append(gap)
+        self._filling[link] = by_tag
 
     async def pace(self, messages: int) -> None:
         """Wait until the bucket has room for ``messages`` historical messages; spend them."""
