@@ -77,7 +77,7 @@ class HousekeepingStats:
     """Why the last prune failed; None once one completes."""
     removed_total: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("inbox", "seen_ids", "dead_letters", "idempotency_keys"), 0
+            ("inbox", "seen_ids", "dead_letters", "idempotency_keys", "source_gaps"), 0
         )
     )
     """Rows removed per table since start."""

@@ -13,6 +13,9 @@ Sequence numbers come from the agent's one ``Sequencer`` (started from the outbo
 committed, so the per-stream sequence has no gaps except where telemetry was evicted (and that
 is counted). The pipeline is the only writer of the ``machine/<id>`` streams.
 
+With a ``GapKeeper`` (``agent/backfill/gaps.py``) each commit also moves the tags' marks and
+the gaps of the links that backfill, in the same transaction as the rows (``SourceGaps``).
+
 Metadata (a tag's data type, engineering units, EURange) comes from the sources once per
 connection (``describe``) and rides on snapshots only, never on changes.
 """
@@ -27,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from plantsync.agent.backfill.gaps import Draft, GapKeeper
 from plantsync.agent.sequencer import Sequencer
 from plantsync.buffer.base import Lane, Outbox, Record
 from plantsync.contracts import (
@@ -58,6 +62,20 @@ class _Snapshot:
     """Ask for a full snapshot of every machine, in order with the changes around it."""
 
 
+@dataclass(frozen=True, slots=True)
+class _GapMark:
+    """In order with the batches: ``link``'s new session begins here (``reset``), and the
+    gaps ``settled`` are done; ``done`` resolves once this commit ended."""
+
+    link: str
+    reset: bool
+    settled: tuple[int, ...]
+    done: asyncio.Future[None]
+
+
+_Item = _Batch | _Snapshot | _GapMark
+
+
 @dataclass
 class PipelineCounters:
     readings: int = 0
@@ -79,12 +97,15 @@ class Pipeline:
         *,
         commit_batch: int = 500,
         queue_size: int = 1000,
+        gaps: GapKeeper | None = None,
     ) -> None:
         self._outbox, self._topics, self._sequencer = outbox, topics, sequencer
+        self.gaps = gaps
+        """The marks and gaps of the sources that backfill; None: no backfill."""
         self._commit_batch = commit_batch
         # Bounded: when the store falls behind, submit() waits, and the pressure reaches the
         # sources' own bounded queues, which count what they drop.
-        self._queue: asyncio.Queue[_Batch | _Snapshot | None] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(queue_size)
         self._latest: dict[str, dict[str, TagValue]] = defaultdict(dict)
         self._sources: dict[str, str] = {}
         self._metadata: dict[str, dict[str, TagMetadata]] = defaultdict(dict)
@@ -96,17 +117,6 @@ class Pipeline:
         """The latest value of each tag per machine, as received since start (a copy)."""
         return {machine: dict(tags) for machine, tags in self._latest.items()}
 
-    def last_times(self, source: str) -> dict[tuple[str, str], datetime]:
-        """(machine, tag) -> source time of the last value ``source`` delivered live: where a
-        gap in its values begins (``HistorySource.history``)."""
-        return {
-            (machine, tag): value.source_time
-            for machine, tags in self._latest.items()
-            if self._sources.get(machine) == source
-            for tag, value in tags.items()
-            if value.source_time is not None
-        }
-
     def describe(self, metadata: Mapping[tuple[str, str], TagMetadata]) -> None:
         """What a source's tags mean ((machine, tag) -> metadata), for the next snapshots."""
         for (machine_id, tag), described in metadata.items():
@@ -116,6 +126,23 @@ class Pipeline:
         """Queue one notification batch from ``source``; waits while the queue is full."""
         if readings:
             await self._queue.put(_Batch(source, readings))
+
+    async def session_started(self, source: str) -> None:
+        """``source`` connected again: the first value of each of its tags committed after
+        the batches queued so far opens a gap from the tag's mark. Returns once committed."""
+        await self._gap_mark(source, reset=True, settled=())
+
+    async def settle(self, source: str, gap_ids: Sequence[int]) -> None:
+        """The gaps ``gap_ids`` are done: deleted once the batches queued so far are
+        committed (an empty list: only wait for them). Returns once committed."""
+        await self._gap_mark(source, reset=False, settled=tuple(gap_ids))
+
+    async def _gap_mark(self, source: str, *, reset: bool, settled: tuple[int, ...]) -> None:
+        if self.gaps is None:
+            return
+        done = asyncio.get_running_loop().create_future()
+        await self._queue.put(_GapMark(source, reset, settled, done))
+        await done
 
     async def request_snapshot(self) -> None:
         await self._queue.put(_Snapshot())
@@ -135,14 +162,19 @@ class Pipeline:
             if closing:
                 return
 
-    async def _commit(self, items: list[_Batch | _Snapshot]) -> None:
+    async def _commit(self, items: list[_Item]) -> None:
+        draft = self.gaps.draft() if self.gaps is not None else None
+        records: list[Record] = []
         try:
             # The numbers are adopted only if the block ends without error: after the commit.
             async with self._sequencer.assigning() as next_seq:
-                records = self._records(items, next_seq)
-                if not records:
+                records = self._records(items, next_seq, draft)
+                if self.gaps is not None and draft is not None and (records or draft):
+                    dropped = await self.gaps.commit(records, draft)
+                elif not records:
                     return
-                dropped = await self._outbox.add(records)
+                else:
+                    dropped = await self._outbox.add(records)
         except StoreError as exc:
             # Telemetry only: the outbox refuses it only when it cannot write at all.
             self.counters.store_errors += 1
@@ -150,19 +182,37 @@ class Pipeline:
             if self.counters.store_errors == 1 or self.counters.store_errors % 1000 == 0:
                 log.error("outbox refused %d messages: %s", len(records), exc)
             return
+        finally:
+            for item in items:
+                if isinstance(item, _GapMark) and not item.done.done():
+                    item.done.set_result(None)
         self.counters.dropped += dropped
         self.counters.messages += len(records)
         self.counters.commits += 1
-        self.committed.set()
+        if records:
+            self.committed.set()
 
-    def _records(self, items: Iterable[_Batch | _Snapshot], next_seq: NextSeq) -> list[Record]:
+    def _records(
+        self, items: Iterable[_Item], next_seq: NextSeq, draft: Draft | None = None
+    ) -> list[Record]:
         records: list[Record] = []
         for item in items:
             if isinstance(item, _Snapshot):
                 records.extend(self._snapshot_records(next_seq))
+            elif isinstance(item, _GapMark):
+                self._gap_mark_into(item, draft)
             else:
+                if self.gaps is not None and draft is not None:
+                    self.gaps.add(draft, item.source, item.readings)
                 records.extend(self._change_records(item, next_seq))
         return records
+
+    def _gap_mark_into(self, item: _GapMark, draft: Draft | None) -> None:
+        if self.gaps is None or draft is None:
+            return
+        if item.reset:
+            self.gaps.session_started(draft, item.link)
+        self.gaps.settle(draft, item.settled)
 
     def _change_records(self, batch: _Batch, next_seq: NextSeq) -> list[Record]:
         self.counters.readings += len(batch.readings)

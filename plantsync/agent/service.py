@@ -50,7 +50,7 @@ from plantsync.agent.polling import PollEndpoint, PollRunner, runners
 from plantsync.agent.recovery.nudge import Nudge, watch
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
-from plantsync.agent.sourcing import source_session
+from plantsync.agent.sourcing import gap_aware_pipeline, source_session
 from plantsync.agent.supervisor import (
     Backoff,
     LinkHealth,
@@ -192,9 +192,7 @@ class Agent:
         store = await self.parts.open_store()
         try:
             sequencer = Sequencer(await store.outbox.last_sequences())
-            pipeline = Pipeline(
-                store.outbox, self.topics, sequencer, commit_batch=self.config.store.commit_batch
-            )
+            pipeline = await gap_aware_pipeline(store, self.topics, sequencer, self.config)
             uplink = Uplink(
                 store.outbox,
                 self.health[HUB],

@@ -152,6 +152,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRAGMA user_version = 8",
         ),
     ),
+    (
+        9,  # each source tag's last value received live and the gaps to backfill (``gaps/``)
+        (
+            "CREATE TABLE tag_marks (link TEXT NOT NULL, machine_id TEXT NOT NULL,"
+            " tag TEXT NOT NULL, source_us INTEGER NOT NULL, updated_at REAL NOT NULL,"
+            " PRIMARY KEY (link, machine_id, tag)) WITHOUT ROWID",
+            "CREATE TABLE source_gaps (id INTEGER PRIMARY KEY, link TEXT NOT NULL,"
+            " machine_id TEXT NOT NULL, tag TEXT NOT NULL, start_us INTEGER NOT NULL,"
+            " end_us INTEGER NOT NULL, reason TEXT NOT NULL, created_at REAL NOT NULL)",
+            "CREATE INDEX source_gaps_link ON source_gaps (link, id)",
+            "PRAGMA user_version = 9",
+        ),
+    ),
 )
 
 _AUTO_VACUUM_INCREMENTAL = 2

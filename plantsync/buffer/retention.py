@@ -8,6 +8,8 @@
       orders        closed (cancelled by HQ; ended, aborted or finally confirmed at the plant:
                     ``close_order``) longer than theirs, none a pending inbox row names
       poll_cursors  of endpoints no longer configured, last read longer ago than theirs
+      tag_marks, source_gaps  not moved / opened for ``keep_source_gaps`` (30 d): a tag no
+                    longer configured, or a gap older than any plant server's history
       ─▶ meta.pruned_at = now
       ─▶ PRAGMA incremental_vacuum, in steps ─▶ wal_checkpoint(TRUNCATE): the file shrinks
 
@@ -69,6 +71,13 @@ _PRUNE_CURSORS = (
     " WHERE updated_at < ? AND endpoint NOT IN (SELECT value FROM json_each(?)) LIMIT ?)"
 )
 _CLOSE_ORDER = "UPDATE orders SET closed_at = COALESCE(closed_at, ?) WHERE order_id = ?"
+_PRUNE_MARKS = (
+    "DELETE FROM tag_marks WHERE (link, machine_id, tag) IN"
+    " (SELECT link, machine_id, tag FROM tag_marks WHERE updated_at < ? LIMIT ?)"
+)
+_PRUNE_GAPS = (
+    "DELETE FROM source_gaps WHERE id IN (SELECT id FROM source_gaps WHERE created_at < ? LIMIT ?)"
+)
 _FREE_PAGES = "PRAGMA freelist_count"
 # The page count is a literal: a PRAGMA takes no bound parameters. executescript, because
 # sqlite3's execute() steps a PRAGMA once and incremental_vacuum frees one page per step.
@@ -102,6 +111,9 @@ class RetentionPolicy:
     """Cursors of endpoints not in ``polled_endpoints``, counted from their last read."""
     polled_endpoints: frozenset[str] | None = None
     """The polled endpoints configured now (their cursors stay); None: prune no cursor."""
+    keep_source_gaps_seconds: float = 30 * DAY_SECONDS
+    """A source tag's mark (its last value received live) not moved, and a gap not filled,
+    for this long (``gaps/``): the tag left the config, or its history is gone too."""
     batch_rows: int = 1000
     """Rows deleted per transaction: how long the agent's writers may wait for the lock."""
 
@@ -122,6 +134,8 @@ class PruneReport:
     idempotency_keys: int = 0
     orders: int = 0
     poll_cursors: int = 0
+    source_gaps: int = 0
+    """Tag marks and gaps, together."""
 
     @property
     def dead_letters(self) -> int:
@@ -136,6 +150,7 @@ class PruneReport:
             "idempotency_keys": self.idempotency_keys,
             "orders": self.orders,
             "poll_cursors": self.poll_cursors,
+            "source_gaps": self.source_gaps,
         }
 
 
@@ -160,6 +175,9 @@ async def prune(database: Database, policy: RetentionPolicy, now: float) -> Prun
         configured = json.dumps(sorted(policy.polled_endpoints))
         params = (now - policy.keep_poll_cursors_seconds, configured)
         cursors = await _delete_batches(database, _PRUNE_CURSORS, params, batch)
+    gaps_cutoff = now - policy.keep_source_gaps_seconds
+    gaps = await _delete_batches(database, _PRUNE_MARKS, (gaps_cutoff,), batch)
+    gaps += await _delete_batches(database, _PRUNE_GAPS, (gaps_cutoff,), batch)
     async with database.write() as transaction:
         await transaction.connection.execute(_RECORD_RUN, (math.ceil(now),))
     await _shrink(database)
@@ -174,6 +192,7 @@ async def prune(database: Database, policy: RetentionPolicy, now: float) -> Prun
         idempotency_keys=keys,
         orders=orders,
         poll_cursors=cursors,
+        source_gaps=gaps,
     )
 
 

@@ -5,6 +5,7 @@
     store.inbox     the ``Inbox`` (down), dead letters, last-known-good schedule: SqliteInbox
     store.keys      idempotency keys of what the plant sends up (``idempotency/``)
     store.cursors   the polled MES endpoints' cursors: PollCursors (``polling/``)
+    store.gaps      the sources' marks and gaps to backfill: SourceGaps (``gaps/``)
     await store.close()
 
     await store.prune(policy, now)   retention (``retention.py``): what is settled and old
@@ -24,6 +25,7 @@ from types import TracebackType
 
 from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.database import Database, OnCorrupt, StoreHealth
+from plantsync.buffer.gaps import SourceGaps
 from plantsync.buffer.idempotency import IdempotencyKeys
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.polling import PollCursors
@@ -51,6 +53,7 @@ class Store:
         self._inbox = inbox
         self._keys = IdempotencyKeys(database, outbox, clock=inbox.clock)
         self._cursors = PollCursors(database, outbox)
+        self._gaps = SourceGaps(database, outbox)
 
     @classmethod
     async def open(
@@ -119,6 +122,12 @@ class Store:
     def cursors(self) -> PollCursors:
         """Where each polled MES endpoint goes on from; moved with the outbox in one commit."""
         return self._cursors
+
+    @property
+    def gaps(self) -> SourceGaps:
+        """Each source tag's last value received live and the gaps to backfill; moved with
+        the outbox in one commit."""
+        return self._gaps
 
     async def prune(self, policy: RetentionPolicy, now: float) -> PruneReport:
         """Delete what ``policy`` no longer keeps at ``now`` (never anything pending), in short

@@ -24,14 +24,19 @@ Values are JSON, mapped from OPC UA deterministically (``drivers/opcua_values.py
 
 Gaps: values of a tag that were not received live and that no history could fill.
 
-After a link to an OPC UA server was down (or the server's queue overflowed), the agent reads
+After a link to an OPC UA server was down, the agent was stopped, or the server's queue for a
+tag overflowed (the gaps are kept in the agent's store, so one survives a restart and a backfill
+cut short goes on after the next connect from the last value it sent), the agent reads
 what each tag missed from the server's history (``backfill = "history"``) and sends it as
 historical ``machine.state`` (``historical: true``, the original source timestamps). What it
 cannot read, it reports as one ``history.gap`` per tag, in the business lane (never evicted),
 so HQ knows the hole is real and not a delay: ``stream`` names the machine stream with the
 hole, ``tag`` the tag, ``start``/``end`` the interval (exclusive: the values at both ends were
-delivered), ``reason`` why (``no-history``: the server keeps none for the node; otherwise the
-OPC UA status the server answered the history read with, e.g. ``BadHistoryOperationUnsupported``).
+delivered), ``reason`` why (``no-history``: the server keeps none for the node;
+``not-configured``: the tag left the config before its gap was read; otherwise the OPC UA
+status the server answered the history read with, e.g. ``BadHistoryOperationUnsupported``). A
+report is sent at least once: an agent that crashes between a report and the end of its
+backfill sends it again after the restart.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ reconnection, counters, health and logging, so drivers stay small.
     Counted        optional capability of any link: ``counters()`` (values lost, limits hit)
     AlarmSource    optional capability of a Source: ``alarms()`` yields the Alarms & Conditions
                    events of its configured notifiers, until the link drops
-    HistorySource  optional capability of a Source: ``history(since)`` reads what a gap missed
+    HistorySource  optional capability of a Source: ``history(gaps)`` reads what gaps missed
     TagsDescribed  optional capability of a Source: ``tag_metadata()`` (units, EURange, type)
     Described      optional capability of any link: ``description()`` (what it learnt about its
                    peer on connecting: an OPC UA server's namespaces and limits)
@@ -19,7 +19,7 @@ Drivers contain no reconnect loops and never import ``plantsync.agent``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -42,6 +42,8 @@ class Reading:
     source_time: datetime | None
     historical: bool = False
     """Read from the server's history to fill a gap, not received live."""
+    overflow: bool = False
+    """The server discarded values of this tag before this one (its queue overflowed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,12 +166,11 @@ class HistorySource(Protocol):
     Check with ``isinstance(source, HistorySource)``.
     """
 
-    def history(
-        self, since: Mapping[tuple[str, str], datetime]
-    ) -> AsyncIterator[list[Reading] | HistoryGap]:
-        """The values of each (machine, tag) after ``since`` (its last value received live)
-        and before its first value of this connection, as historical readings in batches;
-        a HistoryGap for what the server cannot give. Ends when every tag is done."""
+    def history(self, gaps: Sequence[HistoryGap]) -> AsyncIterator[list[Reading] | HistoryGap]:
+        """The values of each gap's tag strictly between its ``start`` and ``end``, as
+        historical readings in batches (oldest first per tag); a HistoryGap (with the reason)
+        for what the server cannot give. Ends when every gap is done; raises
+        SourceUnavailable when the link drops."""
         ...
 
 

@@ -27,10 +27,8 @@ shared with the Job Control sink, in ``drivers.common.opcua``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -122,7 +120,6 @@ class OpcUaSource:
         self._overflows = 0
         self._server: ServerInfo | None = None
         self._metadata: dict[tuple[str, str], TagMetadata] = {}
-        self._first_live: dict[int, datetime | None] = {}
 
     @property
     def name(self) -> str:
@@ -191,36 +188,30 @@ class OpcUaSource:
             yield await self._queue.next()
 
     async def history(
-        self, since: Mapping[tuple[str, str], datetime]
+        self, gaps: Sequence[HistoryGap]
     ) -> AsyncIterator[list[Reading] | HistoryGap]:
-        """``HistorySource``: once every tag's first value arrived (or ``request_timeout``
-        passed), the values each missed since ``since``; nothing when backfill is off."""
-        if self._config.backfill == "off" or self._client is None or not since:
+        """``HistorySource``: the values each gap missed, from the server's history; nothing
+        when backfill is off."""
+        if self._config.backfill == "off" or self._client is None:
             return
-        with contextlib.suppress(TimeoutError):  # a tag still silent: read up to now
-            async with asyncio.timeout(self._timeout):
-                while len(self._first_live) < len(self._items):  # noqa: ASYNC110 - by publish
-                    await asyncio.sleep(0.05)
         limits = self._server.limits if self._server is not None else ServerLimits()
-        session = self._client.uaclient.session
-        reader = HistoryReader(session, limits, rate=self._config.backfill_rate)
+        reader = HistoryReader(
+            self._client.uaclient.session, limits, rate=self._config.backfill_rate
+        )
         with map_asyncua_exceptions(self.name, "reading history"):
-            async for found in backfill(reader, self._tags(), since):
+            async for found in backfill(reader, self._tags(), gaps):
                 yield found
 
-    def _tags(self) -> list[Tag]:
-        return [
-            Tag(
-                item.machine_id,
-                item.tag.name,
+    def _tags(self) -> dict[tuple[str, str], Tag]:
+        return {
+            (item.machine_id, item.tag.name): Tag(
                 item.node_id or node_id_of(item.tag),
-                self._first_live.get(handle),
                 bool(
                     (meta := self._metadata.get((item.machine_id, item.tag.name))) and meta.history
                 ),
             )
-            for handle, item in enumerate(self._items)
-        ]
+            for item in self._items
+        }
 
     async def alarms(self) -> AsyncIterator[Alarm]:
         """``AlarmSource``: condition events of ``event_notifiers``, refreshed ones first."""
@@ -394,11 +385,9 @@ class OpcUaSource:
                 continue
             item = self._items[monitored.ClientHandle]
             status = monitored.Value.StatusCode
-            if status is not None and status.value & _OVERFLOW == _OVERFLOW:
-                self._overflows += 1  # the server's queue for this item discarded values
-            found = reading(item.machine_id, item.tag.name, monitored.Value)
-            self._first_live.setdefault(monitored.ClientHandle, found.source_time)
-            yield found
+            overflow = status is not None and status.value & _OVERFLOW == _OVERFLOW
+            self._overflows += overflow  # the server's queue for this item discarded values
+            yield reading(item.machine_id, item.tag.name, monitored.Value, overflow=overflow)
 
     async def _connection_lost(self, exc: Exception) -> None:
         await self._queue.connection_lost(exc)

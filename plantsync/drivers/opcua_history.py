@@ -1,7 +1,7 @@
 """History backfill: the values a gap missed, read from the server's history (HistoryRead).
 
-    for each (machine, tag): since = its last value received live (the agent remembers it),
-                             until = its first value of the new connection
+    for each gap (machine, tag, since, until), kept by the agent (``agent/backfill/gaps.py``):
+    since = its last value sent (received live, or read here), until = the first value after
     tags without AccessLevel HistoryRead ─────────────────────────────▶ HistoryGap "no-history"
     the rest, in batches of the server's MaxNodesPerHistoryReadData / history continuation
     points ─▶ HistoryReadRaw(since, until, Source timestamps, NumValuesPerNode)
@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from asyncua import ua
 from asyncua.client.ua_session import UaSession
@@ -180,28 +180,24 @@ def _inside(item: Wanted, after: datetime, values: list[ua.DataValue]) -> list[R
 class Tag:
     """What the reader needs of one monitored tag of this connection."""
 
-    machine_id: str
-    tag: str
     node_id: ua.NodeId
-    first_live: datetime | None
-    """The source time of its first value on this connection; None before it arrived."""
     history: bool
+    """The server keeps its history (AccessLevel HistoryRead)."""
 
 
 async def backfill(
-    reader: HistoryReader, tags: Sequence[Tag], since: Mapping[tuple[str, str], datetime]
+    reader: HistoryReader, tags: Mapping[tuple[str, str], Tag], gaps: Sequence[HistoryGap]
 ) -> AsyncIterator[list[Reading] | HistoryGap]:
-    """Every tag's gap: read from history where the server keeps it, else a HistoryGap."""
+    """Every gap read from history where the server keeps the tag's, else a HistoryGap."""
     wanted = []
-    now = datetime.now(UTC)
-    for tag in tags:
-        start = since.get((tag.machine_id, tag.tag))
-        end = tag.first_live or now
-        if start is None or end <= start:
-            continue  # never seen live, or unchanged since: nothing was missed
-        if not tag.history:
-            yield HistoryGap(tag.machine_id, tag.tag, start, end, "no-history")
+    for gap in gaps:
+        tag = tags.get((gap.machine_id, gap.tag))
+        if gap.end <= gap.start:
             continue
-        wanted.append(Wanted(tag.machine_id, tag.tag, tag.node_id, start, end))
+        if tag is None or not tag.history:
+            reason = "no-history" if tag is not None else "not-configured"
+            yield HistoryGap(gap.machine_id, gap.tag, gap.start, gap.end, reason)
+            continue
+        wanted.append(Wanted(gap.machine_id, gap.tag, tag.node_id, gap.start, gap.end))
     async for item in reader.read(wanted):
         yield item

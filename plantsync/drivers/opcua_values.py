@@ -35,8 +35,16 @@ _logger = logging.getLogger(__name__)
 _PROPERTIES = ("EngineeringUnits", "EURange")
 
 
-def reading(machine_id: str, tag: str, data: ua.DataValue, *, historical: bool = False) -> Reading:
-    """One data change (or, ``historical``, one value from history) as a Reading."""
+def reading(
+    machine_id: str,
+    tag: str,
+    data: ua.DataValue,
+    *,
+    historical: bool = False,
+    overflow: bool = False,
+) -> Reading:
+    """One data change (or, ``historical``, one value from history) as a Reading;
+    ``overflow``: the server flagged values of the tag lost before it."""
     status = data.StatusCode or ua.StatusCode()
     variant = data.Value
     return Reading(
@@ -47,6 +55,7 @@ def reading(machine_id: str, tag: str, data: ua.DataValue, *, historical: bool =
         status_code=int(status.value),
         source_time=None if data.SourceTimestamp is None else as_utc(data.SourceTimestamp),
         historical=historical,
+        overflow=overflow,
     )
 
 

@@ -192,6 +192,7 @@ async def test_a_failing_prune_is_counted_and_run_goes_on_to_the_next_one() -> N
         "idempotency_keys": 0,
         "orders": 0,
         "poll_cursors": 0,
+        "source_gaps": 0,
     }
 
 

@@ -39,7 +39,7 @@ LAST_WEEK = NOW - 10 * DAY
 YESTERDAY = NOW - 1 * DAY
 """Within every window."""
 POLICY = RetentionPolicy()
-NO_KEYS = {"idempotency_keys": 0, "orders": 0, "poll_cursors": 0}
+NO_KEYS = {"idempotency_keys": 0, "orders": 0, "poll_cursors": 0, "source_gaps": 0}
 PAYLOAD = b'{"order":"' + b"x" * 400 + b'"}'
 
 OLD_SETTLED = 100_000

@@ -1,42 +1,44 @@
 """What runs beside a source's readings, in the same session (it ends with the link):
 
     AlarmSource.alarms() ───────────▶ BusinessWriter.alarm   (business lane, never evicted)
-    HistorySource.history(since) ───▶ Pipeline.submit         (historical readings)
-                                 └──▶ BusinessWriter.gap      (what no history could fill)
+    GapKeeper.pending(link) ─▶ HistorySource.history(gaps) ─▶ Pipeline.submit (historical,
+                                                               paced by the keeper's bucket)
+                                                          └──▶ BusinessWriter.gap (what no
+                                                               history could fill)
+                            ─▶ Pipeline.settle(the gaps)   once all of them are committed
+    … then waits for the next gap a commit opens (an Overflow), for as long as the session
 
-``since`` is where the link's gap began, per tag: the source time of the last value the
-pipeline received live from this link before the session (``Pipeline.last_times``). A first
-session has none, so nothing is backfilled.
+The gaps are durable (``agent/backfill/gaps.py``): one left when the link drops again, or the
+agent stops, is read on from the last value committed after the next connect. A gap's
+history.gap report is committed before the gap is settled: a crash between the two reports
+it once more after the restart (reports are at least once; the values exactly once).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from datetime import datetime
 
+from plantsync.agent.backfill.gaps import GapKeeper
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.supervisor import first_completed
 from plantsync.contracts import machine_stream
 from plantsync.contracts.machine import HistoryGap
 from plantsync.drivers.base import AlarmSource, HistorySource, Source
+from plantsync.drivers.base import HistoryGap as Missing
 from plantsync.errors import SourceUnavailable, StoreFull
 
 
 async def run_beside(
-    name: str,
-    source: Source,
-    pipeline: Pipeline,
-    business: BusinessWriter,
-    since: Mapping[tuple[str, str], datetime],
+    name: str, source: Source, pipeline: Pipeline, business: BusinessWriter
 ) -> None:
-    """Alarms until the session ends; the backfill of ``since``'s gap once, beside them."""
+    """Alarms until the session ends; beside them, the backfill of the link's gaps."""
     alarms = _alarms(name, source, business) if isinstance(source, AlarmSource) else _idle()
+    gaps = pipeline.gaps
     history = (
-        _history(name, source, pipeline, business, since)
-        if isinstance(source, HistorySource) and since
-        else _done()
+        _backfill(name, source, pipeline, business, gaps)
+        if isinstance(source, HistorySource) and gaps is not None and gaps.backfills(name)
+        else _idle()
     )
     await first_completed(alarms, history)
 
@@ -52,34 +54,47 @@ async def _alarms(name: str, source: AlarmSource, business: BusinessWriter) -> N
             raise SourceUnavailable(f"{name}: the outbox refused an alarm: {exc}") from exc
 
 
-async def _history(
+async def _backfill(
     name: str,
     source: HistorySource,
     pipeline: Pipeline,
     business: BusinessWriter,
-    since: Mapping[tuple[str, str], datetime],
+    gaps: GapKeeper,
 ) -> None:
-    async for found in source.history(since):
-        if isinstance(found, list):
-            await pipeline.submit(name, found)
+    """The link's gaps, as they open, for as long as the session lasts. A gap this session
+    read and could not settle (the store refused a commit) waits for the next session."""
+    tried: set[int] = set()
+    while True:
+        todo = [gap for gap in await gaps.pending(name) if gap.id not in tried]
+        if not todo:
+            await gaps.wait_opened(name)
             continue
-        gap = HistoryGap(
-            stream=machine_stream(found.machine_id),
-            machine_id=found.machine_id,
-            tag=found.tag,
-            start=found.start,
-            end=found.end,
-            reason=found.reason[:200],
-        )
-        try:
-            await business.gap(gap, source=name)
-        except StoreFull as exc:
-            raise SourceUnavailable(f"{name}: the outbox refused a gap report: {exc}") from exc
+        tried.update(gap.id for gap in todo)
+        gaps.filling(name, todo)
+        wanted = [Missing(g.machine_id, g.tag, g.start, g.end, g.reason) for g in todo]
+        async for found in source.history(wanted):
+            if isinstance(found, list):
+                await gaps.pace(len({reading.machine_id for reading in found}))
+                await pipeline.submit(name, found)
+            else:
+                await _report(name, found, business)
+        await pipeline.settle(name, [gap.id for gap in todo])
+
+
+async def _report(name: str, found: Missing, business: BusinessWriter) -> None:
+    gap = HistoryGap(
+        stream=machine_stream(found.machine_id),
+        machine_id=found.machine_id,
+        tag=found.tag,
+        start=found.start,
+        end=found.end,
+        reason=found.reason[:200],
+    )
+    try:
+        await business.gap(gap, source=name)
+    except StoreFull as exc:
+        raise SourceUnavailable(f"{name}: the outbox refused a gap report: {exc}") from exc
 
 
 async def _idle() -> None:
     await asyncio.Event().wait()
-
-
-async def _done() -> None:
-    return
