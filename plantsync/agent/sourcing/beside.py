@@ -1,6 +1,7 @@
 """What runs beside a source's readings, in the same session (it ends with the link):
 
     AlarmSource.alarms() ───────────▶ BusinessWriter.alarm   (business lane, never evicted)
+    AlarmAcks.run ──────────────────▶ AlarmAcknowledger.acknowledge  (HQ's alarm.ack, ``acks.py``)
     HistorySource.history(since) ───▶ Pipeline.submit         (historical readings)
                                  └──▶ BusinessWriter.gap      (what no history could fill)
 
@@ -17,10 +18,11 @@ from datetime import datetime
 
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.pipeline import Pipeline
+from plantsync.agent.sourcing.acks import AlarmAcks
 from plantsync.agent.supervisor import first_completed
 from plantsync.contracts import machine_stream
 from plantsync.contracts.machine import HistoryGap
-from plantsync.drivers.base import AlarmSource, HistorySource, Source
+from plantsync.drivers.base import AlarmAcknowledger, AlarmSource, HistorySource, Source
 from plantsync.errors import SourceUnavailable, StoreFull
 
 
@@ -30,9 +32,13 @@ async def run_beside(
     pipeline: Pipeline,
     business: BusinessWriter,
     since: Mapping[tuple[str, str], datetime],
+    acks: AlarmAcks,
 ) -> None:
-    """Alarms until the session ends; the backfill of ``since``'s gap once, beside them."""
+    """Alarms and HQ's acks of them until the session ends; the backfill of ``since``'s gap
+    once, beside them."""
     alarms = _alarms(name, source, business) if isinstance(source, AlarmSource) else _idle()
+    if isinstance(source, AlarmAcknowledger):
+        alarms = first_completed(alarms, acks.run(name, source))
     history = (
         _history(name, source, pipeline, business, since)
         if isinstance(source, HistorySource) and since
