@@ -251,8 +251,7 @@ class Downlink:
     ) -> None:
         plan = plan_changes(message)
         if isinstance(message, AlarmAckMessage):  # no link here takes it (``AlarmAcks.target``)
-            refused = plan.refused(ReasonCode.UNKNOWN_SOURCE, self.alarm_acks.refusal(message))
-            await self._settle(row, message.correlation_id, refused)
+            await self.alarm_acks.refuse(row, message)
             return
         decision = await plan.decide(
             self._store.inbox, self._policy, datetime.now(UTC), approved=row.reason == APPROVED

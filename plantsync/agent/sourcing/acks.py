@@ -3,7 +3,7 @@ reported the alarm, in arrival order per link, beside its alarms in the same ses
 
     Downlink.receive ─▶ inbox row, target = the ack's ``source`` link (``target``); a source
                         that is not a link here, or refuses HQ's acks: no target, and the
-                        plant loop rejects it at once ("unknown-source", ``refusal``)
+                        plant loop rejects it at once ("unknown-source", ``refuse``)
     source session up ─▶ AlarmAcks.run(link, source), one row at a time:
         older than acknowledge_expiry ─────────────▶ REJECTED "expired"
         acknowledge_from_hq = "approval", not yet ──▶ WAITING_APPROVAL (the status page)
@@ -107,8 +107,12 @@ class AlarmAcks:
         rule = self._rules.get(message.payload.source)
         return message.payload.source if rule is not None and rule.mode != "refuse" else None
 
-    def refusal(self, message: AlarmAckMessage) -> str:
-        """Why an ack without a target is rejected."""
+    async def refuse(self, row: InboxRow, message: AlarmAckMessage) -> None:
+        """Reject an ack that has no target: its source is no link here, or refuses HQ's acks."""
+        code = ReasonCode.UNKNOWN_SOURCE
+        await self._settle(row, message, AckOutcome.REJECTED, code, self._refusal(message))
+
+    def _refusal(self, message: AlarmAckMessage) -> str:
         source = message.payload.source
         if source in self._rules:
             return f'{source} takes no acknowledgements from HQ (acknowledge_from_hq = "refuse")'
