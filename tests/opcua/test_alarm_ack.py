@@ -87,7 +87,8 @@ async def test_raised_acknowledged_from_hq_and_cleared_reach_the_hub_once_each_i
     assert states == [(True, False), (True, True), (False, True)]
     assert outcomes(hub, ack["id"]) == ["accepted", "applied"]
     assert conditions.comments["overtemperature"] == "hq.shift-lead: seen"
-    assert counters is not None and (counters.applied, counters.rejected) == (1, 0)
+    assert counters is not None
+    assert (counters.applied, counters.rejected) == (1, 0)
 
 
 async def test_what_the_server_refuses_reaches_hq_as_a_rejection_with_its_status_name(
@@ -118,7 +119,8 @@ async def test_what_the_server_refuses_reaches_hq_as_a_rejection_with_its_status
     assert answers[0]["reason"] == "BadEventIdUnknown"
     assert answers[2]["reason"] == "BadConditionBranchAlreadyAcked"
     assert all(a["original_type"] == "alarm.ack" for a in answers)
-    assert counters is not None and (counters.applied, counters.rejected) == (1, 3)
+    assert counters is not None
+    assert (counters.applied, counters.rejected) == (1, 3)
 
 
 async def test_a_bad_alarm_ack_is_a_dead_letter_and_an_ack_waits_for_the_plants_approval(
@@ -134,7 +136,8 @@ async def test_a_bad_alarm_ack_is_a_dead_letter_and_an_ack_waits_for_the_plants_
         ack = ack_of(hq, alarms(hub)[0])
         await hq.publish(ack, topic="alarm")
         assert (await settled(hub, ack))["outcome"] == "waiting-for-approval"
-        assert agent.store is not None and agent.downlink is not None
+        assert agent.store is not None
+        assert agent.downlink is not None
         (row,) = await agent.store.inbox.waiting_approval()
         assert await agent.downlink.approve(row.row_id)
         await hub.wait_for(lambda: len(acks(hub, ack["id"])) == 3, within=WITHIN)
