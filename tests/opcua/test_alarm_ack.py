@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from plantsync.agent.service import Agent
 from plantsync.agent.supervisor import LinkState
 from plantsync.contracts.alarms import AlarmMessage
@@ -14,6 +16,7 @@ from plantsync.sim.plant import NAMESPACE, SimulatedPlant
 from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.hq import Hq, acks, outcomes
 from tests.e2e.support import HubRecorder, agent_config, eventually, recording, running_agent
+from tests.metrics.support import scrape, value
 
 LINK = "opcua:line-1"
 WITHIN = 20
@@ -108,7 +111,8 @@ async def test_what_the_server_refuses_reaches_hq_as_a_rejection_with_its_status
         for message in sent:
             await hq.publish(message, topic="alarm")
         answers = [await settled(hub, message) for message in sent]
-        counters = agent.downlink.alarm_acks.counters if agent.downlink else None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent.api_port}") as api:
+            samples = await scrape(api)
 
     assert [(a["outcome"], a["reason_code"]) for a in answers] == [
         ("rejected", "plant-rejected"),
@@ -119,8 +123,9 @@ async def test_what_the_server_refuses_reaches_hq_as_a_rejection_with_its_status
     assert answers[0]["reason"] == "BadEventIdUnknown"
     assert answers[2]["reason"] == "BadConditionBranchAlreadyAcked"
     assert all(a["original_type"] == "alarm.ack" for a in answers)
-    assert counters is not None
-    assert (counters.applied, counters.rejected) == (1, 3)
+    settled_total = "plantsync_alarm_acks_settled_total"
+    assert value(samples, settled_total, outcome="applied") == 1
+    assert value(samples, settled_total, outcome="rejected") == 3
 
 
 async def test_a_bad_alarm_ack_is_a_dead_letter_and_an_ack_waits_for_the_plants_approval(
