@@ -353,6 +353,9 @@ class Downlink:
         if row is None:
             return False
         message = parse_down_message(row.payload, site=self._topics.site, max_bytes=1 << 30)
+        if isinstance(message, AlarmAckMessage):
+            await self.alarm_acks.refuse(row, message, ReasonCode.APPROVAL_REJECTED, reason)
+            return True
         decision = plan_changes(message).refused(ReasonCode.APPROVAL_REJECTED, reason)
         with correlation(message.correlation_id or message.id):
             await self._settle(row, message.correlation_id, decision)

@@ -174,8 +174,8 @@ class OpcUaServerConfig(OpcUaClientConfig):
     acknowledge_expiry: Duration = Field(
         default=timedelta(hours=1),
         gt=timedelta(0),
-        description="an alarm.ack not applied this long after it arrived (server unreachable,"
-        " or no approval yet) is rejected as expired",
+        description="an alarm.ack not applied this long after it arrived is rejected as"
+        " expired when its turn comes (the server reachable again, a planner's approval)",
     )
 
     @field_validator("event_notifiers")

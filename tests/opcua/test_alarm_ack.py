@@ -128,7 +128,7 @@ async def test_what_the_server_refuses_reaches_hq_as_a_rejection_with_its_status
     assert value(samples, settled_total, outcome="rejected") == 3
 
 
-async def test_a_bad_alarm_ack_is_a_dead_letter_and_an_ack_waits_for_the_plants_approval(
+async def test_a_bad_alarm_ack_is_a_dead_letter_and_acks_wait_for_the_plants_approval(
     broker: Mosquitto, opcua_plant: SimulatedPlant, tmp_path: Path
 ) -> None:
     settings = config(opcua_plant, tmp_path / "store.db", broker, "approval")
@@ -146,9 +146,18 @@ async def test_a_bad_alarm_ack_is_a_dead_letter_and_an_ack_waits_for_the_plants_
         (row,) = await agent.store.inbox.waiting_approval()
         assert await agent.downlink.approve(row.row_id)
         await hub.wait_for(lambda: len(acks(hub, ack["id"])) == 3, within=WITHIN)
+        again = ack_of(hq, alarms(hub)[0])
+        await hq.publish(again, topic="alarm")
+        await hub.wait_for(lambda: len(acks(hub, again["id"])) == 2, within=WITHIN)
+        (row,) = await agent.store.inbox.waiting_approval()
+        assert await agent.downlink.reject(row.row_id, "already seen on the floor")
+        await hub.wait_for(lambda: len(acks(hub, again["id"])) == 3, within=WITHIN)
         (letter,) = await agent.store.inbox.dead_letters()
+        counters = agent.downlink.alarm_acks.counters
 
     (refusal,) = acks(hub, bad["id"])
     assert (refusal["outcome"], refusal["reason_code"]) == ("rejected", "schema-violation")
     assert letter.message_id == bad["id"]
     assert outcomes(hub, ack["id"]) == ["accepted", "waiting-for-approval", "applied"]
+    assert acks(hub, again["id"])[-1]["reason_code"] == "approval-rejected"
+    assert (counters.applied, counters.rejected, counters.waiting) == (1, 1, 2)

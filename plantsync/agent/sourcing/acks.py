@@ -5,7 +5,8 @@ reported the alarm, in arrival order per link, beside its alarms in the same ses
                         that is not a link here, or refuses HQ's acks: no target, and the
                         plant loop rejects it at once ("unknown-source", ``refuse``)
     source session up ─▶ AlarmAcks.run(link, source), one row at a time:
-        older than acknowledge_expiry ─────────────▶ REJECTED "expired"
+        older than acknowledge_expiry ─────────────▶ REJECTED "expired" (when its turn comes:
+                                                     the server back, a planner's approval)
         acknowledge_from_hq = "approval", not yet ──▶ WAITING_APPROVAL (the status page)
         Acknowledge(EventId, Comment): Good ────────▶ APPLIED
                                        Bad… ────────▶ REJECTED "plant-rejected", the status name
@@ -107,10 +108,17 @@ class AlarmAcks:
         rule = self._rules.get(message.payload.source)
         return message.payload.source if rule is not None and rule.mode != "refuse" else None
 
-    async def refuse(self, row: InboxRow, message: AlarmAckMessage) -> None:
-        """Reject an ack that has no target: its source is no link here, or refuses HQ's acks."""
-        code = ReasonCode.UNKNOWN_SOURCE
-        await self._settle(row, message, AckOutcome.REJECTED, code, self._refusal(message))
+    async def refuse(
+        self,
+        row: InboxRow,
+        message: AlarmAckMessage,
+        code: ReasonCode = ReasonCode.UNKNOWN_SOURCE,
+        reason: str | None = None,
+    ) -> None:
+        """Reject an ack: by default one without a target (its source is no link here, or
+        refuses HQ's acks); a planner's refusal gives its code and reason."""
+        reason = reason or self._refusal(message)
+        await self._settle(row, message, AckOutcome.REJECTED, code, reason)
 
     def _refusal(self, message: AlarmAckMessage) -> str:
         source = message.payload.source
