@@ -113,6 +113,7 @@ async def test_what_the_server_refuses_reaches_hq_as_a_rejection_with_its_status
         answers = [await settled(hub, message) for message in sent]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{agent.api_port}") as api:
             samples = await scrape(api)
+            status = (await api.get("/api/v1/status")).json()
 
     assert [(a["outcome"], a["reason_code"]) for a in answers] == [
         ("rejected", "plant-rejected"),
@@ -126,6 +127,8 @@ async def test_what_the_server_refuses_reaches_hq_as_a_rejection_with_its_status
     settled_total = "plantsync_alarm_acks_settled_total"
     assert value(samples, settled_total, outcome="applied") == 1
     assert value(samples, settled_total, outcome="rejected") == 3
+    counts = status["downlink"]
+    assert (counts["alarm_acks_applied"], counts["alarm_acks_rejected"]) == (1, 3)
 
 
 async def test_a_bad_alarm_ack_is_a_dead_letter_and_acks_wait_for_the_plants_approval(
