@@ -41,6 +41,7 @@ from plantsync.contracts.inbound import parse_down_message
 from plantsync.contracts.orders import AckOutcome, ReasonCode
 from plantsync.contracts.schedule import AlarmAckMessage, DownMessage
 from plantsync.drivers.base import AlarmAcknowledger
+from plantsync.errors import SourceUnavailable, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,10 @@ class AlarmAcks:
             wakeup.clear()
             rows = await self._store.inbox.pending(1, target=link)
             if rows:
-                await self._process(link, rows[0], source)
+                try:
+                    await self._process(link, rows[0], source)
+                except StoreFull as exc:  # the row stays; the next session tries again
+                    raise SourceUnavailable(f"{link}: the outbox refused an answer: {exc}") from exc
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
@@ -151,7 +155,11 @@ class AlarmAcks:
         if link not in self._rules:
             return
         for row in await self._store.inbox.pending(HELD_ROWS, target=link):
-            await self._process(link, row, None, error)
+            try:
+                await self._process(link, row, None, error)
+            except StoreFull:  # the link's own error is what the supervisor must see
+                log.warning("%s: the outbox is full; HQ's acks wait unanswered", link)
+                return
 
     async def _process(
         self, link: str, row: InboxRow, source: AlarmAcknowledger | None, error: str = ""
