@@ -31,6 +31,7 @@ from plantsync.agent.policy import SchedulePolicy
 from plantsync.buffer.inbox import Inbox, OrderState
 from plantsync.contracts.orders import AckOutcome, OrderRef, ReasonCode
 from plantsync.contracts.schedule import (
+    AlarmAckMessage,
     DownMessage,
     MaterialRequirement,
     MaterialSubstitutionMessage,
@@ -238,7 +239,9 @@ def _conflict(item: _OrderChange, differing: list[str]) -> str:
 
 
 def plan_changes(message: DownMessage) -> ChangePlan:
-    """The per-order changes ``message`` asks for."""
+    """The per-order changes ``message`` asks for (none: an ``alarm.ack``)."""
+    if isinstance(message, AlarmAckMessage):
+        return ChangePlan(message, [])
     if isinstance(message, OrderHoldMessage | OrderHoldReleaseMessage | OrderCancelMessage):
         state = _REQUEST_STATE[message.type]
         detail = message.payload.model_dump(mode="json")

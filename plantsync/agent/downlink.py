@@ -14,6 +14,11 @@
           plant system applies it ───────────▶ APPLIED                 │ in one transaction
           plant system refuses it ───────────▶ REJECTED "plant-rejected"┘
           plant system unreachable ──────────▶ RETRY (backoff), "pending" ack once
+          alarm.ack no link here takes ──────▶ REJECTED "unknown-source"
+
+An ``alarm.ack`` (topic down/alarm, stream alarm-acks) shares the inbox and its answers, but not
+this loop: its row's target is the OPC UA link that applies it (``sourcing/acks.py``), so a
+server that is down holds back neither the schedule nor the other servers' acks.
 
 Every message received moves the down sequence's mark, whatever its verdict (a dead letter too,
 when its seq can be read): only a seq that never arrived is a gap (``resync/sequence.py``).
@@ -31,16 +36,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from plantsync.agent.business import Acknowledgement, ack_record, resync_record
 from plantsync.agent.changes import Decision, plan_changes
 from plantsync.agent.logs import correlation
-from plantsync.agent.policy import SchedulePolicy
+from plantsync.agent.policy import APPROVED, SchedulePolicy
 from plantsync.agent.resync import sequence
 from plantsync.agent.sequencer import Sequencer
+from plantsync.agent.sourcing.acks import AckRule, AlarmAcks
 from plantsync.agent.supervisor import Backoff, LinkHealth, LinkState
 from plantsync.buffer.inbox import InboxRow, InboxStatus
 from plantsync.buffer.store import Store
@@ -56,6 +62,7 @@ from plantsync.contracts.orders import (
     ReasonCode,
     ResyncReason,
 )
+from plantsync.contracts.schedule import AlarmAckMessage
 from plantsync.drivers.base import OrderChange, PlantVerdict, ScheduleSink
 from plantsync.errors import LinkMisconfigured, MessageRejected, SourceUnavailable
 
@@ -66,9 +73,6 @@ _NextSeq = Callable[[str], int]
 OnApplied = Callable[[float, str, list[str]], None]
 """Called once a message settles APPLIED: seconds since HQ's ``event_time``, its correlation id
 (the message id when it has none), the orders it applied. For metrics; it must not block."""
-
-APPROVED = "approved"
-"""The reason a row carries once a planner approved it: the policy is not asked again."""
 
 
 @dataclass
@@ -103,6 +107,7 @@ class Downlink:
         max_message_bytes: int = MAX_DOWN_MESSAGE_BYTES,
         on_applied: OnApplied | None = None,
         clock: Callable[[], float] = time.time,
+        alarm_acks: Mapping[str, AckRule] | None = None,
     ) -> None:
         self._store, self._topics, self._sequencer = store, topics, sequencer
         self._policy, self._outbox_changed = policy, outbox_changed
@@ -112,6 +117,10 @@ class Downlink:
         """Unix time, for what is stored (arrival, retry times): it must outlive the process."""
         self.wakeup = asyncio.Event()
         self.counters = DownlinkCounters()
+        self.alarm_acks = AlarmAcks(
+            store, topics, sequencer, outbox_changed, alarm_acks or {}, clock=clock
+        )
+        """HQ's ``alarm.ack``: received here, applied by the OPC UA links' sessions."""
 
     # ---- receiving: durable before the MQTT ack -------------------------------------------
 
@@ -128,8 +137,15 @@ class Downlink:
 
     async def _receive(self, topic: str, payload: bytes, message: DownMessage) -> None:
         orders = tuple(plan.order_id for plan in plan_changes(message).orders)
+        target = self.alarm_acks.target(message)
         fresh = await self._store.inbox.receive(
-            message.id, topic, payload, received_at=self._clock(), seq=message.seq, order_ids=orders
+            message.id,
+            topic,
+            payload,
+            received_at=self._clock(),
+            seq=message.seq,
+            order_ids=orders,
+            target=target,
         )
         self.counters.received += 1
         log.info("%s %s received (seq %d)%s", message.type, message.id, message.seq, _dup(fresh))
@@ -146,8 +162,10 @@ class Downlink:
                 ReasonCode.DUPLICATE,
                 reason,
             )
-        await self._write([ack], seq=(message.seq, message.seq_epoch))
+        on_down_stream = not isinstance(message, AlarmAckMessage)  # alarm-acks: its own seq
+        await self._write([ack], seq=(message.seq, message.seq_epoch) if on_down_stream else None)
         self.wakeup.set()
+        self.alarm_acks.wake()
 
     async def request_resync(self, reason: ResyncReason) -> None:
         """Ask HQ for a snapshot of the site's open orders (no session, or a start-up)."""
@@ -232,6 +250,9 @@ class Downlink:
         self, row: InboxRow, message: DownMessage, sink: ScheduleSink, health: LinkHealth
     ) -> None:
         plan = plan_changes(message)
+        if isinstance(message, AlarmAckMessage):  # no link here takes it (``AlarmAcks.target``)
+            await self.alarm_acks.refuse(row, message)
+            return
         decision = await plan.decide(
             self._store.inbox, self._policy, datetime.now(UTC), approved=row.reason == APPROVED
         )
@@ -323,6 +344,7 @@ class Downlink:
             row.row_id, InboxStatus.RETRY, reason=APPROVED, retry_at=self._clock()
         )
         self.wakeup.set()
+        self.alarm_acks.wake()
         return True
 
     async def reject(self, row_id: int, reason: str) -> bool:
@@ -331,6 +353,9 @@ class Downlink:
         if row is None:
             return False
         message = parse_down_message(row.payload, site=self._topics.site, max_bytes=1 << 30)
+        if isinstance(message, AlarmAckMessage):
+            await self.alarm_acks.refuse(row, message, ReasonCode.APPROVAL_REJECTED, reason)
+            return True
         decision = plan_changes(message).refused(ReasonCode.APPROVAL_REJECTED, reason)
         with correlation(message.correlation_id or message.id):
             await self._settle(row, message.correlation_id, decision)
@@ -342,9 +367,14 @@ class Downlink:
 
     # ---- records for the outbox -----------------------------------------------------------
 
-    async def _write(self, acks: list[Acknowledgement], *, seq: tuple[int, int]) -> None:
+    async def _write(self, acks: list[Acknowledgement], *, seq: tuple[int, int] | None) -> None:
         """The acks of a received message, and what its (seq, epoch) does to the down
         sequence's mark (a resync request on a gap), in one transaction."""
+        if seq is None:
+            async with self._sequencer.assigning() as next_seq:
+                await self._store.outbox.add([ack_record(self._topics, next_seq, a) for a in acks])
+            self._outbox_changed.set()
+            return
         seen = sequence.step(await self._store.inbox.down_seq_mark(), *seq)
         async with self._sequencer.assigning() as next_seq:
             records = [ack_record(self._topics, next_seq, ack) for ack in acks]

@@ -15,6 +15,9 @@ from decimal import Decimal
 
 from plantsync.contracts.schedule import ProductionOrder
 
+APPROVED = "approved"
+"""The reason an inbox row carries once a planner approved it: the policy is not asked again."""
+
 NEVER_WAITS = frozenset({"order.hold", "order.hold-release", "schedule.snapshot"})
 
 

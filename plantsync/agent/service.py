@@ -50,7 +50,7 @@ from plantsync.agent.polling import PollEndpoint, PollRunner, runners
 from plantsync.agent.recovery.nudge import Nudge, watch
 from plantsync.agent.reporting import PlantEventReporter
 from plantsync.agent.sequencer import Sequencer
-from plantsync.agent.sourcing import gap_aware_pipeline, source_session
+from plantsync.agent.sourcing import ack_rules, gap_aware_pipeline, source_session
 from plantsync.agent.supervisor import (
     Backoff,
     LinkHealth,
@@ -66,11 +66,7 @@ from plantsync.config.certificates import material_files
 from plantsync.config.model import AgentConfig
 from plantsync.contracts import SiteStatus, Topics
 from plantsync.contracts.orders import ResyncReason
-from plantsync.drivers.base import (
-    PlantEvents,
-    ScheduleSink,
-    Source,
-)
+from plantsync.drivers.base import PlantEvents, ScheduleSink, Source
 from plantsync.drivers.hub import Hub, HubFactory, Will
 from plantsync.errors import HubUnavailable, LinkError, LinkMisconfigured
 
@@ -242,6 +238,7 @@ class Agent:
             ),
             max_message_bytes=int(schedule.max_message_size),
             on_applied=self.parts.observer.schedule_applied,
+            alarm_acks=ack_rules(self.config.opcua),
         )
 
     async def _run_links(
@@ -253,7 +250,7 @@ class Agent:
         stop: asyncio.Event,
         on_ready: Callable[[], None] | None,
     ) -> None:
-        business = self.business
+        business, acks = self.business, downlink.alarm_acks
         assert business is not None
         async with asyncio.TaskGroup() as tasks:
             hub = tasks.create_task(
@@ -278,7 +275,7 @@ class Agent:
                     supervise(
                         self.health[name],
                         source_session(
-                            self.health[name], self.parts.sources[name], pipeline, business
+                            self.health[name], self.parts.sources[name], pipeline, business, acks
                         ),
                         self._backoff(),
                         self.nudge,
@@ -355,7 +352,7 @@ class Agent:
 
         async def session(up: Callable[[], None]) -> None:
             async with self.parts.hub(will) as link:
-                await link.subscribe([(self.topics.down_schedule, 1)])
+                await link.subscribe([(self.topics.down_schedule, 1), (self.topics.down_alarm, 1)])
                 if not link.session_present:
                     # The broker kept nothing for us: schedules sent meanwhile may be lost.
                     await downlink.request_resync(ResyncReason.NO_SESSION)

@@ -165,6 +165,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRAGMA user_version = 9",
         ),
     ),
+    (
+        10,  # the link that applies an inbox row (``alarm.ack``: its OPC UA server); NULL: the
+        # plant system that takes the schedule
+        (
+            "ALTER TABLE inbox ADD COLUMN target TEXT",
+            "CREATE INDEX inbox_target ON inbox (target, status, id)",
+            "PRAGMA user_version = 10",
+        ),
+    ),
 )
 
 _AUTO_VACUUM_INCREMENTAL = 2

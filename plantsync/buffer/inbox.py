@@ -73,6 +73,9 @@ class InboxRow:
     updated_at: float
     retry_at: float | None = None
     order_ids: tuple[str, ...] = ()
+    target: str | None = None
+    """The link that applies it (an ``alarm.ack``: its OPC UA server, ``opcua:<name>``);
+    None: the plant system that takes the schedule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,19 +158,24 @@ class Inbox(Protocol):
         received_at: float,
         seq: int | None,
         order_ids: Sequence[str] = (),
+        target: str | None = None,
     ) -> bool:
         """Commit an inbound message as RECEIVED; False (nothing stored) if its id was seen.
 
-        ``seq`` is kept with the row; the down sequence's mark is ``mark_down_seq``'s."""
+        ``seq`` is kept with the row; the down sequence's mark is ``mark_down_seq``'s.
+        ``target``: the link that applies it (``InboxRow.target``)."""
         ...
 
-    async def pending(self, limit: int, *, due_by: float | None = None) -> list[InboxRow]:
+    async def pending(
+        self, limit: int, *, due_by: float | None = None, target: str | None = None
+    ) -> list[InboxRow]:
         """Up to ``limit`` RECEIVED rows and RETRY rows due by ``due_by`` (default: now), in
-        arrival order (not claimed)."""
+        arrival order (not claimed), of one ``target`` (None: the plant system's)."""
         ...
 
-    async def next_retry_at(self) -> float | None:
-        """When the earliest RETRY row falls due; the downlink keeps arrival order by waiting."""
+    async def next_retry_at(self, target: str | None = None) -> float | None:
+        """When the earliest RETRY row of ``target`` falls due; the downlink keeps arrival
+        order by waiting."""
         ...
 
     async def settle(

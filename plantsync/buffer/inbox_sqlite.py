@@ -47,10 +47,10 @@ _REMEMBER = (
     " ON CONFLICT DO NOTHING RETURNING message_id"
 )
 _INSERT_ROW = (
-    "INSERT INTO inbox (message_id, topic, payload, received_at, seq, order_ids, status,"
-    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO inbox (message_id, topic, payload, received_at, seq, order_ids, target, status,"
+    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " RETURNING id, message_id, topic, payload, received_at, seq, status, attempts, reason,"
-    " updated_at, retry_at, order_ids"
+    " updated_at, retry_at, order_ids, target"
 )
 _MARK_DOWN_SEQ = (
     "INSERT INTO meta (key, value) VALUES ('last_down_seq', ?), ('down_seq_epoch', ?)"
@@ -62,12 +62,12 @@ _DOWN_SEQ_MARK = (
 )
 _PENDING = (
     "SELECT id, message_id, topic, payload, received_at, seq, status, attempts, reason,"
-    " updated_at, retry_at, order_ids FROM inbox"
-    " WHERE status = ? OR (status = ? AND retry_at <= ?) ORDER BY id LIMIT ?"
+    " updated_at, retry_at, order_ids, target FROM inbox"
+    " WHERE target IS ? AND (status = ? OR (status = ? AND retry_at <= ?)) ORDER BY id LIMIT ?"
 )
 _WITH_STATUS = (
     "SELECT id, message_id, topic, payload, received_at, seq, status, attempts, reason,"
-    " updated_at, retry_at, order_ids FROM inbox WHERE status = ? ORDER BY id"
+    " updated_at, retry_at, order_ids, target FROM inbox WHERE status = ? ORDER BY id"
 )
 _SETTLE = (
     "UPDATE inbox SET status = ?, reason = ?, retry_at = ?, attempts = attempts + 1,"
@@ -142,18 +142,23 @@ class SqliteInbox:
         received_at: float,
         seq: int | None,
         order_ids: Sequence[str] = (),
+        target: str | None = None,
     ) -> bool:
         """Commit the message as RECEIVED unless its id was seen; see ``Inbox.receive``."""
-        arrival = (message_id, topic, payload, received_at, seq, json.dumps(list(order_ids)))
+        orders = json.dumps(list(order_ids))
+        arrival = (message_id, topic, payload, received_at, seq, orders, target)
         async with self._database.write() as transaction:
             if await _insert_received(transaction.connection, arrival, self._clock()) is None:
                 return False
         return True
 
-    async def pending(self, limit: int, *, due_by: float | None = None) -> list[InboxRow]:
-        """RECEIVED rows and RETRY rows due by ``due_by`` (default: now), in arrival order."""
+    async def pending(
+        self, limit: int, *, due_by: float | None = None, target: str | None = None
+    ) -> list[InboxRow]:
+        """RECEIVED rows and RETRY rows due by ``due_by`` (default: now) of ``target``, in
+        arrival order."""
         due = self._clock() if due_by is None else due_by
-        params = (InboxStatus.RECEIVED, InboxStatus.RETRY, due, max(limit, 0))
+        params = (target, InboxStatus.RECEIVED, InboxStatus.RETRY, due, max(limit, 0))
         return await self._rows(_PENDING, params)
 
     async def settle(
@@ -253,7 +258,7 @@ class SqliteInbox:
                 return None
             ((message_id, topic, payload, received_at),) = found
             message_id = message_id if message_id is not None else f"dead-letter/{dead_letter_id}"
-            arrival = (message_id, topic, payload, received_at, None, "[]")
+            arrival = (message_id, topic, payload, received_at, None, "[]", None)
             row = await _insert_received(connection, arrival, self._clock())
             if row is not None:
                 self._unhold(
@@ -272,11 +277,11 @@ class SqliteInbox:
             ((count,),) = await connection.execute_fetchall("SELECT COUNT(*) FROM dead_letters")
         return int(count)
 
-    async def next_retry_at(self) -> float | None:
-        """When the earliest RETRY row falls due, or None when no row waits for a retry."""
-        query = "SELECT MIN(retry_at) FROM inbox WHERE status = ?"
+    async def next_retry_at(self, target: str | None = None) -> float | None:
+        """When the earliest RETRY row of ``target`` falls due, or None when none waits."""
+        query = "SELECT MIN(retry_at) FROM inbox WHERE status = ? AND target IS ?"
         async with self._database.read() as connection:
-            ((due,),) = await connection.execute_fetchall(query, (InboxStatus.RETRY,))
+            ((due,),) = await connection.execute_fetchall(query, (InboxStatus.RETRY, target))
         return None if due is None else float(due)
 
     async def last_down_seq(self) -> int | None:
@@ -345,7 +350,7 @@ async def _insert_received(
 ) -> InboxRow | None:
     """Remember the message id and insert the row as RECEIVED; None if the id was seen before.
 
-    ``arrival`` is (message_id, topic, payload, received_at, seq, order_ids as JSON).
+    ``arrival`` is (message_id, topic, payload, received_at, seq, order_ids as JSON, target).
     """
     if not await connection.execute_fetchall(_REMEMBER, (arrival[0], now)):
         return None
@@ -369,8 +374,8 @@ def _check_acks(acks: Sequence[Record]) -> None:
 
 def _inbox_row(row: Iterable[Any]) -> InboxRow:
     """An ``InboxRow`` from the columns every inbox query selects, in their order."""
-    row_id, message_id, topic, payload, received_at, seq, status, *settlement, order_ids = row
-    attempts, reason, updated_at, retry_at = settlement
+    row_id, message_id, topic, payload, received_at, seq, status, *settlement = row
+    attempts, reason, updated_at, retry_at, order_ids, target = settlement
     return InboxRow(
         row_id,
         message_id,
@@ -384,6 +389,7 @@ def _inbox_row(row: Iterable[Any]) -> InboxRow:
         updated_at,
         retry_at,
         tuple(json.loads(order_ids)),
+        target,
     )
 
 

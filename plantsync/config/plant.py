@@ -165,6 +165,18 @@ class OpcUaServerConfig(OpcUaClientConfig):
         description="node ids whose Alarms & Conditions events are sent up as alarm messages,"
         " e.g. ['i=2253'] (the Server object); default none",
     )
+    acknowledge_from_hq: Literal["refuse", "approval", "apply"] = Field(
+        default="approval",
+        description="HQ's alarm.ack for this server's alarms: wait for a plant approval on the"
+        " status page (as a schedule change in the frozen horizon does), apply at once, or"
+        " refuse",
+    )
+    acknowledge_expiry: Duration = Field(
+        default=timedelta(hours=1),
+        gt=timedelta(0),
+        description="an alarm.ack not applied this long after it arrived is rejected as"
+        " expired when its turn comes (the server reachable again, a planner's approval)",
+    )
 
     @field_validator("event_notifiers")
     @classmethod

@@ -14,6 +14,19 @@ that last changed it — a consumer that has seen that EventId has nothing new; 
 (it missed the event while the link was down) learns the current state. The state of a
 condition is its latest message by ``time``: ``active`` and ``acked`` as the server says them;
 ``retain: false`` means the server no longer reports it (cleared and acknowledged).
+
+Acknowledging from HQ: ``alarm.ack`` (down, ``<prefix>/<site>/down/alarm``, stream
+``alarm-acks``) names an alarm as it was published (``source`` = the link of its stream
+``alarm/<link>``, its ``condition_id`` and ``event_id``) with a comment and who acknowledged.
+The agent calls the condition's Acknowledge method (AcknowledgeableConditionType, OPC UA Part 9)
+on that server, once, and answers with ``schedule.ack`` (``original_type`` "alarm.ack"):
+``accepted``; then ``applied`` (the server's new event with ``acked: true`` follows on the
+alarm stream), or ``rejected`` with ``reason_code`` "plant-rejected" and the server's status
+name as ``reason`` (``BadEventIdUnknown``: the condition changed since that event, ack the
+newer one; ``BadConditionBranchAlreadyAcked``), "unknown-source", "expired", or
+"approval-rejected"; ``waiting-for-approval`` and ``pending`` (the server is unreachable) in
+between. OPC UA's Acknowledge has no user argument: the server records the agent's session as
+the one who acknowledged, and ``user`` travels in the comment as ``"<user>: <comment>"``.
 """
 
 from __future__ import annotations
@@ -26,6 +39,13 @@ from plantsync.contracts.envelope import Contract, Envelope
 
 ALARM_TYPE: Literal["alarm"] = "alarm"
 ALARM_VERSION: Literal[1] = 1
+ALARM_ACK_TYPE: Literal["alarm.ack"] = "alarm.ack"
+ALARM_ACK_STREAM: Literal["alarm-acks"] = "alarm-acks"
+"""The ordering key of HQ's alarm acknowledgements; its seq is not the schedule's down
+sequence (a lost ack is not a schedule gap: HQ sees no answer and sends it again)."""
+
+NODE_ID_PATTERN = r"^(ns=[0-9]{1,5};|nsu=[^;]{1,200};)?[isgb]=.{1,400}$"
+"""An OPC UA node id in its string form (Part 6, 5.3.1.10), as the alarms carry them."""
 
 
 class Alarm(Contract):
@@ -63,3 +83,29 @@ class AlarmMessage(Envelope[Alarm]):
 def alarm_stream(link: str) -> str:
     """The ordering key of one link's alarms (``alarm/opcua:line-1``)."""
     return f"alarm/{link}"
+
+
+class AlarmAck(Contract):
+    """Payload of ``alarm.ack``: HQ acknowledges one alarm, as it was published."""
+
+    source: str = Field(
+        min_length=1,
+        max_length=128,
+        description="the link that published the alarm, e.g. 'opcua:line-1' (its stream is"
+        " alarm/<source>)",
+    )
+    condition_id: str = Field(
+        pattern=NODE_ID_PATTERN, description="the alarm's condition_id, as published"
+    )
+    event_id: str = Field(
+        pattern=r"^([0-9a-f]{2}){1,256}$",
+        description="the alarm's event_id (hex), as published: the event being acknowledged",
+    )
+    comment: str = Field(default="", max_length=500, description="OPC UA Acknowledge's Comment")
+    user: str = Field(
+        min_length=1, max_length=128, description="who acknowledged at HQ; joins the comment"
+    )
+
+    def comment_text(self) -> str:
+        """The Comment the server records: ``"<user>: <comment>"`` (or the user alone)."""
+        return f"{self.user}: {self.comment}" if self.comment else self.user

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from plantsync.contracts.alarms import ALARM_TYPE, AlarmMessage
+from plantsync.contracts.alarms import ALARM_ACK_TYPE, ALARM_TYPE, AlarmMessage
 from plantsync.contracts.machine import (
     HISTORY_GAP_TYPE,
     MACHINE_STATE_TYPE,
@@ -41,7 +41,7 @@ from plantsync.contracts.orders import (
     ResyncRequestMessage,
     ScheduleAckMessage,
 )
-from plantsync.contracts.schedule import DOWN_MESSAGE_CLASSES
+from plantsync.contracts.schedule import DOWN_MESSAGE_CLASSES, AlarmAckMessage
 from plantsync.contracts.status import SiteStatus
 from plantsync.contracts.topics import Topics
 
@@ -94,6 +94,7 @@ def _down_messages() -> tuple[_Message, ...]:
     return tuple(
         _Message(message_type, model, (model.__doc__ or message_type).strip())
         for message_type, model in DOWN_MESSAGE_CLASSES.items()
+        if message_type != ALARM_ACK_TYPE  # a channel of its own
     )
 
 
@@ -165,6 +166,18 @@ def _channels() -> tuple[_Channel, ...]:
             " alarm/<link>, never evicted; after every reconnect the retained conditions again,"
             " marked refresh.",
             (_Message(ALARM_TYPE, AlarmMessage, "A condition raised, acknowledged, cleared."),),
+        ),
+        _Channel(
+            "alarmAck",
+            _address(_TOPICS.down_alarm),
+            "receive",
+            "HQ acknowledges an alarm as it was published (source, condition_id, event_id):"
+            " the agent calls the condition's Acknowledge method (OPC UA Part 9) on that server"
+            " once, and answers on the ack channel (original_type 'alarm.ack'); the server's"
+            " new event (acked: true) follows on the alarm channel. Stream 'alarm-acks'; its"
+            " seq is not the schedule's down sequence. Held for a plant approval, applied, or"
+            " refused per server ([[opcua]] acknowledge_from_hq).",
+            (_Message(ALARM_ACK_TYPE, AlarmAckMessage, "Acknowledge one alarm."),),
         ),
         _Channel(
             "historyGap",

@@ -79,6 +79,8 @@ class ReasonCode(StrEnum):
     PLANT_REJECTED = "plant-rejected"  # the MES or the machine refused it
     APPROVAL_REJECTED = "approval-rejected"  # a plant planner refused it
     PLANT_UNAVAILABLE = "plant-unavailable"  # the MES or the machine cannot be reached
+    UNKNOWN_SOURCE = "unknown-source"  # alarm.ack: no such link here, or it takes no HQ acks
+    EXPIRED = "expired"  # alarm.ack: not applied within the link's acknowledge_expiry
 
 
 class OrderRef(Contract):

@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from plantsync.contracts.alarms import ALARM_ACK_TYPE, AlarmAck
 from plantsync.contracts.envelope import Contract, Envelope, PayloadT
 from plantsync.contracts.topics import ORDER_ID_PATTERN
 
@@ -330,6 +331,14 @@ class ScheduleSnapshotMessage(DownEnvelope[ScheduleSnapshot]):
         return self
 
 
+class AlarmAckMessage(DownEnvelope[AlarmAck]):
+    """``alarm.ack`` on ``<prefix>/<site>/down/alarm``: acknowledge an alarm (``alarms.py``)."""
+
+    type: Literal["alarm.ack"]
+    schema_version: Literal[1]
+    stream: Literal["alarm-acks"]
+
+
 DownMessage = Annotated[
     ScheduleReleaseMessage
     | ScheduleRevisionMessage
@@ -337,7 +346,8 @@ DownMessage = Annotated[
     | OrderHoldReleaseMessage
     | MaterialSubstitutionMessage
     | OrderCancelMessage
-    | ScheduleSnapshotMessage,
+    | ScheduleSnapshotMessage
+    | AlarmAckMessage,
     Field(discriminator="type"),
 ]
 """Any message HQ sends down, told apart by ``type``."""
@@ -350,6 +360,7 @@ DOWN_MESSAGE_CLASSES: dict[str, type[Envelope[Any]]] = {
     ORDER_MATERIAL_SUBSTITUTION_TYPE: MaterialSubstitutionMessage,
     ORDER_CANCEL_TYPE: OrderCancelMessage,
     SCHEDULE_SNAPSHOT_TYPE: ScheduleSnapshotMessage,
+    ALARM_ACK_TYPE: AlarmAckMessage,
 }
 """Down message type → its model, for the parser and the document generator."""
 

@@ -3,6 +3,7 @@
     <prefix>/<site>/status                              retained: online / offline (last will)
     <prefix>/<site>/up/machine/<machine>/state          machine.state, QoS 1
     <prefix>/<site>/down/schedule                       every schedule message HQ sends the site
+    <prefix>/<site>/down/alarm                          alarm.ack: HQ acknowledges an alarm
     <prefix>/<site>/up/ack                              schedule.ack, one or more per down message
     <prefix>/<site>/up/order/<order_id>/status          order.status
     <prefix>/<site>/up/order/<order_id>/confirmation    production.confirmation
@@ -54,6 +55,11 @@ class Topics:
     def down_schedule(self) -> str:
         """Where HQ sends every schedule message of the site; the agent subscribes here."""
         return f"{self.root}/down/schedule"
+
+    @property
+    def down_alarm(self) -> str:
+        """Where HQ sends alarm acknowledgements (``alarm.ack``); the agent subscribes here."""
+        return f"{self.root}/down/alarm"
 
     @property
     def ack(self) -> str:

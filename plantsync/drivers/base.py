@@ -7,6 +7,8 @@ reconnection, counters, health and logging, so drivers stay small.
     Counted        optional capability of any link: ``counters()`` (values lost, limits hit)
     AlarmSource    optional capability of a Source: ``alarms()`` yields the Alarms & Conditions
                    events of its configured notifiers, until the link drops
+    AlarmAcknowledger  optional capability of a Source: ``acknowledge(...)`` calls a condition's
+                   Acknowledge method (OPC UA Part 9) and returns the server's status name
     HistorySource  optional capability of a Source: ``history(gaps)`` reads what gaps missed
     TagsDescribed  optional capability of a Source: ``tag_metadata()`` (units, EURange, type)
     Described      optional capability of any link: ``description()`` (what it learnt about its
@@ -156,6 +158,22 @@ class AlarmSource(Protocol):
         """Condition events as the server reports them; after connecting, the conditions the
         server retains again (``refresh``). Never ends when no notifier is configured; raises
         SourceUnavailable when the link drops or goes silent."""
+        ...
+
+
+@runtime_checkable
+class AlarmAcknowledger(Protocol):
+    """Optional capability of a Source whose alarms can be acknowledged (OPC UA A&C).
+
+    Check with ``isinstance(source, AlarmAcknowledger)``.
+    """
+
+    async def acknowledge(self, condition_id: str, event_id: bytes, comment: str) -> str:
+        """Acknowledge the event ``event_id`` of the condition ``condition_id`` (a node id
+        string). Returns the server's status name: ``Good`` when it took effect, otherwise why
+        not (``BadEventIdUnknown``, ``BadConditionBranchAlreadyAcked``, ``BadNodeIdUnknown``
+        …). Raises SourceUnavailable when the link is down: whether it took effect is unknown.
+        """
         ...
 
 

@@ -36,7 +36,7 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.status_codes import StatusCodes
-from asyncua.ua.uaerrors import UaStatusCodeError
+from asyncua.ua.uaerrors import UaStatusCodeError, UaStringParsingError
 
 from plantsync.config.plant import OpcUaServerConfig
 from plantsync.contracts.alarms import Alarm
@@ -50,7 +50,7 @@ from plantsync.drivers.common.opcua import (
 )
 from plantsync.drivers.common.publish import PublishCounters, PublishRequests
 from plantsync.drivers.common.uaserver import ServerInfo, ServerLimits, read_server_info
-from plantsync.drivers.opcua_events import AlarmEvents, condition_refresh, event_item
+from plantsync.drivers.opcua_events import AlarmEvents, acknowledge, condition_refresh, event_item
 from plantsync.drivers.opcua_history import HistoryReader, Tag, backfill
 from plantsync.drivers.opcua_items import (
     Item,
@@ -59,7 +59,7 @@ from plantsync.drivers.opcua_items import (
     resolve,
 )
 from plantsync.drivers.opcua_values import read_metadata, reading
-from plantsync.errors import LinkMisconfigured
+from plantsync.errors import LinkMisconfigured, SourceUnavailable
 
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -217,6 +217,19 @@ class OpcUaSource:
         """``AlarmSource``: condition events of ``event_notifiers``, refreshed ones first."""
         while True:
             yield await self._alarm_queue.next()
+
+    async def acknowledge(self, condition_id: str, event_id: bytes, comment: str) -> str:
+        """``AlarmAcknowledger``: the condition's Acknowledge method; the status name."""
+        if self._client is None:
+            raise SourceUnavailable(f"opcua {self.name}: not connected")
+        try:
+            node = ua.NodeId.from_string(condition_id)
+        except (ValueError, UaStringParsingError):
+            return "BadNodeIdInvalid"
+        with map_asyncua_exceptions(self.name, f"acknowledging {condition_id}"):
+            session = self._client.uaclient.session
+            status = await self._bounded(acknowledge(session, node, event_id, comment))
+        return str(status.name)
 
     # -- connecting --------------------------------------------------------------------------
 

@@ -97,6 +97,24 @@ async def condition_refresh(session: UaSession, subscription_id: int) -> None:
         )
 
 
+async def acknowledge(
+    session: UaSession, condition_id: ua.NodeId, event_id: bytes, comment: str
+) -> ua.StatusCode:
+    """AcknowledgeableConditionType.Acknowledge(EventId, Comment) called on the condition (the
+    ObjectId is the ConditionId, the MethodId the type's method, as Part 9 5.7.3 says)."""
+    request = ua.CallMethodRequest(
+        ObjectId=condition_id,
+        MethodId=ua.NodeId(ua.Int32(ObjectIds.AcknowledgeableConditionType_Acknowledge)),
+        InputArguments=[
+            ua.Variant(event_id, ua.VariantType.ByteString),
+            ua.Variant(ua.LocalizedText(comment), ua.VariantType.LocalizedText),
+        ],
+    )
+    (result,) = await session.call([request])
+    status: ua.StatusCode = result.StatusCode
+    return status
+
+
 class AlarmEvents:
     """Turns a subscription's event notifications into alarms, marking the refreshed ones."""
 

@@ -31,7 +31,7 @@ from plantsync.contracts.schedule import ProductionOrder
 from plantsync.errors import MessageRejected
 from plantsync.web.certificates import CertificateView, certificate_views
 from plantsync.web.progress import BackfillView, backfill_view
-from plantsync.web.view import AgentView
+from plantsync.web.view import AgentView, DownlinkCommands
 
 Scrub = Callable[[str | None], str | None]
 
@@ -307,6 +307,12 @@ def dead_letter_view(letter: DeadLetter, scrub: Scrub) -> DeadLetterView:
         kept_bytes=len(letter.payload),
         sha256=letter.sha256,
     )
+
+
+def downlink_counts(downlink: DownlinkCommands) -> dict[str, int]:
+    """The downlink's counters and HQ's alarm acks (``alarm_acks_applied``, …) in one map."""
+    acks = asdict(downlink.alarm_acks.counters)
+    return asdict(downlink.counters) | {f"alarm_acks_{key}": count for key, count in acks.items()}
 
 
 def status_view(

@@ -2,7 +2,8 @@
 
     GET /metrics ─▶ refresh(): outbox and inbox stats from the store (two reads)
                  ─▶ generate_latest(registry): AgentCollector reads the view's link health,
-                    the pipeline's, the uplink's and the downlink's counters, and the stats
+                    the pipeline's, the uplink's and the downlink's counters (HQ's alarm
+                    acks among them), and the stats
                     just read; the schedule latency histogram and the confirmation counters
                     are observed where they happen (the downlink's ``on_applied``, the
                     confirmation API, the plant event reporter)
@@ -57,6 +58,7 @@ from prometheus_client.registry import Collector
 from plantsync import __version__
 from plantsync.agent.business import BusinessCounters
 from plantsync.agent.downlink import DownlinkCounters
+from plantsync.agent.sourcing.acks import AlarmAckCounters
 from plantsync.agent.supervisor import LinkState
 from plantsync.buffer.base import OutboxStats
 from plantsync.buffer.database import StoreHealth
@@ -235,6 +237,7 @@ class AgentCollector(Collector):
             yield from backfill_metrics(agent.uplink.backfill)
         if agent.downlink is not None:
             yield from _downlink(agent.downlink.counters)
+            yield from _alarm_acks(agent.downlink.alarm_acks.counters)
         if agent.business is not None:
             yield from _business(agent.business.counters)
 
@@ -269,6 +272,19 @@ def _downlink(counters: DownlinkCounters) -> Iterable[Metric]:
         ("waiting_for_approval", "waiting"),
     ):
         settled.add_metric([outcome], values[key])
+    yield settled
+
+
+def _alarm_acks(counters: AlarmAckCounters) -> Iterable[Metric]:
+    settled = CounterMetricFamily(
+        "plantsync_alarm_acks_settled",
+        "HQ's alarm.ack settled, by outcome (rejected: by the server, unknown source, expired,"
+        " or by a planner)",
+        labels=["outcome"],
+    )
+    settled.add_metric(["applied"], counters.applied)
+    settled.add_metric(["rejected"], counters.rejected)
+    settled.add_metric(["waiting_for_approval"], counters.waiting)
     yield settled
 
 

@@ -45,7 +45,6 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import asdict
 from importlib import resources
 from typing import Annotated, Any
 
@@ -59,6 +58,7 @@ from plantsync.web.access import WRITES_REFUSED, Access, from_this_machine
 from plantsync.web.apiviews import (
     Scrub,
     dead_letter_view,
+    downlink_counts,
     status_view,
     waiting_view,
 )
@@ -311,7 +311,7 @@ async def _sections(
         return dict(statusrender.STARTING)
     outbox = await store.outbox.stats()
     status = status_view(
-        view, outbox, await store.inbox.inbox_stats(), asdict(downlink.counters), scrub
+        view, outbox, await store.inbox.inbox_stats(), downlink_counts(downlink), scrub
     )
     site = view.config.site.id
     waiting = [

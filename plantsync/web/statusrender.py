@@ -271,9 +271,16 @@ def _buffer(status: Status, samples: list[DepthSample], now: float) -> str:
         f"<p>Inbox: {inbox.pending} pending"
         f"{f', oldest {_duration(inbox.oldest_pending_age_seconds)}' if inbox.oldest_pending_age_seconds else ''}"  # noqa: E501
         f"; {status.dead_letters} dead letter(s)"
-        f"{_conflicts(status.downlink.get('conflicts', 0))}.</p>"
+        f"{_conflicts(status.downlink.get('conflicts', 0))}{_alarm_acks(status.downlink)}.</p>"
         f"{_plant_input(status.plant_input)}</div>"
         f"<div>{depth_chart(samples, now)}</div></div>"
+    )
+
+
+def _alarm_acks(counts: dict[str, int]) -> str:
+    applied, rejected = counts.get("alarm_acks_applied", 0), counts.get("alarm_acks_rejected", 0)
+    return (
+        f"; HQ's alarm acks: {applied} applied, {rejected} rejected" if applied or rejected else ""
     )
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from plantsync.agent.business import BusinessCounters, ClientKey, Written
     from plantsync.agent.downlink import DownlinkCounters
     from plantsync.agent.pipeline import PipelineCounters
+    from plantsync.agent.sourcing.acks import AlarmAckCounters
     from plantsync.agent.supervisor import LinkHealth
     from plantsync.agent.uplink import UplinkCounters
     from plantsync.buffer.store import Store
@@ -58,11 +59,21 @@ class UplinkView(Protocol):
         ...
 
 
+class AlarmAcksView(Protocol):
+    """HQ's alarm acknowledgements (``alarm.ack``) settled since start, for the metrics."""
+
+    @property
+    def counters(self) -> AlarmAckCounters: ...
+
+
 class DownlinkCommands(Protocol):
     """What planners and plant IT do to down messages through the web."""
 
     @property
     def counters(self) -> DownlinkCounters: ...
+
+    @property
+    def alarm_acks(self) -> AlarmAcksView: ...
 
     async def receive(self, topic: str, payload: bytes) -> None:
         """Make one down message durable (inbox or dead letters), as if the hub sent it."""

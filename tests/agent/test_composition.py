@@ -163,7 +163,10 @@ async def test_readings_reach_a_fake_hub_through_the_pipeline_and_the_store(
         await eventually(lambda: bool(broker.messages("/state")), within=20)
         assert agent.health["hub"].state is LinkState.UP
         assert agent.health["hub"].peer == "fake hub (in memory)"
-        assert broker.subscriptions == [f"plantsync/v1/{SITE}/down/schedule"]
+        assert broker.subscriptions == [
+            f"plantsync/v1/{SITE}/down/schedule",
+            f"plantsync/v1/{SITE}/down/alarm",
+        ]
         [first, *_] = broker.messages("/state")
         assert first["type"] == "machine.state"
         assert first["source"] == "opcua:line-1"

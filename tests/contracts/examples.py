@@ -44,6 +44,13 @@ PAYLOADS: dict[str, dict[str, Any]] = {
     },
     "order.cancel": {"order_id": "JO-4711", "revision": 6, "reason": "customer cancelled"},
     "schedule.snapshot": {"orders": [ORDER], "as_of_seq": 41},
+    "alarm.ack": {
+        "source": "opcua:line-1",
+        "condition_id": "ns=2;s=alarm.overtemperature",
+        "event_id": "3a5f0c",
+        "comment": "seen, maintenance called",
+        "user": "hq.shift-lead",
+    },
 }
 """Down payloads by type."""
 
@@ -56,7 +63,7 @@ def down_message(message_type: str, **overrides: Any) -> dict[str, Any]:
         "schema_version": 1,
         "site": SITE,
         "source": "hq:planning",
-        "stream": "schedule",
+        "stream": "alarm-acks" if message_type == "alarm.ack" else "schedule",
         "seq": 42,
         "event_time": "2026-11-24T17:30:00.000Z",
         "historical": False,

@@ -59,11 +59,11 @@ class Hq:
             payload=payload,
         )
 
-    async def publish(self, message: dict[str, Any] | bytes) -> None:
+    async def publish(self, message: dict[str, Any] | bytes, topic: str = "schedule") -> None:
         payload = message if isinstance(message, bytes) else json.dumps(message).encode()
         hub = HubConfig(url=self.broker_url)
         async with HubConnection(hub, client_id="hq-publisher", clean_start=True) as link:
-            await link.publish(f"plantsync/v1/{SITE}/down/schedule", payload, qos=1)
+            await link.publish(f"plantsync/v1/{SITE}/down/{topic}", payload, qos=1)
 
     async def release(self, *orders: dict[str, Any]) -> dict[str, Any]:
         message = self.message("schedule.release", {"orders": list(orders)})

@@ -102,7 +102,7 @@ def envelope(message_type: str, message_id: str, payload: Any, **overrides: Any)
         "schema_version": 1,
         "site": SITE,
         "source": "hq:fuzz",
-        "stream": "schedule",
+        "stream": "alarm-acks" if message_type == "alarm.ack" else "schedule",
         "seq": 42,
         "event_time": datetime.now(UTC).isoformat(),
         "correlation_id": f"fuzz-{message_id[:8]}",

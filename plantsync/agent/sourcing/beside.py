@@ -1,6 +1,7 @@
 """What runs beside a source's readings, in the same session (it ends with the link):
 
     AlarmSource.alarms() ───────────▶ BusinessWriter.alarm   (business lane, never evicted)
+    AlarmAcks.run ──────────────────▶ AlarmAcknowledger.acknowledge  (HQ's alarm.ack, ``acks.py``)
     GapKeeper.pending(link) ─▶ HistorySource.history(gaps) ─▶ Pipeline.submit (historical,
                                                                paced by the keeper's bucket)
                                                           └──▶ BusinessWriter.gap (what no
@@ -21,19 +22,23 @@ import asyncio
 from plantsync.agent.backfill.gaps import GapKeeper
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.pipeline import Pipeline
+from plantsync.agent.sourcing.acks import AlarmAcks
 from plantsync.agent.supervisor import first_completed
 from plantsync.contracts import machine_stream
 from plantsync.contracts.machine import HistoryGap
-from plantsync.drivers.base import AlarmSource, HistorySource, Source
+from plantsync.drivers.base import AlarmAcknowledger, AlarmSource, HistorySource, Source
 from plantsync.drivers.base import HistoryGap as Missing
 from plantsync.errors import SourceUnavailable, StoreFull
 
 
 async def run_beside(
-    name: str, source: Source, pipeline: Pipeline, business: BusinessWriter
+    name: str, source: Source, pipeline: Pipeline, business: BusinessWriter, acks: AlarmAcks
 ) -> None:
-    """Alarms until the session ends; beside them, the backfill of the link's gaps."""
+    """Alarms and HQ's acks of them until the session ends; beside them, the backfill of the
+    link's gaps."""
     alarms = _alarms(name, source, business) if isinstance(source, AlarmSource) else _idle()
+    if isinstance(source, AlarmAcknowledger):
+        alarms = first_completed(alarms, acks.run(name, source))
     gaps = pipeline.gaps
     history = (
         _backfill(name, source, pipeline, business, gaps)

@@ -1,5 +1,6 @@
 """One source link's session: connect, describe, then its readings into the pipeline and, beside
-them in the same session (``beside.py``), its alarms and the history backfill of its gaps.
+them in the same session (``beside.py``), its alarms, HQ's acknowledgements of them
+(``acks.py``) and the history backfill of its gaps.
 
 ``gap_aware_pipeline`` builds the pipeline whose commits keep the marks and gaps of the links
 that backfill (``agent/backfill/gaps.py``), loaded from the store as the last run left them."""
@@ -13,12 +14,14 @@ from plantsync.agent.backfill.gaps import GapKeeper
 from plantsync.agent.business import BusinessWriter
 from plantsync.agent.pipeline import Pipeline
 from plantsync.agent.sequencer import Sequencer
+from plantsync.agent.sourcing.acks import AlarmAcks
 from plantsync.agent.sourcing.beside import run_beside
 from plantsync.agent.supervisor import LinkHealth, Session, first_completed
 from plantsync.buffer.store import Store
 from plantsync.config.model import AgentConfig
 from plantsync.contracts import Topics
 from plantsync.drivers.base import Counted, Described, Source, TagsDescribed
+from plantsync.errors import LinkError, LinkMisconfigured
 
 
 async def gap_aware_pipeline(
@@ -42,11 +45,20 @@ def source_session(
     connect: Callable[[], Source],
     pipeline: Pipeline,
     business: BusinessWriter,
+    acks: AlarmAcks,
 ) -> Session:
     """The session ``supervise`` runs for the source link ``health.name``."""
     name = health.name
 
     async def session(up: Callable[[], None]) -> None:
+        try:
+            await serve(up)
+        except (LinkError, LinkMisconfigured) as exc:
+            # HQ's acks for this server hear "pending" now, not when the link returns.
+            await acks.hold(name, str(exc))
+            raise
+
+    async def serve(up: Callable[[], None]) -> None:
         # Every value queued before is committed first; the first value of each tag after
         # this opens the tag's gap (agent/backfill/gaps.py).
         await pipeline.session_started(name)
@@ -56,7 +68,8 @@ def source_session(
             if isinstance(source, TagsDescribed):
                 pipeline.describe(source.tag_metadata())
             up()
-            await first_completed(readings(source), run_beside(name, source, pipeline, business))
+            beside = run_beside(name, source, pipeline, business, acks)
+            await first_completed(readings(source), beside)
 
     async def readings(source: Source) -> None:
         counted = source if isinstance(source, Counted) else None

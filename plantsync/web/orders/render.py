@@ -252,6 +252,8 @@ class Rules:
             return f"rule: frozen horizon, {self.frozen_horizon} from now"
         if "threshold" in reason:
             return f"rule: quantity threshold, {self.quantity_threshold} of the applied quantity"
+        if " acknowledges " in reason:  # an alarm.ack (``agent/sourcing/acks.py``)
+            return 'rule: acknowledge_from_hq = "approval" for this OPC UA server'
         return "rule: the schedule policy"
 
 

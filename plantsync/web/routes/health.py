@@ -7,15 +7,13 @@ GET /api/v1/status  links, outbox, inbox, store, dead letters, version, uptime
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from plantsync.agent.supervisor import LinkState
 from plantsync.buffer.store import Store
 from plantsync.errors import StoreError
-from plantsync.web.apiviews import Status, status_view
+from plantsync.web.apiviews import Status, downlink_counts, status_view
 from plantsync.web.routes.common import REFUSED, RunningParts, Scrub, view_of
 
 probes = APIRouter(tags=["probes"])
@@ -66,6 +64,6 @@ async def status(parts: RunningParts, scrub: Scrub) -> Status:
         parts.view,
         await parts.store.outbox.stats(),
         await parts.store.inbox.inbox_stats(),
-        asdict(parts.downlink.counters),
+        downlink_counts(parts.downlink),
         scrub,
     )
