@@ -16,7 +16,8 @@
           plant system unreachable ──────────▶ RETRY (backoff), "pending" ack once
 
 Every message received moves the down sequence's mark, whatever its verdict (a dead letter too,
-when its seq can be read): only a seq that never arrived is a gap (``resync/sequence.py``).
+when its seq can be read): only a seq that never arrived is a gap (``resync/sequence.py``), and
+not one that a snapshot's ``as_of_seq`` covers: the snapshot answering a resync closes the gap.
 
 Order is kept plant-wide: while the head row waits for a retry, nothing behind it is applied.
 A retry's time is stored as a Unix time (it must survive a restart); one that lies further ahead
@@ -146,7 +147,8 @@ class Downlink:
                 ReasonCode.DUPLICATE,
                 reason,
             )
-        await self._write([ack], seq=(message.seq, message.seq_epoch))
+        covers = sequence.covered(message)
+        await self._write([ack], seq=(message.seq, message.seq_epoch), covers=covers)
         self.wakeup.set()
 
     async def request_resync(self, reason: ResyncReason) -> None:
@@ -342,10 +344,14 @@ class Downlink:
 
     # ---- records for the outbox -----------------------------------------------------------
 
-    async def _write(self, acks: list[Acknowledgement], *, seq: tuple[int, int]) -> None:
+    async def _write(
+        self, acks: list[Acknowledgement], *, seq: tuple[int, int], covers: int = 0
+    ) -> None:
         """The acks of a received message, and what its (seq, epoch) does to the down
-        sequence's mark (a resync request on a gap), in one transaction."""
-        seen = sequence.step(await self._store.inbox.down_seq_mark(), *seq)
+        sequence's mark (a resync request on a gap, unless a snapshot ``covers`` it), in one
+        transaction."""
+        mark = await self._store.inbox.down_seq_mark()
+        seen = sequence.step(mark, *seq, covers=covers)
         async with self._sequencer.assigning() as next_seq:
             records = [ack_record(self._topics, next_seq, ack) for ack in acks]
             if seen.gap is not None:
