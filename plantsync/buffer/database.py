@@ -137,6 +137,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "PRAGMA user_version = 7",
         ),
     ),
+    (
+        11,  # the oldest row of a lane by a seek, not a scan of the outbox (``stats``)
+        (
+            "CREATE INDEX outbox_age ON outbox (lane, created_at)",
+            "PRAGMA user_version = 11",
+        ),
+    ),
 )
 
 _AUTO_VACUUM_INCREMENTAL = 2

@@ -87,7 +87,7 @@ _ROWS_OF_IDS = (
     "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
     " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
 )
-_DELETE_IDS = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING size"
+_DELETE_IDS = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING size, lane"
 _DELETE_IDS_ARCHIVED = (
     "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
     " RETURNING id, lane, message_id, stream, seq, topic, payload, size, created_at"
@@ -97,6 +97,8 @@ _TOTALS = (
     "SELECT (SELECT COALESCE(SUM(size), 0) FROM outbox),"
     " (SELECT value FROM meta WHERE key = 'evicted_total')"
 )
+_DEPTHS = "SELECT lane, COUNT(*) FROM outbox GROUP BY lane"
+_OLDEST_OF_LANE = "SELECT ?, MIN(created_at) FROM outbox WHERE lane = ?"  # index outbox_age
 _LAST_ID = 2**63 - 1
 
 
@@ -116,6 +118,7 @@ class SqliteOutbox:
         evicted_total: int,
         archive: SentArchive | None = None,
         held_bytes: int = 0,
+        depths: dict[Lane, int] | None = None,
     ) -> None:
         self._database = database
         self._archive = archive
@@ -125,6 +128,9 @@ class SqliteOutbox:
         self._evicted_total = evicted_total
         self._held_bytes = held_bytes
         """Bytes other tables hold against the cap: dead letters (``held_in``)."""
+        self._depths = {lane: (depths or {}).get(lane, 0) for lane in Lane}
+        """Rows per lane, counted at load and moved by every commit: ``stats`` does not scan
+        the outbox, which with a large backlog held the store's one connection for seconds."""
         self._cursor = dict.fromkeys(Lane, 0)
         """Per lane, the highest id ``begin`` handed out; every row after it is unclaimed."""
         self._claimed: dict[int, Lane] = {}
@@ -154,12 +160,14 @@ class SqliteOutbox:
             await connection.execute(_RELEASE_ALL, (RowStatus.READY, RowStatus.INFLIGHT))
             ((size_bytes, evicted_total),) = await connection.execute_fetchall(_TOTALS)
             held_bytes = await held_at_load(connection)
+            depths = await connection.execute_fetchall(_DEPTHS)
         return cls(
             database,
             max_size_bytes=max_size_bytes,
             size_bytes=int(size_bytes),
             evicted_total=int(evicted_total),
             held_bytes=int(held_bytes),
+            depths={Lane(lane): int(depth) for lane, depth in depths},
             archive=await SentArchive.load(database, archive)
             if archive is not None and archive.enabled
             else None,
@@ -193,7 +201,9 @@ class SqliteOutbox:
         if self._size_bytes + held + grown > self._max_size_bytes:
             raise self._store_full(records)
         await _insert(connection, kept, records, evicted + shed)
-        transaction.after_commit(lambda: self._count(grown, evicted + shed))
+        moved = {lane: sum(1 for record in kept if record.lane == lane) for lane in Lane}
+        moved[Lane.TELEMETRY] -= evicted
+        transaction.after_commit(lambda: self._count(grown, evicted + shed, moved))
         return evicted + shed
 
     async def held_in(self, transaction: Transaction) -> int:
@@ -256,7 +266,8 @@ class SqliteOutbox:
             freed, count = sum(sizes), len(sizes)
             if count:
                 await transaction.connection.execute(_ADD_EVICTED, (count,))
-            transaction.after_commit(lambda: self._count(-freed, count))
+            moved = {Lane.TELEMETRY: -count}
+            transaction.after_commit(lambda: self._count(-freed, count, moved))
         return count
 
     async def _backlog_rows(self, connection: aiosqlite.Connection, room: int) -> list[Any]:
@@ -311,14 +322,16 @@ class SqliteOutbox:
             connection = transaction.connection
             if self._archive is None:
                 rows = await connection.execute_fetchall(_DELETE_IDS, (id_list(row_ids),))
-                freed = sum(int(size) for (size,) in rows)
+                gone = [(int(size), Lane(lane)) for size, lane in rows]
             else:
                 deleted = list(
                     await connection.execute_fetchall(_DELETE_IDS_ARCHIVED, (id_list(row_ids),))
                 )
                 await self._archive.add_in(transaction, deleted)
-                freed = sum(int(row[7]) for row in deleted)
-            transaction.after_commit(lambda: self._count(-freed, 0))
+                gone = [(int(row[7]), Lane(row[1])) for row in deleted]
+            freed = sum(size for size, _ in gone)
+            moved = {lane: -sum(1 for _, of in gone if of == lane) for lane in Lane}
+            transaction.after_commit(lambda: self._count(-freed, 0, moved))
         for row_id in row_ids:
             self._claimed.pop(row_id, None)
 
@@ -333,12 +346,15 @@ class SqliteOutbox:
 
     async def stats(self) -> OutboxStats:
         """Depth and oldest ``created_at`` per lane, bytes used, evictions since creation."""
-        query = "SELECT lane, COUNT(*), MIN(created_at) FROM outbox GROUP BY lane"
+        query = " UNION ALL ".join([_OLDEST_OF_LANE] * len(Lane))
         async with self._database.read() as connection:
-            rows = await connection.execute_fetchall(query)
-        lanes = {lane: LaneStats() for lane in Lane}
-        for lane, depth, oldest in rows:
-            lanes[Lane(lane)] = LaneStats(depth=depth, oldest_created_at=oldest)
+            rows = await connection.execute_fetchall(
+                query, [v for lane in Lane for v in (lane,) * 2]
+            )
+        lanes = {
+            Lane(lane): LaneStats(depth=self._depths[Lane(lane)], oldest_created_at=oldest)
+            for lane, oldest in rows
+        }
         return OutboxStats(
             lanes,
             self._size_bytes + self._held_bytes,
@@ -357,10 +373,12 @@ class SqliteOutbox:
         """Close the store's database; claimed rows return to ready when it is opened again."""
         await self._database.close()
 
-    def _count(self, grown: int, evicted: int) -> None:
+    def _count(self, grown: int, evicted: int, moved: dict[Lane, int]) -> None:
         """Move the in-memory counters once the rows they count are committed."""
         self._size_bytes += grown
         self._evicted_total += evicted
+        for lane, rows in moved.items():
+            self._depths[lane] += rows
 
     def _store_full(self, records: Sequence[Record]) -> StoreFull:
         business = sum(1 for record in records if record.lane == Lane.BUSINESS)
