@@ -13,7 +13,9 @@ Messages with the marker are only counted (first and last arrival). Every other 
 summarised (count, p50, p99, max; seconds) per envelope ``type`` for the whole run and,
 separately, for the messages whose event_time lies in the window in which the matched messages
 arrived (``--linger`` keeps listening after the last matched one, for live messages that were
-queued behind them).
+queued behind them). With ``BENCH_LIVE_DUMP=path`` in its environment it also writes every
+live message's (arrival, latency) per type and the matched window to that JSON file: where in
+time the slow ones lie (docs/performance.md, "stalls").
 Plain paho in its own process, so it never shares an event loop or a GIL with what it measures.
 """
 
@@ -21,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -133,6 +137,10 @@ def main() -> None:
     while time.monotonic() < lingering and client.loop(timeout=0.05) == mqtt.MQTT_ERR_SUCCESS:
         pass
     client.disconnect()
+    dump = os.environ.get("BENCH_LIVE_DUMP")
+    if dump:
+        window = [counts.matched_first, counts.matched_last]
+        Path(dump).write_text(json.dumps({"matched": window, "live": counts.live}))
     print(json.dumps(counts.result()), flush=True)
 
 

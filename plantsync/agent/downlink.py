@@ -21,7 +21,8 @@ this loop: its row's target is the OPC UA link that applies it (``sourcing/acks.
 server that is down holds back neither the schedule nor the other servers' acks.
 
 Every message received moves the down sequence's mark, whatever its verdict (a dead letter too,
-when its seq can be read): only a seq that never arrived is a gap (``resync/sequence.py``).
+when its seq can be read): only a seq that never arrived is a gap (``resync/sequence.py``), and
+not one that a snapshot's ``as_of_seq`` covers: the snapshot answering a resync closes the gap.
 
 Order is kept plant-wide: while the head row waits for a retry, nothing behind it is applied.
 A retry's time is stored as a Unix time (it must survive a restart); one that lies further ahead
@@ -163,7 +164,8 @@ class Downlink:
                 reason,
             )
         on_down_stream = not isinstance(message, AlarmAckMessage)  # alarm-acks: its own seq
-        await self._write([ack], seq=(message.seq, message.seq_epoch) if on_down_stream else None)
+        seq = (message.seq, message.seq_epoch) if on_down_stream else None
+        await self._write([ack], seq=seq, covers=sequence.covered(message))
         self.wakeup.set()
         self.alarm_acks.wake()
 
@@ -367,15 +369,19 @@ class Downlink:
 
     # ---- records for the outbox -----------------------------------------------------------
 
-    async def _write(self, acks: list[Acknowledgement], *, seq: tuple[int, int] | None) -> None:
+    async def _write(
+        self, acks: list[Acknowledgement], *, seq: tuple[int, int] | None, covers: int = 0
+    ) -> None:
         """The acks of a received message, and what its (seq, epoch) does to the down
-        sequence's mark (a resync request on a gap), in one transaction."""
+        sequence's mark (a resync request on a gap, unless a snapshot ``covers`` it), in one
+        transaction."""
         if seq is None:
             async with self._sequencer.assigning() as next_seq:
                 await self._store.outbox.add([ack_record(self._topics, next_seq, a) for a in acks])
             self._outbox_changed.set()
             return
-        seen = sequence.step(await self._store.inbox.down_seq_mark(), *seq)
+        mark = await self._store.inbox.down_seq_mark()
+        seen = sequence.step(mark, *seq, covers=covers)
         async with self._sequencer.assigning() as next_seq:
             records = [ack_record(self._topics, next_seq, ack) for ack in acks]
             if seen.gap is not None:

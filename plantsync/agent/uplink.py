@@ -25,6 +25,10 @@ whatever room is left), in ``backfill_order``. Backlog rows go out marked ``hist
 their original id, seq and event time, and wait in the network thread's queue behind every
 live message (``Hub.send(…, backfill=True)``); ``backfill_cutoff`` drops backlog telemetry
 older than it, counted as evicted, when the link comes up and once a minute after.
+
+``hub_rate`` is a second token bucket over every row claimed, whatever its lane: the sum toward
+the hub. A claim asks for no more rows than it holds tokens, and the outbox hands out business
+rows first, then live, then backlog, so business takes the tokens before the backfill does.
 """
 
 from __future__ import annotations
@@ -104,6 +108,9 @@ class Uplink:
         rate = self._replay.backfill_rate
         self._bucket = TokenBucket(rate) if isinstance(rate, int) else None
         self.progress = BackfillProgress(rate if isinstance(rate, int) else None)
+        hub_rate = self._replay.hub_rate
+        self._hub_bucket = TokenBucket(hub_rate) if hub_rate is not None else None
+        """Every lane's rows together (``hub_rate``), spent at the claim."""
         self._backlog_left = False
         """The outbox may still hand out backlog rows (it handed out fewer than asked: no)."""
         self._expire_due = 0.0
@@ -148,6 +155,8 @@ class Uplink:
             # While the backlog fills the window, new rows (business, live) need no room: they
             # are claimed as they are committed, up to one more capacity, and overtake it.
             urgent = self._backlog_left and room > -self._capacity
+            if self._throttled():
+                hungry = urgent = False  # no token toward the hub: wait for one (``_pace``)
             if (hungry and not flight.exhausted) or ((hungry or urgent) and self._wakeup.is_set()):
                 self._wakeup.clear()
                 claimed = await self._claim(max(room, self._claim_at), backfill=hungry)
@@ -204,7 +213,11 @@ class Uplink:
         budget: int | None = None if self._backlog_left and backfill else 0
         if self._bucket is not None and self._backlog_left and backfill:
             budget = self._bucket.available()
+        if self._hub_bucket is not None:
+            room = min(room, self._hub_bucket.available())
         claimed = await self._outbox.begin(room, backfill=budget)
+        if self._hub_bucket is not None:
+            self._hub_bucket.take(len(claimed))
         historical = sum(1 for row in claimed if row.historical)
         if self._backlog_left:
             wanted = room - (len(claimed) - historical)
@@ -214,11 +227,18 @@ class Uplink:
                 self._bucket.take(historical)
         return claimed
 
+    def _throttled(self) -> bool:
+        """``hub_rate`` has no token left: nothing may be claimed until ``_pace`` passes."""
+        return self._hub_bucket is not None and self._hub_bucket.available() < 1
+
     def _pace(self) -> float:
-        """Seconds until the rate-limited backlog may be claimed again (1 when it need not)."""
-        if self._bucket is None or not self._backlog_left:
-            return 1.0
-        return max(0.01, self._bucket.wait(max(1.0, self._bucket.rate / _PACE_STEPS)))
+        """Seconds until a rate-limited claim may be made again (1 when none waits)."""
+        waits = [1.0]
+        paced = ((self._bucket, self._backlog_left), (self._hub_bucket, self._throttled()))
+        for bucket, due in paced:
+            if bucket is not None and due:
+                waits.append(max(0.01, bucket.wait(max(1.0, bucket.rate / _PACE_STEPS))))
+        return min(waits)
 
     def _send(self, connection: Hub, flight: _Flight, claimed: Sequence[Claimed]) -> None:
         """Hand claimed rows to the connection, in claim order, as one batch per lane: live

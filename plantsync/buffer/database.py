@@ -20,9 +20,10 @@ WAL with ``synchronous=FULL``: a message the producer was told is accepted survi
 retention prunes (``retention.py``) can be given back to the disk: asked for before the first
 table of a new file, and set on a store made before retention by one VACUUM at its first open
 (``_use_incremental_vacuum`` says what that costs). The schema is versioned with
-``PRAGMA user_version``; ``MIGRATIONS`` lists (version, statements) and every step a file has not
-seen yet runs in order inside one transaction. sqlite3 and OS errors become ``StoreError`` in
-``store_errors`` only, with the original chained; a full disk becomes ``StoreDiskFull``.
+``PRAGMA user_version``; ``MIGRATIONS`` (``schema/migrations.py``) lists (version,
+statements) and every step a file has not seen yet runs in order inside one transaction.
+sqlite3 and OS errors become ``StoreError`` in ``store_errors`` only, with the original
+chained; a full disk becomes ``StoreDiskFull``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Literal
 import aiosqlite
 
 from plantsync.buffer.quarantine import Quarantine, is_corruption, quarantine
+from plantsync.buffer.schema.migrations import MIGRATIONS, Migration
 from plantsync.errors import CorruptStore, StoreDiskFull, StoreError
 
 log = logging.getLogger(__name__)
@@ -49,138 +51,8 @@ log = logging.getLogger(__name__)
 OnCorrupt = Literal["raise", "quarantine"]
 """What ``Database.open`` does with a corrupt file: raise, or move it aside and start fresh."""
 
-Migration = tuple[int, tuple[str, ...]]
-"""A schema version and the statements that bring the previous version to it."""
-
-MIGRATIONS: tuple[Migration, ...] = (
-    (
-        1,  # the outbox
-        (
-            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, lane INTEGER NOT NULL,"
-            " status INTEGER NOT NULL, message_id TEXT NOT NULL, stream TEXT NOT NULL,"
-            " seq INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,"
-            " size INTEGER NOT NULL, created_at REAL NOT NULL)",
-            "CREATE INDEX outbox_claim ON outbox (lane, status, id)",
-            "CREATE TABLE streams (stream TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)",
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-            "INSERT INTO meta (key, value) VALUES ('evicted_total', 0)",
-            "PRAGMA user_version = 1",
-        ),
-    ),
-    (
-        2,  # the inbox, its dedupe horizon, dead letters, the last-known-good schedule
-        (
-            "CREATE TABLE inbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " message_id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, payload BLOB NOT NULL,"
-            " received_at REAL NOT NULL, seq INTEGER, order_ids TEXT NOT NULL,"
-            " status INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, reason TEXT,"
-            " retry_at REAL, updated_at REAL NOT NULL)",
-            "CREATE INDEX inbox_status ON inbox (status, id)",
-            "CREATE TABLE seen_ids (message_id TEXT PRIMARY KEY, seen_at REAL NOT NULL)"
-            " WITHOUT ROWID",
-            "CREATE INDEX seen_ids_age ON seen_ids (seen_at)",
-            "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT,"
-            " topic TEXT NOT NULL, payload BLOB NOT NULL, reason_code TEXT NOT NULL,"
-            " reason TEXT NOT NULL, received_at REAL NOT NULL, dead_at REAL NOT NULL)",
-            "CREATE TABLE orders (order_id TEXT PRIMARY KEY, revision INTEGER NOT NULL,"
-            " work_center TEXT NOT NULL, status TEXT NOT NULL, planned_start TEXT,"
-            " order_json BLOB NOT NULL, updated_at REAL NOT NULL)",
-            "CREATE INDEX orders_schedule ON orders (work_center, planned_start, order_id)",
-            "PRAGMA user_version = 2",
-        ),
-    ),
-    (
-        3,  # the sent archive (``archive.py``): acknowledged rows kept a while for replay
-        (
-            "CREATE TABLE sent_archive (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " lane INTEGER NOT NULL, message_id TEXT NOT NULL, stream TEXT NOT NULL,"
-            " seq INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,"
-            " size INTEGER NOT NULL, created_at REAL NOT NULL, sent_at REAL NOT NULL)",
-            "CREATE INDEX sent_archive_age ON sent_archive (sent_at)",
-            "PRAGMA user_version = 3",
-        ),
-    ),
-    (
-        4,  # which down message last applied each order, and its correlation id (``OrderState``)
-        (
-            "ALTER TABLE orders ADD COLUMN correlation_id TEXT",
-            "ALTER TABLE orders ADD COLUMN message_id TEXT",
-            "PRAGMA user_version = 4",
-        ),
-    ),
-    (
-        5,  # retention (``retention.py``): find what is old enough to prune without a scan
-        (
-            "CREATE INDEX inbox_settled_age ON inbox (status, updated_at)",
-            "CREATE INDEX dead_letters_age ON dead_letters (dead_at)",
-            "PRAGMA user_version = 5",
-        ),
-    ),
-    (
-        6,  # idempotency keys (``buffer/idempotency``); a dead letter's whole size and hash
-        (
-            "CREATE TABLE idempotency_keys (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " kind TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"
-            " request BLOB NOT NULL, message_id TEXT NOT NULL, status INTEGER, body BLOB,"
-            " created_at REAL NOT NULL, UNIQUE (kind, key))",
-            "CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at)",
-            "ALTER TABLE dead_letters ADD COLUMN size INTEGER",
-            "ALTER TABLE dead_letters ADD COLUMN sha256 TEXT",
-            "PRAGMA user_version = 6",
-        ),
-    ),
-    (
-        7,  # the cursors of the polled MES endpoints (``polling/cursors.py``)
-        (
-            "CREATE TABLE poll_cursors (endpoint TEXT PRIMARY KEY, cursor TEXT, etag TEXT,"
-            " last_modified TEXT, updated_at REAL NOT NULL) WITHOUT ROWID",
-            "PRAGMA user_version = 7",
-        ),
-    ),
-    (
-        8,  # room at the cap (``room/held.py``): what a dead letter and a key count; retention
-        # of orders closed at HQ (cancelled) or at the plant (ended, aborted, final confirmed)
-        (
-            "ALTER TABLE dead_letters ADD COLUMN counted INTEGER GENERATED ALWAYS AS"
-            " (length(payload) + length(topic) + length(reason) + 64) VIRTUAL",
-            "ALTER TABLE idempotency_keys ADD COLUMN counted INTEGER GENERATED ALWAYS AS"
-            " (2 * (length(kind) + length(key)) + length(request_hash) + length(request)"
-            " + length(message_id) + COALESCE(length(body), 0) + 96) VIRTUAL",
-            "ALTER TABLE orders ADD COLUMN closed_at REAL",
-            "UPDATE orders SET closed_at = updated_at WHERE status = 'Cancelled'",
-            "CREATE INDEX orders_closed ON orders (closed_at) WHERE closed_at IS NOT NULL",
-            "PRAGMA user_version = 8",
-        ),
-    ),
-    (
-        9,  # each source tag's last value received live and the gaps to backfill (``gaps/``)
-        (
-            "CREATE TABLE tag_marks (link TEXT NOT NULL, machine_id TEXT NOT NULL,"
-            " tag TEXT NOT NULL, source_us INTEGER NOT NULL, updated_at REAL NOT NULL,"
-            " PRIMARY KEY (link, machine_id, tag)) WITHOUT ROWID",
-            "CREATE TABLE source_gaps (id INTEGER PRIMARY KEY, link TEXT NOT NULL,"
-            " machine_id TEXT NOT NULL, tag TEXT NOT NULL, start_us INTEGER NOT NULL,"
-            " end_us INTEGER NOT NULL, reason TEXT NOT NULL, created_at REAL NOT NULL)",
-            "CREATE INDEX source_gaps_link ON source_gaps (link, id)",
-            "PRAGMA user_version = 9",
-        ),
-    ),
-    (
-        10,  # the link that applies an inbox row (``alarm.ack``: its OPC UA server); NULL: the
-        # plant system that takes the schedule
-        (
-            "ALTER TABLE inbox ADD COLUMN target TEXT",
-            "CREATE INDEX inbox_target ON inbox (target, status, id)",
-            "PRAGMA user_version = 10",
-        ),
-    ),
-)
-
 _AUTO_VACUUM_INCREMENTAL = 2
 """What ``PRAGMA auto_vacuum`` reads on a store that ``PRAGMA incremental_vacuum`` can shrink."""
-
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-"""``PRAGMA user_version`` of a store this code writes; older stores are migrated forward."""
 
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL;"

@@ -8,9 +8,10 @@
            transaction; ``archive.py``)
 
 ``add_in`` is ``add`` inside a transaction someone else opened: the inbox commits the
-acknowledgements of a settled message with the settlement itself. Dead letters count toward
-the same cap (``held_in``: the inbox stores one with its rejection ack in one transaction), so
-refused input cannot grow the file beyond ``max_size`` unseen. Every call costs a fixed
+acknowledgements of a settled message with the settlement itself. Dead letters and idempotency
+keys count toward the same cap (``held``, ``room/held.py``: the inbox stores a dead letter with
+its rejection ack in one transaction), so refused input cannot grow the file beyond
+``max_size`` unseen. Every call costs a fixed
 handful of awaits, never one per row, because each aiosqlite await costs about 95 µs. Row id
 lists travel as one JSON parameter (``json_each``), so no SQL is ever built from values.
 
@@ -43,7 +44,7 @@ from plantsync.buffer.base import (
     RowStatus,
     shed_incoming_telemetry,
 )
-from plantsync.buffer.database import SCHEMA_VERSION, Database, Transaction
+from plantsync.buffer.database import Database, Transaction
 from plantsync.buffer.room import evict_telemetry, id_list
 from plantsync.buffer.room.held import (
     EVICTED_TOTAL,
@@ -52,58 +53,13 @@ from plantsync.buffer.room.held import (
     held_now,
     room_from_dead_letters,
 )
+from plantsync.buffer.schema import outbox as sql
+from plantsync.buffer.schema.migrations import SCHEMA_VERSION
 from plantsync.config.uplink import BackfillOrder
 from plantsync.errors import StoreFull
 
 __all__ = ["SCHEMA_VERSION", "SqliteOutbox"]
 
-_INSERT = (
-    "INSERT INTO outbox (lane, status, message_id, stream, seq, topic, payload, size, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_UPSERT_STREAM = (
-    "INSERT INTO streams (stream, last_seq) VALUES (?, ?)"
-    " ON CONFLICT (stream) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)"
-)
-_ADD_EVICTED = "UPDATE meta SET value = value + ? WHERE key = 'evicted_total'"
-_NEXT_OF_LANE = (
-    "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
-    " WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?"
-)
-_NEXT_OF_BOTH = (  # one await for both lanes: the common case of begin()
-    "SELECT * FROM (SELECT id, lane, message_id, stream, seq, topic, payload, created_at"
-    " FROM outbox WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?)"
-    " UNION ALL"
-    " SELECT * FROM (SELECT id, lane, message_id, stream, seq, topic, payload, created_at"
-    " FROM outbox WHERE lane = ? AND status = ? AND id > ? ORDER BY id LIMIT ?)"
-)
-_BACKLOG_SPLIT = "SELECT MAX(id), COUNT(*) FROM outbox WHERE lane = ?"
-_BACKLOG_OLDEST = (
-    "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
-    " WHERE lane = ? AND status = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?"
-)
-_BACKLOG_NEWEST = (
-    "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
-    " WHERE lane = ? AND status = ? AND id < ? ORDER BY id DESC LIMIT ?"
-)
-_EXPIRE_BACKLOG = (
-    "DELETE FROM outbox WHERE lane = ? AND id <= ? AND created_at < ?"
-    " AND id NOT IN (SELECT value FROM json_each(?)) RETURNING size"
-)
-_ROWS_OF_IDS = (
-    "SELECT id, lane, message_id, stream, seq, topic, payload, created_at FROM outbox"
-    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id"
-)
-_DELETE_IDS = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING size"
-_DELETE_IDS_ARCHIVED = (
-    "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
-    " RETURNING id, lane, message_id, stream, seq, topic, payload, size, created_at"
-)
-_RELEASE_ALL = "UPDATE outbox SET status = ? WHERE status = ?"
-_TOTALS = (
-    "SELECT (SELECT COALESCE(SUM(size), 0) FROM outbox),"
-    " (SELECT value FROM meta WHERE key = 'evicted_total')"
-)
 _LAST_ID = 2**63 - 1
 
 
@@ -124,6 +80,7 @@ class SqliteOutbox:
         archive: SentArchive | None = None,
         held: Held | None = None,
         dead_letter_cap: int | None = None,
+        depths: dict[Lane, int] | None = None,
     ) -> None:
         self._database = database
         self._archive = archive
@@ -135,6 +92,9 @@ class SqliteOutbox:
         """Bytes other tables hold against the cap: dead letters, idempotency keys."""
         self.dead_letter_cap = max_size_bytes // 10 if dead_letter_cap is None else dead_letter_cap
         """The most dead letters may hold (``room/held.py``); beyond, the oldest go."""
+        self._depths = {lane: (depths or {}).get(lane, 0) for lane in Lane}
+        """Rows per lane, counted at load and moved by every commit: ``stats`` does not scan
+        the outbox, which with a large backlog held the store's one connection for seconds."""
         self._cursor = dict.fromkeys(Lane, 0)
         """Per lane, the highest id ``begin`` handed out; every row after it is unclaimed."""
         self._claimed: dict[int, Lane] = {}
@@ -166,9 +126,10 @@ class SqliteOutbox:
         With an enabled ``archive`` policy, acknowledged rows are kept in the sent archive."""
         async with database.write() as transaction:
             connection = transaction.connection
-            await connection.execute(_RELEASE_ALL, (RowStatus.READY, RowStatus.INFLIGHT))
-            ((size_bytes, evicted_total),) = await connection.execute_fetchall(_TOTALS)
+            await connection.execute(sql.RELEASE_ALL, (RowStatus.READY, RowStatus.INFLIGHT))
+            ((size_bytes, evicted_total),) = await connection.execute_fetchall(sql.TOTALS)
             held = await held_at_load(connection)
+            depths = await connection.execute_fetchall(sql.DEPTHS)
         return cls(
             database,
             max_size_bytes=max_size_bytes,
@@ -176,6 +137,7 @@ class SqliteOutbox:
             evicted_total=int(evicted_total),
             held=held,
             dead_letter_cap=dead_letter_cap,
+            depths={Lane(lane): int(depth) for lane, depth in depths},
             archive=await SentArchive.load(database, archive)
             if archive is not None and archive.enabled
             else None,
@@ -215,7 +177,9 @@ class SqliteOutbox:
             raise self._store_full(records)
         await _insert(connection, kept, records, evicted + shed)
         self.hold(transaction, held)
-        transaction.after_commit(lambda: self._count(grown, evicted + shed))
+        moved = {lane: sum(1 for record in kept if record.lane == lane) for lane in Lane}
+        moved[Lane.TELEMETRY] -= evicted
+        transaction.after_commit(lambda: self._count(grown, evicted + shed, moved))
         return evicted + shed
 
     @property
@@ -246,7 +210,7 @@ class SqliteOutbox:
                     *(first, RowStatus.READY, self._cursor[first], limit),
                     *(second, RowStatus.READY, self._cursor[second], limit),
                 )
-                both = await connection.execute_fetchall(_NEXT_OF_BOTH, params)
+                both = await connection.execute_fetchall(sql.NEXT_OF_BOTH, params)
                 rows = sorted(both, key=_line)[:limit]
             room = limit - len(rows) if backfill is None else min(limit - len(rows), backfill)
             if room > 0 and self._backlog.pending:
@@ -256,7 +220,9 @@ class SqliteOutbox:
     async def split_backlog(self, order: BackfillOrder) -> int:
         """The telemetry committed so far becomes the backlog; see ``Outbox.split_backlog``."""
         async with self._database.read() as connection:
-            ((end, count),) = await connection.execute_fetchall(_BACKLOG_SPLIT, (Lane.TELEMETRY,))
+            ((end, count),) = await connection.execute_fetchall(
+                sql.BACKLOG_SPLIT, (Lane.TELEMETRY,)
+            )
         end = int(end or 0)
         start = 0 if order == BackfillOrder.OLDEST_FIRST else end + 1
         self._backlog = BacklogCursor(end, order, cursor=start, pending=count > 0)
@@ -274,22 +240,23 @@ class SqliteOutbox:
             sizes = [
                 int(size)
                 for (size,) in await transaction.connection.execute_fetchall(
-                    _EXPIRE_BACKLOG, params
+                    sql.EXPIRE_BACKLOG, params
                 )
             ]
             freed, count = sum(sizes), len(sizes)
             if count:
-                await transaction.connection.execute(_ADD_EVICTED, (count,))
-            transaction.after_commit(lambda: self._count(-freed, count))
+                await transaction.connection.execute(sql.ADD_EVICTED, (count,))
+            moved = {Lane.TELEMETRY: -count}
+            transaction.after_commit(lambda: self._count(-freed, count, moved))
         return count
 
     async def _backlog_rows(self, connection: aiosqlite.Connection, room: int) -> list[Any]:
         """The next ``room`` backlog rows in its order; moves its cursor past them."""
         params: tuple[int, ...]
         backlog = self._backlog
-        query, params = _BACKLOG_NEWEST, (backlog.cursor, room)
+        query, params = sql.BACKLOG_NEWEST, (backlog.cursor, room)
         if backlog.order == BackfillOrder.OLDEST_FIRST:
-            query, params = _BACKLOG_OLDEST, (backlog.cursor, backlog.end, room)
+            query, params = sql.BACKLOG_OLDEST, (backlog.cursor, backlog.end, room)
         rows = list(
             await connection.execute_fetchall(query, (Lane.TELEMETRY, RowStatus.READY, *params))
         )
@@ -318,12 +285,12 @@ class SqliteOutbox:
                 break
             if returned:
                 ids, self._returned[lane] = returned[:wanted], returned[wanted:]
-                rows = await connection.execute_fetchall(_ROWS_OF_IDS, (id_list(ids),))
+                rows = await connection.execute_fetchall(sql.ROWS_OF_IDS, (id_list(ids),))
                 claimed.extend(rows)  # gone meanwhile: evicted, or acked late
             wanted = limit - len(claimed)
             if wanted > 0 and not self._returned[lane]:
                 params = (lane, RowStatus.READY, self._cursor[lane], wanted)
-                rows = await connection.execute_fetchall(_NEXT_OF_LANE, params)
+                rows = await connection.execute_fetchall(sql.NEXT_OF_LANE, params)
                 claimed.extend(rows)
         return claimed
 
@@ -334,15 +301,17 @@ class SqliteOutbox:
         async with self._database.write() as transaction:
             connection = transaction.connection
             if self._archive is None:
-                rows = await connection.execute_fetchall(_DELETE_IDS, (id_list(row_ids),))
-                freed = sum(int(size) for (size,) in rows)
+                rows = await connection.execute_fetchall(sql.DELETE_IDS, (id_list(row_ids),))
+                gone = [(int(size), Lane(lane)) for size, lane in rows]
             else:
                 deleted = list(
-                    await connection.execute_fetchall(_DELETE_IDS_ARCHIVED, (id_list(row_ids),))
+                    await connection.execute_fetchall(sql.DELETE_IDS_ARCHIVED, (id_list(row_ids),))
                 )
                 await self._archive.add_in(transaction, deleted)
-                freed = sum(int(row[7]) for row in deleted)
-            transaction.after_commit(lambda: self._count(-freed, 0))
+                gone = [(int(row[7]), Lane(row[1])) for row in deleted]
+            freed = sum(size for size, _ in gone)
+            moved = {lane: -sum(1 for _, of in gone if of == lane) for lane in Lane}
+            transaction.after_commit(lambda: self._count(-freed, 0, moved))
         for row_id in row_ids:
             self._claimed.pop(row_id, None)
 
@@ -357,13 +326,16 @@ class SqliteOutbox:
 
     async def stats(self) -> OutboxStats:
         """Depth and oldest ``created_at`` per lane, bytes used, evictions since creation."""
-        query = "SELECT lane, COUNT(*), MIN(created_at) FROM outbox GROUP BY lane"
+        query = " UNION ALL ".join([sql.OLDEST_OF_LANE] * len(Lane))
         async with self._database.read() as connection:
-            rows = await connection.execute_fetchall(query)
+            rows = await connection.execute_fetchall(
+                query, [v for lane in Lane for v in (lane,) * 2]
+            )
             ((dead_letters_evicted,),) = await connection.execute_fetchall(EVICTED_TOTAL)
-        lanes = {lane: LaneStats() for lane in Lane}
-        for lane, depth, oldest in rows:
-            lanes[Lane(lane)] = LaneStats(depth=depth, oldest_created_at=oldest)
+        lanes = {
+            Lane(lane): LaneStats(depth=self._depths[Lane(lane)], oldest_created_at=oldest)
+            for lane, oldest in rows
+        }
         return OutboxStats(
             lanes,
             self._size_bytes + self._held.total,
@@ -385,10 +357,12 @@ class SqliteOutbox:
         """Close the store's database; claimed rows return to ready when it is opened again."""
         await self._database.close()
 
-    def _count(self, grown: int, evicted: int) -> None:
+    def _count(self, grown: int, evicted: int, moved: dict[Lane, int]) -> None:
         """Move the in-memory counters once the rows they count are committed."""
         self._size_bytes += grown
         self._evicted_total += evicted
+        for lane, rows in moved.items():
+            self._depths[lane] += rows
 
     def _store_full(self, records: Sequence[Record]) -> StoreFull:
         business = sum(1 for record in records if record.lane == Lane.BUSINESS)
@@ -406,11 +380,11 @@ async def _insert(
     dropped: int,
 ) -> None:
     """Insert the kept rows and raise every stream's sequence, in the caller's transaction."""
-    await connection.executemany(_INSERT, map(_row_values, kept))
+    await connection.executemany(sql.INSERT, map(_row_values, kept))
     # Dropped telemetry used its sequence number too: a restarted producer must not reuse it.
-    await connection.executemany(_UPSERT_STREAM, _highest_sequences(records).items())
+    await connection.executemany(sql.UPSERT_STREAM, _highest_sequences(records).items())
     if dropped:
-        await connection.execute(_ADD_EVICTED, (dropped,))
+        await connection.execute(sql.ADD_EVICTED, (dropped,))
 
 
 def _row_values(record: Record) -> tuple[Any, ...]:

@@ -13,7 +13,7 @@
 Both views share the connection and its lock, so ``inbox.settle`` commits a message's new
 status, the schedule it applied and its acknowledgements (outbox rows) in one transaction.
 ``SqliteOutbox.open`` still opens the same file for callers that need only the outbox; the
-schema (``database.MIGRATIONS``) is the same either way.
+schema (``schema.migrations.MIGRATIONS``) is the same either way.
 """
 
 from __future__ import annotations

@@ -37,6 +37,12 @@ class UplinkConfig(Section):
         default=BackfillOrder.OLDEST_FIRST,
         description="'oldest-first' or 'newest-first' (the latest state first, history after)",
     )
+    hub_rate: PositiveInt | None = Field(
+        default=None,
+        description="messages per second toward the hub, every lane together (business, live"
+        " and backfill); business goes first within it, then live, then backfill. Unset: no"
+        " limit",
+    )
     backfill_cutoff: Duration | None = Field(
         default=None,
         description="telemetry in the backlog older than this is dropped and counted as"

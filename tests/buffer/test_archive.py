@@ -11,7 +11,8 @@ from typing import Any
 
 from plantsync.buffer.archive import ArchivePolicy, replay
 from plantsync.buffer.base import Lane, Record
-from plantsync.buffer.database import MIGRATIONS, SCHEMA_VERSION, Database
+from plantsync.buffer.database import Database
+from plantsync.buffer.schema.migrations import MIGRATIONS, SCHEMA_VERSION
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.buffer.store import Store
 from tests.buffer.harness import ROOMY, make_record

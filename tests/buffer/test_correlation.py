@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from plantsync.buffer.base import Lane, Record
-from plantsync.buffer.database import MIGRATIONS, SCHEMA_VERSION, Database
+from plantsync.buffer.database import Database
 from plantsync.buffer.inbox import InboxStatus, OrderState
+from plantsync.buffer.schema.migrations import MIGRATIONS, SCHEMA_VERSION
 from plantsync.buffer.store import Store
 from plantsync.errors import StoreFull
 from tests.buffer.harness import ROOMY, make_record

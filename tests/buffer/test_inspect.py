@@ -10,7 +10,7 @@ import pytest
 
 from plantsync.buffer.archive import ArchivePolicy
 from plantsync.buffer.base import Lane
-from plantsync.buffer.database import MIGRATIONS, SCHEMA_VERSION, Database
+from plantsync.buffer.database import Database
 from plantsync.buffer.inbox import InboxStatus
 from plantsync.buffer.inspect import (
     ArchiveInspection,
@@ -19,6 +19,7 @@ from plantsync.buffer.inspect import (
     StreamInspection,
     inspect_store,
 )
+from plantsync.buffer.schema.migrations import MIGRATIONS, SCHEMA_VERSION
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.buffer.store import Store
 from plantsync.errors import StoreError

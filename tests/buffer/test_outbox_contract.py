@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from plantsync.buffer.base import Claimed, Lane, LaneStats, Outbox
+from plantsync.config.uplink import BackfillOrder
 from plantsync.errors import StoreError, StoreFull
 from tests.buffer.harness import BACKENDS, Backend, OutboxHarness, make_record, record_size
 
@@ -292,6 +293,26 @@ async def test_stats_size_bytes_follows_add_and_ack_and_survives_reopen(
     assert (await outbox.stats()).size_bytes == record_size(10)
     reopened = await harness.reopen()
     assert (await reopened.stats()).size_bytes == record_size(10)
+
+
+async def test_stats_depth_follows_add_eviction_ack_and_expiry_and_survives_reopen(
+    harness: OutboxHarness,
+) -> None:
+    # The SQLite back-end counts depth as rows are committed and deleted (no scan per stats).
+    outbox = await harness.open(max_size_bytes=4 * record_size())
+    await outbox.add([make_record(1, BUSINESS), *(make_record(n) for n in (1, 2, 3))])
+    await outbox.add([make_record(4)])  # evicts telemetry 1
+    await outbox.split_backlog(BackfillOrder.OLDEST_FIRST)
+    claimed = await outbox.begin(2)  # business 1, telemetry 2
+    await outbox.ack(row_ids(claimed))
+    await outbox.add([make_record(5, created_at=9e9)])  # after the split: live, not backlog
+    expired = await outbox.expire_backlog(created_before=9e9)  # telemetry 3 and 4
+    depths = {lane: stats.depth for lane, stats in (await outbox.stats()).lanes.items()}
+
+    assert expired == 2
+    assert depths == {BUSINESS: 0, TELEMETRY: 1}
+    reopened = await harness.reopen()
+    assert {lane: s.depth for lane, s in (await reopened.stats()).lanes.items()} == depths
 
 
 async def test_stats_oldest_is_the_smallest_created_at_not_the_first_row(outbox: Outbox) -> None:

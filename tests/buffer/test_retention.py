@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 
 from plantsync.buffer.base import Lane
-from plantsync.buffer.database import MIGRATIONS, Database
+from plantsync.buffer.database import Database
 from plantsync.buffer.inbox import SETTLED, InboxStatus
 from plantsync.buffer.inbox_sqlite import SqliteInbox
 from plantsync.buffer.retention import PruneReport, RetentionPolicy, bytes_on_disk
+from plantsync.buffer.schema.migrations import MIGRATIONS
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.buffer.store import Store
 from tests.buffer.harness import ROOMY, make_record

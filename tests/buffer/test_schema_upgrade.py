@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from plantsync.buffer.base import Lane
-from plantsync.buffer.database import MIGRATIONS, SCHEMA_VERSION, Database
+from plantsync.buffer.database import Database
+from plantsync.buffer.schema.migrations import MIGRATIONS, SCHEMA_VERSION
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.errors import StoreError
 from tests.buffer.harness import ROOMY, make_record

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from plantsync.buffer.base import Lane
-from plantsync.buffer.database import MIGRATIONS, SCHEMA_VERSION, Database
+from plantsync.buffer.database import Database
 from plantsync.buffer.inbox import InboxStatus
+from plantsync.buffer.schema.migrations import MIGRATIONS, SCHEMA_VERSION
 from plantsync.buffer.sqlite import SqliteOutbox
 from plantsync.buffer.store import Store
 from plantsync.errors import StoreError
@@ -71,7 +72,7 @@ async def test_a_new_store_is_private_and_at_the_current_schema_version(tmp_path
     async with await Store.open(path, max_size_bytes=ROOMY) as store:
         await store.inbox.receive("d1", "t", b"{}", received_at=1.0, seq=None)
 
-    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(10,)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(11,)]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert query(path, "SELECT typeof(status) FROM inbox") == [("integer",)]
 

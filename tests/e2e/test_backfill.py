@@ -228,3 +228,33 @@ async def _seqs_committed(agent: Agent) -> dict[str, int]:
     await asyncio.sleep(0.5)  # the last publish cycle reaches the outbox
     sequences = await agent.store.outbox.last_sequences()
     return {stream: seq for stream, seq in sequences.items() if stream.startswith("machine/")}
+
+
+async def test_the_hub_rate_bounds_every_lane_together_and_business_goes_first_within_it(
+    broker: Mosquitto, opcua_plant: SimulatedPlant, tmp_path: Path
+) -> None:
+    hub_rate = 2 * RATE
+    config = _config(tmp_path, broker, opcua_plant, hub_rate=hub_rate)
+    async with recording(broker.url) as hub, running_agent(config) as agent:
+        await _outage(hub, broker, agent)
+        step = await _change(opcua_plant, 4, start=1)
+        down_until = datetime.now(UTC)
+        back = time.monotonic()
+        await asyncio.to_thread(broker.start)
+        backlog = (await _new_backlog(agent, since=down_until)).total
+        confirmations = [await _confirm(agent, number) for number in (1, 2)]
+        await _change(opcua_plant, 0.5, start=step)  # live beside the backlog
+        await eventually(lambda: _backfill(agent).state == "done", within=backlog / hub_rate + 30)
+        await hub.wait_for(lambda: set(confirmations) <= {d["id"] for d in hub.business}, 10)
+
+    arrived = [d for d in _after(hub, back) if "seq" in d]  # the outbox's rows, every lane
+    positions = {d["id"]: index for index, d in reversed(list(enumerate(arrived)))}
+
+    window = 2.0  # at most a full bucket plus hub_rate a second, whatever the lane
+    firsts = {d["id"]: at for at, d in reversed(hub.arrivals) if d["id"] in positions}
+    times = sorted(firsts.values())
+    assert len(times) > hub_rate * (window + 2), "the limit had something to bound"
+    busiest = max(sum(1 for at in times if 0 <= at - start <= window) for start in times)
+    assert busiest <= hub_rate + hub_rate * (window + 0.5)
+    last_historical = max(positions[d["id"]] for d in arrived if d.get("historical"))
+    assert all(positions[c] < last_historical for c in confirmations), "business not starved"

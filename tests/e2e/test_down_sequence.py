@@ -140,3 +140,32 @@ async def test_a_higher_seq_epoch_resets_the_count_without_a_resync(
         "down stream 'schedule': sequence reset by HQ to epoch 1 at seq 1 (was epoch 0, seq 3)"
         in messages
     )
+
+
+async def test_a_snapshot_whose_as_of_seq_covers_a_lost_seq_closes_the_gap(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    # The fleet run's storm: a broker restart without sessions drops seq 2; the snapshot HQ
+    # sends for the start-up resync (seq 3, as of 2) holds it, so asking again would be waste.
+    hq = Hq(broker.url)
+    async with recording(broker.url) as hub, running_agent(_config(tmp_path, broker)) as agent:
+        await eventually(lambda: agent.health["hub"].connects >= 1, within=20)
+        jo1, jo2, jo3 = order("JO-1"), order("JO-2"), order("JO-3")
+        first = await hq.release(jo1)
+        await hub.wait_for(lambda: "applied" in outcomes(hub, first["id"]), within=30)
+        hq.message("schedule.release", {"orders": [jo2]})  # seq 2: lost
+        covering = hq.message("schedule.snapshot", {"orders": [jo1, jo2]})
+        covering["payload"]["as_of_seq"] = 2
+        await hq.publish(covering)
+        await hub.wait_for(lambda: "applied" in outcomes(hub, covering["id"]), within=30)
+        hq.message("schedule.release", {"orders": [jo3]})  # seq 4: lost
+        hq.message("schedule.release", {"orders": [order("JO-4")]})  # seq 5: lost
+        short = hq.message("schedule.snapshot", {"orders": [jo1, jo2, jo3]})
+        short["payload"]["as_of_seq"] = 4  # holds seq 4, not seq 5
+        await hq.publish(short)
+        await hub.wait_for(lambda: bool(_gap_resyncs(hub)), within=30)
+        await hub.wait_for(lambda: "applied" in outcomes(hub, short["id"]), within=30)
+        mark = await _mark(agent)
+
+    assert _gap_resyncs(hub) == [{"reason": "gap", "last_seq_seen": 4, "received_seq": 6}]
+    assert mark == DownSeqMark(6)

@@ -13,6 +13,15 @@ its ack. Only a seq that never arrived does.
     e  > E                     (E, S)           (e, s)       a reset; (0, s) if s > 1
     e  < E                     (E, S)           (E, S)       none: from before a reset
 
+A ``schedule.snapshot`` holds every change up to its ``as_of_seq`` (A): the seqs it covers are
+not missing even if they never arrived, so it is a gap only beyond them. A snapshot that answers
+a resync after a lost seq therefore closes the gap instead of asking for a second snapshot:
+
+    snapshot (e, s, A)         mark (E, S)      new mark     gap
+    e == E, s  > max(S, A) + 1 (E, S)           (E, s)       (max(S, A), s)
+    e == E, s == max(S, A) + 1 (E, S)           (E, s)       none: the snapshot covers S+1 … A
+    e  > E, s  > A + 1         (E, S)           (e, s)       a reset; (A, s)
+
 A reset is HQ starting its count again with a higher ``seq_epoch`` (the contract:
 ``contracts.schedule.DownEnvelope``); seqs are never compared across epochs.
 """
@@ -23,7 +32,8 @@ import logging
 from dataclasses import dataclass
 
 from plantsync.buffer.inbox import DownSeqMark
-from plantsync.contracts.schedule import SCHEDULE_STREAM
+from plantsync.contracts import DownMessage
+from plantsync.contracts.schedule import SCHEDULE_STREAM, ScheduleSnapshotMessage
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +59,27 @@ class SeqStep:
         return self.before is not None and self.received.epoch < self.before.epoch
 
 
-def step(before: DownSeqMark | None, seq: int, epoch: int) -> SeqStep:
-    """The step ``seq`` of ``epoch`` takes from the mark ``before``; see the module's table."""
+def step(before: DownSeqMark | None, seq: int, epoch: int, *, covers: int = 0) -> SeqStep:
+    """The step ``seq`` of ``epoch`` takes from the mark ``before``; see the module's tables.
+    ``covers``: the last seq whose changes the message holds (a snapshot's ``as_of_seq``)."""
     received = DownSeqMark(seq, epoch)
     if before is None:
         return SeqStep(before, received, received)
     if epoch > before.epoch:
-        return SeqStep(before, received, received, (0, seq) if seq > 1 else None)
+        return SeqStep(before, received, received, (covers, seq) if seq > covers + 1 else None)
     if epoch < before.epoch or seq <= before.seq:
         return SeqStep(before, received, None)
-    gap = (before.seq, seq) if seq > before.seq + 1 else None
+    last = max(before.seq, covers)
+    gap = (last, seq) if seq > last + 1 else None
     return SeqStep(before, received, received, gap)
+
+
+def covered(message: DownMessage) -> int:
+    """The last seq whose changes ``message`` holds besides its own: a snapshot's
+    ``as_of_seq``; 0 for every other message."""
+    if isinstance(message, ScheduleSnapshotMessage):
+        return message.payload.as_of_seq
+    return 0
 
 
 def report(found: SeqStep) -> None:

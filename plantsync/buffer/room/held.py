@@ -59,7 +59,7 @@ _COUNT_EVICTED = (
 EVICTED_TOTAL = "SELECT COALESCE(SUM(value), 0) FROM meta WHERE key = 'dead_letters_evicted_total'"
 _PAGE = 64
 _COUNTED_SINCE = 8
-"""The schema version (``database.MIGRATIONS``) that added the ``counted`` columns."""
+"""The schema version (``schema.migrations.MIGRATIONS``) that added the ``counted`` columns."""
 
 
 @dataclass(frozen=True, slots=True)
