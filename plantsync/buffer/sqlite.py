@@ -8,10 +8,10 @@
            transaction; ``archive.py``)
 
 ``add_in`` is ``add`` inside a transaction someone else opened: the inbox commits the
-acknowledgements of a settled message with the settlement itself. Dead letters and idempotency
-keys count toward the same cap (``held``, ``room/held.py``: the inbox stores a dead letter with
-its rejection ack in one transaction), so refused input cannot grow the file beyond
-``max_size`` unseen. Every call costs a fixed
+acknowledgements of a settled message with the settlement itself. Dead letters and
+idempotency keys count toward the same cap (``held``, ``room/held.py``: the inbox stores a dead
+letter with its rejection ack in one transaction), so refused input cannot grow the file
+beyond ``max_size`` unseen. Every call costs a fixed
 handful of awaits, never one per row, because each aiosqlite await costs about 95 µs. Row id
 lists travel as one JSON parameter (``json_each``), so no SQL is ever built from values.
 

@@ -3,9 +3,10 @@
     DeferredApi.bind(view, metrics, config.api)   listen now (a port in use stops the start,
                                                   clearly); no FastAPI, no uvicorn imported
     agent sends READY=1                           the store is open, the API's socket listens
-    await api.serve()                             build the app (FastAPI, its routes, their
-                                                  pydantic and OpenAPI models: about half a
-                                                  second of CPU), then serve it on that socket
+    await api.serve()                             build the app in a worker thread (FastAPI,
+                                                  its routes, their pydantic and OpenAPI
+                                                  models: about half a second of CPU; the
+                                                  event loop turns meanwhile), then serve it
     await api.stop(task)  api.close()             as ``ApiServer``'s
 
 Building the app is most of what start-up costs after the config and the store, and under a
@@ -25,6 +26,8 @@ from plantsync.web.serving.listen import listen
 from plantsync.web.view import AgentView
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from plantsync.web.apiserver import ApiServer
     from plantsync.web.metrics import AgentMetrics
 
@@ -58,15 +61,22 @@ class DeferredApi:
         return port
 
     async def serve(self) -> None:
-        """Build the app, then answer requests on the bound socket until ``stop``."""
-        from plantsync.web.api import create_app
-        from plantsync.web.apiserver import ApiServer
+        """Build the app in a worker thread, then answer requests on the bound socket until
+        ``stop``. The event loop turns meanwhile (systemd's watchdog is pinged, the links
+        connect): on a loaded CPU the build takes seconds, not the half second of CPU it is."""
+        app = await asyncio.to_thread(self._build)
+        from plantsync.web.apiserver import ApiServer  # imported by ``_build`` already
 
-        app = create_app(self._view, self._metrics)
         self._server = ApiServer(
             app, self._listener, stop_timeout=self._stop_timeout, limits=self._config
         )
         await self._server.serve()
+
+    def _build(self) -> FastAPI:
+        from plantsync.web.api import create_app
+        from plantsync.web.apiserver import ApiServer  # noqa: F401 - uvicorn off the loop too
+
+        return create_app(self._view, self._metrics)
 
     async def stop(self, task: asyncio.Task[None]) -> None:
         """As ``ApiServer.stop``; before ``serve`` built the app, only cancel it."""
