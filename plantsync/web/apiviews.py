@@ -342,7 +342,7 @@ def status_view(
         dead_letters=inbox.dead_letters,
         downlink=downlink,
         plant_input=asdict(view.business.counters) if view.business is not None else {},
-        certificates=certificate_views(view.config),
+        certificates=certificate_views(view.config, view.health),
         backfill=backfill_view(view.uplink.backfill, outbox, now) if view.uplink else None,
     )
 
