@@ -106,7 +106,9 @@ def install() -> None:
     subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=PEER, check=True)
 
 
-async def measure(items: int, rate: int, cap: int | None, seconds: float) -> Outcome:
+async def measure(
+    items: int, rate: int, cap: int | None, seconds: float, max_publish_requests: int | None = None
+) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="nodeopcua-") as workdir:
         port = free_port()
         server = await asyncio.create_subprocess_exec(
@@ -118,13 +120,18 @@ async def measure(items: int, rate: int, cap: int | None, seconds: float) -> Out
         )
         try:
             await _line(server, "ready", 180.0)
-            return await _against(server, f"opc.tcp://127.0.0.1:{port}", items, seconds)
+            endpoint = f"opc.tcp://127.0.0.1:{port}"
+            return await _against(server, endpoint, items, seconds, max_publish_requests)
         finally:
             await _stop(server)
 
 
 async def _against(
-    server: asyncio.subprocess.Process, endpoint: str, items: int, seconds: float
+    server: asyncio.subprocess.Process,
+    endpoint: str,
+    items: int,
+    seconds: float,
+    max_publish_requests: int | None,
 ) -> Outcome:
     tags = [TagConfig(name=f"v{n}", node_id=f"ns=1;s=v{n}", queue_size=1) for n in range(items)]
     config = OpcUaServerConfig(
@@ -134,6 +141,8 @@ async def _against(
         request_timeout=timedelta(seconds=60),
         machines=[MachineConfig(id="m", tags=tags)],
     )
+    if max_publish_requests is not None:
+        config = config.model_copy(update={"max_publish_requests": max_publish_requests})
     async with OpcUaSource(config) as source:
         initial = received = 0
         readings = source.readings()
