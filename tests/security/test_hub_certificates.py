@@ -82,6 +82,7 @@ async def test_the_brokers_own_certificate_shows_with_its_expiry_and_warns(
     assert presented == _not_after(server_identity.cert_file)  # the broker's, not the CA's
     assert peer["warning"].startswith("expires in 1 days")  # the fixture's is valid for a day
     assert "(hub, peer): expires in 1 days" in overview
+    assert f"its certificate valid until {presented:%Y-%m-%d %H:%M} UTC" in overview
     assert 'plantsync_peer_certificate_expiry_days{link="hub",subject="CN=localhost"} 0.9' in (
         metrics
     )
