@@ -71,7 +71,7 @@ def source(changes: int, tags_per_machine: int) -> OpcUaSource:
             "machines": [{"id": machine, "tags": tags} for machine, tags in machines.items()],
         }
     )
-    opcua = OpcUaSource(config, queue_batches=1_000_000)
+    opcua = OpcUaSource(config, queue_readings=1_000_000_000)
     opcua._items = [
         Item(item.machine_id, item.tag, ua.NodeId(ua.Int32(1))) for item in opcua._items
     ]

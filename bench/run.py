@@ -1,6 +1,7 @@
 """Run the bench scenarios and write bench/results/latest.json and latest.md.
 
-    python -m bench.run [--scenario enqueue,drain,roundtrip,ingest,peer,capped,mespoll] [--quick]
+    python -m bench.run [--scenario enqueue,drain,roundtrip,ingest,peer,capped,nodeopcua,…]
+                        [--quick]
 
 Each scenario is a module ``bench/scenario_<name>.py`` with ``run(quick: bool) -> list[Figure]``,
 imported only when selected, so a scenario that is missing or broken does not stop the others.
@@ -28,11 +29,22 @@ SCENARIOS = (
     "footprint",
     "peer",
     "capped",
+    "nodeopcua",
     "fleet",
     "mespoll",
     "backfill",
 )
-DEFAULT = ("enqueue", "drain", "roundtrip", "ingest", "peer", "capped", "mespoll", "backfill")
+DEFAULT = (
+    "enqueue",
+    "drain",
+    "roundtrip",
+    "ingest",
+    "peer",
+    "capped",
+    "nodeopcua",
+    "mespoll",
+    "backfill",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -357,8 +357,7 @@ class Agent:
                     # The broker kept nothing for us: schedules sent meanwhile may be lost.
                     await downlink.request_resync(ResyncReason.NO_SESSION)
                 await self._acknowledged(link, self._status("online", "connected"))
-                self.health[HUB].peer = link.peer
-                self.health[HUB].protocol = link.protocol_version
+                self.health[HUB].reached(link)
                 up()
                 await first_completed(uplink.serve(link, self._stopping), _receive(link, downlink))
                 await self._acknowledged(link, self._status("offline", "shutdown"))

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from plantsync.agent.recovery.nudge import Nudge, Renewed
+from plantsync.drivers.hub import Hub, PeerCertificate
 from plantsync.errors import LinkError, LinkMisconfigured, StoreDiskFull, Throttled
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class LinkHealth:
     """What the link's driver counted this session (``drivers.base.Counted``), e.g. values lost."""
     protocol: str | None = None
     """The protocol version the link negotiated last (the hub's MQTT version), for metrics."""
+    peer_certificate: PeerCertificate | None = None
+    """The certificate the peer presented at its last connect (the hub's broker, over TLS)."""
     clock: Clock = field(default=time.monotonic, repr=False, compare=False)
     """Measures durations; ``wall_clock`` stamps ``since`` and ``last_activity``."""
     wall_clock: Clock = field(default=time.time, repr=False, compare=False)
@@ -92,6 +95,11 @@ class LinkHealth:
         if self._activity_tick is None:
             return None
         return max(0.0, self.clock() - self._activity_tick)
+
+    def reached(self, hub: Hub) -> None:
+        """What the hub session reached: node, MQTT version, the broker's certificate."""
+        self.peer, self.protocol = hub.peer, hub.protocol_version
+        self.peer_certificate = hub.peer_certificate
 
     def transition(self, state: LinkState, error: BaseException | None = None) -> None:
         """Move to ``state``; log once per change of (state, error), never once per retry.

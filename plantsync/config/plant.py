@@ -144,7 +144,7 @@ class OpcUaServerConfig(OpcUaClientConfig):
         description="no notification or keep-alive for this long: re-create the session",
     )
     max_publish_requests: int = Field(
-        default=10,
+        default=100,
         ge=1,
         le=100,
         description="Publish requests kept in flight at most; more are added only while the"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from plantsync.drivers.base import Connection
@@ -44,6 +45,14 @@ class InboundMessage:
     mid: int
 
 
+@dataclass(frozen=True)
+class PeerCertificate:
+    """The certificate the hub's broker presented in the TLS handshake (its own, the leaf)."""
+
+    subject: str
+    not_after: datetime
+
+
 class Hub(Connection, Protocol):
     """One session with the hub: entered to connect (CONNACK within the connect timeout), left
     to disconnect cleanly (DISCONNECT: the broker does not publish the will).
@@ -65,6 +74,11 @@ class Hub(Connection, Protocol):
     @property
     def protocol_version(self) -> str:
         """The protocol version the hub accepted, for metrics: e.g. ``5`` or ``3.1.1``."""
+        ...
+
+    @property
+    def peer_certificate(self) -> PeerCertificate | None:
+        """The broker's certificate, read from the TLS socket at connect; None without TLS."""
         ...
 
     async def subscribe(self, filters: Sequence[tuple[str, int]]) -> None:

@@ -64,8 +64,12 @@ from plantsync.errors import LinkMisconfigured, SourceUnavailable
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-QUEUE_BATCHES = 100
-"""Publish responses held for a slow consumer; beyond this the oldest batch is dropped."""
+QUEUE_READINGS = 100_000
+"""Readings held for a slow consumer (at least two of every item: a session's initial values
+arrive while its items are still being created, before anyone reads); beyond this the oldest
+publish responses are dropped. Counted in readings, not responses: a server that caps its
+messages at 10 notifications (node-opcua's revision of MaxNotificationsPerPublish) sends ten
+times the responses for the same values."""
 
 ALARM_QUEUE = 10_000
 """Alarms held for a slow consumer (the outbox commits each); beyond this the oldest goes,
@@ -93,16 +97,17 @@ class OpcUaSource:
     One instance is one connection: after SourceUnavailable the supervisor makes a new one.
 
     ``dropped`` counts readings discarded because the consumer fell more than
-    ``QUEUE_BATCHES`` publish responses behind (the oldest batch goes first).
+    ``queue_readings`` readings behind (default ``QUEUE_READINGS``, at least two per item; the
+    oldest publish responses go first).
     """
 
-    def __init__(self, config: OpcUaServerConfig, *, queue_batches: int = QUEUE_BATCHES) -> None:
+    def __init__(self, config: OpcUaServerConfig, *, queue_readings: int | None = None) -> None:
         self._config = config
         self._timeout = config.request_timeout.total_seconds()
         self._items = [Item(machine.id, tag) for machine in config.machines for tag in machine.tags]
         self._queue: LiveQueue[list[Reading]] = LiveQueue(
             config.name,
-            size=queue_batches,
+            size=queue_readings or max(QUEUE_READINGS, 2 * len(self._items)),
             stall_timeout=config.stall_timeout.total_seconds(),
             silence="data change",
             weight=len,

@@ -135,6 +135,8 @@ class LinkView(BaseModel):
     """What the link reached last: for the hub, its node and the MQTT version it accepted."""
     server: ServerView | None = None
     """An OPC UA source's server: endpoint, security mode, namespace URIs, limits."""
+    peer_certificate_not_after: datetime | None = None
+    """When the certificate the peer presented at connect expires (the hub broker's, TLS)."""
     """What the link's driver counted this session: ``dropped``, ``overflows`` (values lost),
     ``more_notifications``, ``publish_requests`` (an OPC UA server's cap at work)."""
 
@@ -356,7 +358,7 @@ def status_view(
         dead_letters=inbox.dead_letters,
         downlink=downlink,
         plant_input=asdict(view.business.counters) if view.business is not None else {},
-        certificates=certificate_views(view.config),
+        certificates=certificate_views(view.config, view.health),
         backfill=backfill_view(view.uplink.backfill, outbox, now) if view.uplink else None,
     )
 
@@ -426,6 +428,9 @@ def _link_view(health: LinkHealth, scrub: Scrub) -> LinkView:
         counters=dict(health.counters),
         peer=health.peer,
         server=ServerView.model_validate(health.server) if health.server else None,
+        peer_certificate_not_after=(
+            health.peer_certificate.not_after if health.peer_certificate else None
+        ),
     )
 
 

@@ -65,7 +65,7 @@ from plantsync.buffer.database import StoreHealth
 from plantsync.buffer.inbox import InboxStats
 from plantsync.buffer.quarantine import quarantined_files
 from plantsync.errors import StoreError
-from plantsync.web.certificates import certificate_metric
+from plantsync.web.certificates import certificate_metric, peer_certificate_metric
 from plantsync.web.progress import backfill_metrics
 from plantsync.web.view import AgentView
 
@@ -154,6 +154,7 @@ class AgentCollector(Collector):
         yield from self._links()
         yield from self._flows()
         yield certificate_metric(self._agent.config)
+        yield peer_certificate_metric(self._agent.health)
         yield _gauge("plantsync_store_up", "1 when the store answered", self._outbox is not None)
         if self._agent.store is not None:
             yield from _store_health(self._agent.store.health)

@@ -226,7 +226,9 @@ def backlog(status: Status) -> list[tuple[str, str]]:
 
 
 def _peer(link: LinkView) -> str:
-    return f'<br><small class="peer">{_e(link.peer)}</small>' if link.peer else ""
+    text, until = link.peer or "", link.peer_certificate_not_after
+    text += f", its certificate valid until {until:%Y-%m-%d %H:%M} UTC" if until else ""
+    return f'<br><small class="peer">{_e(text)}</small>' if text else ""
 
 
 def _server(link: LinkView) -> str:

@@ -56,6 +56,10 @@ class FakeHub:
         return "in memory"
 
     @property
+    def peer_certificate(self) -> None:
+        return None  # no TLS in memory
+
+    @property
     def session_present(self) -> bool:
         return True  # the fake broker keeps the session: no resync request
 

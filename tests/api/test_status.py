@@ -36,6 +36,7 @@ async def test_status_shows_links_outbox_inbox_dead_letters_version_and_config_h
         "counters",  # what the driver counted this session (values lost, server limits)
         "peer",  # what the link reached: the hub's node and MQTT version
         "server",  # an OPC UA server: endpoint, security, namespaces, limits (None here)
+        "peer_certificate_not_after",  # the hub broker's certificate over TLS (None here)
     }
     assert hub["state"] == "connecting"
     business = status["outbox"]["lanes"]["business"]

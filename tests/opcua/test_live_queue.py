@@ -21,12 +21,26 @@ QUIET = 60.0
 
 
 async def test_a_full_queue_drops_the_oldest_item_and_counts_what_it_weighed() -> None:
-    queue: LiveQueue[list[int]] = LiveQueue("line-1", size=2, stall_timeout=QUIET, weight=len)
+    queue: LiveQueue[list[int]] = LiveQueue("line-1", size=3, stall_timeout=QUIET, weight=len)
     for batch in ([1, 2, 3], [4], [5, 6]):
         queue.put(batch)
 
     assert [await queue.next(), await queue.next()] == [[4], [5, 6]]
     assert queue.dropped == 3
+
+
+async def test_the_bound_is_in_weight_so_small_batches_are_not_dropped_sooner() -> None:
+    # A capped server sends ten readings a message where another sends ten thousand: the
+    # queue holds as many readings either way.
+    queue: LiveQueue[list[int]] = LiveQueue("line-1", size=4, stall_timeout=QUIET, weight=len)
+    for value in range(4):
+        queue.put([value])
+    assert queue.dropped == 0
+    queue.put([4, 5])
+    assert queue.dropped == 2
+    assert [await queue.next() for _ in range(3)] == [[2], [3], [4, 5]]
+    queue.put([6, 7, 8, 9, 10])  # heavier than the bound alone: the newest is always kept
+    assert await queue.next() == [6, 7, 8, 9, 10]
 
 
 async def test_each_dropped_item_counts_one_unless_weighed() -> None:

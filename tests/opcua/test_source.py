@@ -248,7 +248,7 @@ async def test_a_consumer_that_falls_behind_loses_the_oldest_batches_and_counts_
     config = one_machine(
         opcua_plant, TagConfig(name="speed", node_id=opcua_plant.node_id("press-1", "speed"))
     )
-    async with OpcUaSource(config, queue_batches=2) as source:
+    async with OpcUaSource(config, queue_readings=2) as source:
         for speed in range(1, 6):
             await opcua_plant.set_value("press-1", "speed", float(speed))
             await asyncio.sleep(0.25)  # one publish response per value

@@ -14,6 +14,7 @@ from tests.security.support import (
     PASSWORDS,
     Authority,
     Identity,
+    identity_broker,
     mutual_tls_broker,
     password_broker,
 )
@@ -35,6 +36,16 @@ def tls_hub(
 ) -> Iterator[Mosquitto]:
     """Mosquitto with mutual TLS, the CN as username and the shipped ACL."""
     broker = mutual_tls_broker(tmp_path / "broker", authority, server_identity)
+    with _started(broker, request):
+        yield broker
+
+
+@pytest.fixture
+def identity_hub(
+    tmp_path: Path, authority: Authority, server_identity: Identity, request: pytest.FixtureRequest
+) -> Iterator[Mosquitto]:
+    """Mosquitto with mutual TLS whose log names each client certificate's CN; no ACL."""
+    broker = identity_broker(tmp_path / "broker", authority, server_identity)
     with _started(broker, request):
         yield broker
 

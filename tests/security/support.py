@@ -202,3 +202,19 @@ def _tls_listener(authority: Authority, server: Identity) -> list[str]:
 
 def mqtts_url(broker: Mosquitto) -> str:
     return f"mqtts://{broker.host}:{broker.port}"
+
+
+def identity_broker(workdir: Path, authority: Authority, server: Identity) -> Mosquitto:
+    """Client certificates required and the CN as username (so the log names it), no ACL:
+    a certificate of any CN the CA issued may publish anywhere."""
+    return Mosquitto(
+        workdir,
+        extra_config="\n".join(
+            [
+                *_tls_listener(authority, server),
+                "require_certificate true",
+                "use_identity_as_username true",
+                "allow_anonymous false",
+            ]
+        ),
+    )

@@ -115,8 +115,11 @@ class LiveQueue(Generic[_T]):
     ``stall_timeout`` seconds it raises SourceUnavailable ("no <silence> or keep-alive"): a link
     that is connected but silent is as good as lost.
 
-    Overflow policy: drop oldest. ``dropped`` counts what was discarded, each item weighing
-    ``weight(item)`` (one by default; a batch of readings weighs its length).
+    Overflow policy: drop oldest. ``size`` bounds what is held by weight, each item weighing
+    ``weight(item)`` (one by default; a batch of readings weighs its length, so the bound is in
+    readings whatever a server puts in one message: a server capping its messages at 10
+    notifications must not leave room for a hundredth of what an uncapped one does). The newest
+    item is always kept. ``dropped`` counts the weight discarded.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class LiveQueue(Generic[_T]):
         self._link, self._size, self._stall_timeout = link, size, stall_timeout
         self._silence, self._weight = silence, weight
         self._items: deque[_T] = deque()
+        self._held = 0
         self._wakeup = asyncio.Event()
         self._lost: SourceUnavailable | None = None
         self._last_heard = time.monotonic()
@@ -141,17 +145,28 @@ class LiveQueue(Generic[_T]):
         self._last_heard = time.monotonic()
 
     def put(self, item: _T) -> None:
-        """Queue ``item`` for ``next()``; when the queue is full the oldest item makes room."""
-        if len(self._items) >= self._size:
-            self.dropped += self._weight(self._items.popleft())
+        """Queue ``item`` for ``next()``; when the queue is full the oldest items make room."""
         self._items.append(item)
+        self._held += self._weight(item)
+        while self._held > self._size and len(self._items) > 1:
+            self._drop(self._items.popleft())
         self._wakeup.set()
+
+    def _drop(self, item: _T) -> None:
+        weight = self._weight(item)
+        self._held -= weight
+        self.dropped += weight
 
     def get_nowait(self) -> _T:
         """The oldest item received, without waiting; asyncio.QueueEmpty when there is none."""
         if not self._items:
             raise asyncio.QueueEmpty
-        return self._items.popleft()
+        return self._take()
+
+    def _take(self) -> _T:
+        item = self._items.popleft()
+        self._held -= self._weight(item)
+        return item
 
     def lost(self, error: SourceUnavailable) -> None:
         """The link is gone: ``next()`` raises ``error`` once the queued items are taken.
@@ -179,7 +194,7 @@ class LiveQueue(Generic[_T]):
         """The next item; items already received are delivered before a loss is raised."""
         while True:
             if self._items:
-                return self._items.popleft()
+                return self._take()
             if self._lost is not None:
                 raise self._lost
             remaining = self._last_heard + self._stall_timeout - time.monotonic()

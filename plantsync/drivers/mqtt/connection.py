@@ -39,13 +39,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from plantsync.config.model import HubConfig, MqttProtocol
 from plantsync.config.types import Tls
-from plantsync.drivers.hub import InboundMessage, Outgoing, Will
+from plantsync.drivers.hub import InboundMessage, Outgoing, PeerCertificate, Will
 from plantsync.drivers.mqtt.client import connect, new_client
 from plantsync.drivers.mqtt.failover import UrlOrder
 from plantsync.drivers.mqtt.inbound import InboundQueue, inbound_message
 from plantsync.drivers.mqtt.negotiation import Handshake, ProtocolChoice
 from plantsync.drivers.mqtt.network import LOOP_TIMEOUT, NetworkThread
-from plantsync.drivers.mqtt.tls import ClientContext, refusal, tls_context
+from plantsync.drivers.mqtt.tls import ClientContext, presented_certificate, refusal, tls_context
 from plantsync.drivers.mqtt.window import PublishWindow
 from plantsync.errors import HubUnavailable, PlantsyncError
 
@@ -98,6 +98,8 @@ class HubConnection:
         self._subscribes: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._session_present = False
         self._tls_context: ClientContext | None = None
+        self.peer_certificate: PeerCertificate | None = None
+        """``Hub.peer_certificate``: what the broker presented, read at CONNACK."""
 
     @property
     def url(self) -> str:
@@ -325,6 +327,7 @@ class HubConnection:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self.peer_certificate = presented_certificate(client)
         self._notify(self._connack_received, client, flags.session_present, reason)
 
     def _on_publish(

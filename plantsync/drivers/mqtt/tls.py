@@ -18,9 +18,12 @@ import socket
 import ssl
 from typing import Any
 
+from cryptography import x509
+from paho.mqtt.client import Client
 from paho.mqtt.reasoncodes import ReasonCode
 
 from plantsync.config.types import Tls
+from plantsync.drivers.hub import PeerCertificate
 from plantsync.errors import HubUnavailable, LinkMisconfigured, PlantsyncError
 
 REFUSED_FOR_GOOD = frozenset(
@@ -113,3 +116,19 @@ def tls_context(tls: Tls) -> ClientContext:
     # 'ca-only' still verifies the chain (CERT_REQUIRED), it only skips the host name.
     context.check_hostname = tls.verify == "full"
     return context
+
+
+def presented_certificate(client: Client) -> PeerCertificate | None:
+    """The certificate the broker presented on ``client``'s TLS socket (None without TLS, or
+    when it cannot be read: its expiry is then unknown, which the connection does not need)."""
+    sock = client.socket()
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        der = sock.getpeercert(binary_form=True)
+        certificate = x509.load_der_x509_certificate(der) if der else None
+    except (OSError, ValueError):
+        return None
+    if certificate is None:
+        return None
+    return PeerCertificate(certificate.subject.rfc4514_string(), certificate.not_valid_after_utc)
