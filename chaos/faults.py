@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -141,8 +142,18 @@ async def _corrupt_store(rig: Rig) -> None:
 
 
 async def _operator_replaces_store(rig: Rig) -> None:
-    """What plant IT would do when the agent refuses a corrupt store: move it away by hand."""
+    """What plant IT would do when the agent refuses a corrupt store: move it away by hand.
+
+    A slow agent (a loaded machine) may have started on a fresh store after all and sent from
+    it: that store's epoch is closed too, or its seqs would count as reused by the next one."""
     await asyncio.to_thread(rig.agent.terminate)
+    with contextlib.suppress(sqlite3.DatabaseError, ValueError):  # the corrupt one: no sends
+        contents = read_store(rig.store)
+        epoch = rig.checker.epoch()
+        record_store(rig, epoch, contents)
+        rig.tally.destroyed |= {(epoch, stream, seq) for stream, seq in contents.waiting}
+        await checker_has(rig, epoch, contents, within=15)
+        rig.checker.new_epoch()
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             rig.store.with_name(rig.store.name + suffix).unlink()
