@@ -123,7 +123,7 @@ async def _corrupt_store(rig: Rig) -> None:
     _scribble(rig.store, rig.rng.randbytes(64 * 1024))
     rig.tally.faults[CORRUPT_STORE] += 1
     log_start = rig.agent.start()
-    started = await rig.agent_up(30)
+    started = await rig.agent_up()  # 45 s, as after every kill
     rig.tally.check(CORRUPT_STORE, started, "the agent did not start on a fresh store")
     if not started:
         await _operator_replaces_store(rig)
@@ -158,7 +158,7 @@ async def _operator_replaces_store(rig: Rig) -> None:
         with contextlib.suppress(FileNotFoundError):
             rig.store.with_name(rig.store.name + suffix).unlink()
     rig.agent.start()
-    await rig.agent_up(30)
+    await rig.agent_up()
 
 
 async def _close_epoch(rig: Rig) -> None:
