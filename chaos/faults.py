@@ -418,9 +418,17 @@ async def post_confirmation(rig: Rig) -> int | None:
     if response.status_code == 202:
         rig.tally.committed[response.json()["message_id"]] = confirmation_id
     else:
-        detail = str(response.json().get("detail", ""))[:120]
-        rig.tally.refused[f"{response.status_code} {detail}"] += 1
+        rig.tally.refused[f"{response.status_code} {_detail(response)}"] += 1
     return response.status_code
+
+
+def _detail(response: httpx.Response) -> str:
+    """A refusal's reason: the API's JSON ``detail``, else the start of whatever body came (a
+    server stopping mid-request answers without JSON: a refusal to show, not a harness crash)."""
+    try:
+        return str(response.json().get("detail", ""))[:120]
+    except (ValueError, AttributeError):
+        return repr(response.text[:120])
 
 
 async def _until(condition: Callable[[], bool], within: float, every: float = 0.05) -> float | None:
