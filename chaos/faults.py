@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -122,7 +123,7 @@ async def _corrupt_store(rig: Rig) -> None:
     _scribble(rig.store, rig.rng.randbytes(64 * 1024))
     rig.tally.faults[CORRUPT_STORE] += 1
     log_start = rig.agent.start()
-    started = await rig.agent_up(30)
+    started = await rig.agent_up()  # 45 s, as after every kill
     rig.tally.check(CORRUPT_STORE, started, "the agent did not start on a fresh store")
     if not started:
         await _operator_replaces_store(rig)
@@ -141,13 +142,23 @@ async def _corrupt_store(rig: Rig) -> None:
 
 
 async def _operator_replaces_store(rig: Rig) -> None:
-    """What plant IT would do when the agent refuses a corrupt store: move it away by hand."""
+    """What plant IT would do when the agent refuses a corrupt store: move it away by hand.
+
+    A slow agent (a loaded machine) may have started on a fresh store after all and sent from
+    it: that store's epoch is closed too, or its seqs would count as reused by the next one."""
     await asyncio.to_thread(rig.agent.terminate)
+    with contextlib.suppress(sqlite3.DatabaseError, ValueError):  # the corrupt one: no sends
+        contents = read_store(rig.store)
+        epoch = rig.checker.epoch()
+        record_store(rig, epoch, contents)
+        rig.tally.destroyed |= {(epoch, stream, seq) for stream, seq in contents.waiting}
+        await checker_has(rig, epoch, contents, within=15)
+        rig.checker.new_epoch()
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             rig.store.with_name(rig.store.name + suffix).unlink()
     rig.agent.start()
-    await rig.agent_up(30)
+    await rig.agent_up()
 
 
 async def _close_epoch(rig: Rig) -> None:
@@ -407,9 +418,17 @@ async def post_confirmation(rig: Rig) -> int | None:
     if response.status_code == 202:
         rig.tally.committed[response.json()["message_id"]] = confirmation_id
     else:
-        detail = str(response.json().get("detail", ""))[:120]
-        rig.tally.refused[f"{response.status_code} {detail}"] += 1
+        rig.tally.refused[f"{response.status_code} {_detail(response)}"] += 1
     return response.status_code
+
+
+def _detail(response: httpx.Response) -> str:
+    """A refusal's reason: the API's JSON ``detail``, else the start of whatever body came (a
+    server stopping mid-request answers without JSON: a refusal to show, not a harness crash)."""
+    try:
+        return str(response.json().get("detail", ""))[:120]
+    except (ValueError, AttributeError):
+        return repr(response.text[:120])
 
 
 async def _until(condition: Callable[[], bool], within: float, every: float = 0.05) -> float | None:

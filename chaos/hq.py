@@ -5,6 +5,11 @@ HQ numbers the site's down messages 1, 2, 3 … and sends each until the broker 
 revision of every order, which is what the plant must end up with, and answers every
 ``resync.request`` (the agent lost its session, or saw a gap) with a ``schedule.snapshot`` of
 all orders at their latest revision.
+
+HQ runs at most ``max_ahead`` revisions ahead of what the plant has in effect (``in_effect``,
+the MES's record): a closed loop. On a quiet machine the agent keeps up and the window never
+closes; on a loaded one (or while the agent is down) HQ holds back new changes instead of piling
+up a backlog that the final drain, one MES request per revision, could not apply in bounded time.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +56,11 @@ class Hq:
     published: list[DownRecord] = field(default_factory=list)
     resyncs_answered: int = 0
     resync_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    in_effect: Callable[[], dict[str, int]] | None = None
+    """Order id → the revision in effect at the plant; with ``max_ahead``, the window."""
+    max_ahead: int | None = None
+    held_back: int = 0
+    """Turns on which HQ had a change to send but the window was closed."""
     _link: HubConnection | None = None
 
     @property
@@ -68,13 +79,28 @@ class Hq:
                     self.resync_wanted.clear()
                     await self._send(self._snapshot())
                     self.resyncs_answered += 1
-                elif producing.is_set():
+                elif producing.is_set() and self._window_open():
                     await self._send(self._next_change())
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(interval * self.rng.uniform(0.5, 1.5)):
                         await self.resync_wanted.wait()
         finally:
             await self._close()
+
+    def revisions_ahead(self) -> int:
+        """Revisions HQ published that are not yet in effect at the plant (0 without
+        ``in_effect``)."""
+        if self.in_effect is None:
+            return 0
+        applied = self.in_effect()
+        latest = self.latest_revisions()
+        return sum(max(0, revision - applied.get(order, 0)) for order, revision in latest.items())
+
+    def _window_open(self) -> bool:
+        if self.max_ahead is None or self.revisions_ahead() < self.max_ahead:
+            return True
+        self.held_back += 1
+        return False
 
     def _next_change(self) -> dict[str, Any]:
         if len(self.orders) < self.max_orders and (not self.orders or self.rng.random() < 0.3):

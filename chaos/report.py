@@ -128,7 +128,9 @@ def account(rig: Rig, seed: int, seconds: float) -> ChaosReport:
         *(f"  {n}x exited after: {why}" for why, n in Counter(rig.agent.exit_reasons).items()),
         f"MES: {rig.mes.state.requests} requests, {rig.mes.state.replays} answered 409 (a retry"
         f" of a change already applied), {rig.mes.state.failed} failed on purpose;"
-        f" HQ answered {rig.hq.resyncs_answered} resync requests with a snapshot",
+        f" HQ answered {rig.hq.resyncs_answered} resync requests with a snapshot;"
+        f" HQ held a change back {rig.hq.held_back}x (at most {rig.hq.max_ahead} revisions"
+        " ahead of the plant)",
         "outbox rows a corrupted store held undelivered (lost with it, not counted as lost):"
         f" {len(tally.destroyed)}, by kind: "
         + ", ".join(f"{kind} {total.destroyed}" for kind, total in totals.items()),

@@ -59,6 +59,8 @@ class ChaosOptions:
     seed: int
     confirmations_per_second: float = 5.0
     down_interval: float = 0.5
+    down_window: int | None = 10
+    """HQ's changes not yet in effect at the plant, at most (``chaos.hq``); None: no bound."""
     drain_timeout: float = 180.0
     keep: bool = False
 
@@ -131,7 +133,9 @@ async def _build(work: Path, options: ChaosOptions, stack: contextlib.AsyncExitS
     clock = Clock(work / "clock-offset") if library is not None else None
     environment = clock.environment(library) if clock is not None and library else None
     agent = AgentProcess(config_file, work / "agent.log", environment)
-    hq = Hq(broker.url, SITE, rng)
+    hq = Hq(
+        broker.url, SITE, rng, in_effect=mes.state.latest_revisions, max_ahead=options.down_window
+    )
     loop = asyncio.get_running_loop()
 
     def resync_wanted(_: object) -> None:

@@ -195,7 +195,15 @@ def _toml(config: AgentConfig, mes: MesServer) -> str:
     )
 
 
-async def test_confirmations_made_during_a_30_second_broker_outage_all_reach_hq_in_order(
+OUTAGE_STEPS = 30
+STEP_SECONDS = 0.2
+"""The issue asks for a 30 s outage, one confirmation per order per second. Here the same 30
+confirmations per order come 0.2 s apart (6 s down, six times the reconnect backoff's 1 s cap),
+and the test asserts what a longer outage would add: the agent tried the broker again and again
+meanwhile. After that nothing changes with the time down but the number of failed attempts."""
+
+
+async def test_confirmations_made_during_a_broker_outage_all_reach_hq_in_order(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
     config = business_config(tmp_path / "store.db", broker, None)
@@ -203,12 +211,14 @@ async def test_confirmations_made_during_a_30_second_broker_outage_all_reach_hq_
     async with recording(broker.url) as hub, running_agent(config) as agent:
         await _subscribed(agent)
         await asyncio.to_thread(broker.stop)
+        failures = agent.health["hub"].failures
         sent = 0
-        for step in range(1, 31):  # one confirmation per order per second, for 30 s
+        for step in range(1, OUTAGE_STEPS + 1):  # one confirmation per order per step
             for order_id in orders:
                 await _confirm(agent, order_id, step)
                 sent += 1
-            await asyncio.sleep(1)
+            await asyncio.sleep(STEP_SECONDS)
+        assert agent.health["hub"].failures >= failures + 3  # tried again and again
         await asyncio.to_thread(broker.start)
         await hub.wait_for(lambda: _confirmations(hub) == sent, within=60)
     for order_id in orders:
@@ -218,7 +228,7 @@ async def test_confirmations_made_during_a_30_second_broker_outage_all_reach_hq_
             if m["type"] == "production.confirmation" and m["payload"]["order_id"] == order_id
         ]
         assert [m["payload"]["confirmation_id"] for m in received] == [
-            f"{order_id}-{step}" for step in range(1, 31)
+            f"{order_id}-{step}" for step in range(1, OUTAGE_STEPS + 1)
         ]
         assert gapless([m["seq"] for m in received])
 
@@ -239,7 +249,7 @@ async def _confirm(agent: Agent, order_id: str, step: int) -> None:
             scrap_quantity=Quantity(value=Decimal(1), unit="pcs"),
             actual_start=now - timedelta(minutes=1),
             actual_end=now,
-            final=step == 30,
+            final=step == OUTAGE_STEPS,
         ),
         source="test",
     )
