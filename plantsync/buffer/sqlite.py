@@ -276,17 +276,14 @@ class SqliteOutbox:
         return Claimed(row_id=row_id, record=record, historical=historical)
 
     async def _returned_first(self, connection: aiosqlite.Connection, limit: int) -> list[Any]:
-        """``begin`` after a nack: per lane, the returned rows, then the rows after the cursor."""
+        """``begin`` after a nack: per lane, the returned rows, then the rows after the cursor.
+        A returned row gone meanwhile (evicted, or acked late) leaves its place to the next."""
         claimed: list[Any] = []
         for lane in sorted(Lane):
-            wanted = limit - len(claimed)
-            returned = self._returned[lane]
-            if wanted <= 0:
-                break
-            if returned:
+            while self._returned[lane] and (wanted := limit - len(claimed)) > 0:
+                returned = self._returned[lane]
                 ids, self._returned[lane] = returned[:wanted], returned[wanted:]
-                rows = await connection.execute_fetchall(sql.ROWS_OF_IDS, (id_list(ids),))
-                claimed.extend(rows)  # gone meanwhile: evicted, or acked late
+                claimed.extend(await connection.execute_fetchall(sql.ROWS_OF_IDS, (id_list(ids),)))
             wanted = limit - len(claimed)
             if wanted > 0 and not self._returned[lane]:
                 params = (lane, RowStatus.READY, self._cursor[lane], wanted)
