@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
     publish = hub.add_parser(
         "publish",
-        help="send a schedule message to a site and print its acknowledgements",
+        help="send a schedule message (or an alarm.ack) to a site and print its acknowledgements",
         description="Exit 0 on a final outcome (applied, rejected, failed, waiting-for-approval,"
         " duplicate), 1 when none came within --wait, 2 for a bad file. " + HUB_EXITS,
     )
@@ -288,11 +288,13 @@ def _hub_publish(args: argparse.Namespace) -> int:
     if args.seq is not None and args.seq < 1:
         print(f"plantsync hub publish: --seq {args.seq}: seqs start at 1", file=sys.stderr)
         return EXIT_CONFIG
-    state = hubtools.SeqState.for_site(args.state_dir, hub, args.site)
     try:
+        document = hubtools.read_message_file(args.file)
+        stream = hubtools.down_stream(document.get("type"))
+        state = hubtools.SeqState.for_site(args.state_dir, hub, args.site, stream)
         last = state.last()
         message = hubtools.prepare_down_message(
-            hubtools.read_message_file(args.file),
+            document,
             site=args.site,
             default_seq=lambda: last.seq + 1,
             seq=args.seq,

@@ -6,7 +6,11 @@
 ``publish`` sends one down message from a file and waits for the site's acknowledgements:
 
     read file ─▶ fill the envelope ─▶ validate (the agent's parser) ─▶ SUBSCRIBE up/ack
-        ─▶ PUBLISH down/schedule (QoS 1) ─▶ PUBACK: record seq ─▶ print acks until a final one
+        ─▶ PUBLISH down/schedule or down/alarm (QoS 1) ─▶ PUBACK: record seq ─▶ print acks until
+           a final one
+
+An ``alarm.ack`` goes to ``down/alarm`` on its own stream (``alarm-acks``), numbered by a seq
+state of its own: the schedule's sequence (and its gap detection) never sees it.
 
 Its seq state is the last (``seq_epoch``, ``seq``) it published to the site. A seq that is not
 above the last one (``--seq 2`` after 5) is a sequence reset, as the contract defines it: the
@@ -50,6 +54,7 @@ from plantsync.contracts import (
     parse_down_message,
     utc_isoformat,
 )
+from plantsync.contracts.alarms import ALARM_ACK_STREAM
 from plantsync.drivers.hub import Hub
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.errors import HubUnavailable
@@ -124,13 +129,17 @@ class SeqState:
     path: Path
 
     @classmethod
-    def for_site(cls, state_dir: Path | None, config: HubConfig, site: str) -> SeqState:
-        """``<state_dir>/<broker-host>_<site>.seq``; the default dir follows XDG_STATE_HOME."""
+    def for_site(
+        cls, state_dir: Path | None, config: HubConfig, site: str, stream: str = SCHEDULE_STREAM
+    ) -> SeqState:
+        """``<state_dir>/<broker-host>_<site>.seq`` (another stream than the schedule's:
+        ``…_<site>.<stream>.seq``); the default dir follows XDG_STATE_HOME."""
         if state_dir is None:
             base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
             state_dir = Path(base) / "plantsync-hq"
         host = re.sub(r"[^A-Za-z0-9.-]", "_", config.host)
-        return cls(state_dir / f"{host}_{site}.seq")
+        suffix = "" if stream == SCHEDULE_STREAM else f".{stream}"
+        return cls(state_dir / f"{host}_{site}{suffix}.seq")
 
     def last(self) -> SeqMark:
         """Seq 0 of epoch 0 when nothing was published yet; ValueError when the file holds
@@ -233,7 +242,7 @@ def prepare_down_message(
         "schema_version": SCHEDULE_VERSION,
         "site": site,
         "source": "hq:cli",
-        "stream": SCHEDULE_STREAM,
+        "stream": down_stream(document.get("type")),
         "seq": None,
         "event_time": utc_isoformat(datetime.now(UTC)),
         "correlation_id": None,
@@ -250,6 +259,16 @@ def prepare_down_message(
     return DownMessageOut(
         site, message.id, message.type, message.seq, payload, message.seq_epoch, reset_from
     )
+
+
+def down_stream(message_type: object) -> str:
+    """The stream a down message of ``message_type`` travels on."""
+    return ALARM_ACK_STREAM if message_type == "alarm.ack" else SCHEDULE_STREAM
+
+
+def down_topic(topics: Topics, message_type: str) -> str:
+    """The topic a down message of ``message_type`` is published on."""
+    return topics.down_alarm if message_type == "alarm.ack" else topics.down_schedule
 
 
 def _number_epoch(envelope: dict[str, Any], after: SeqMark | None) -> SeqMark | None:
@@ -303,13 +322,14 @@ async def publish(
         notice = message.reset_notice()
         if notice is not None:
             print(notice, file=out, flush=True)
-        await _published(hub, topics.down_schedule, message.payload, config)
+        topic = down_topic(topics, message.message_type)
+        await _published(hub, topic, message.payload, config)
         if seq_state is not None:
             seq_state.store(message.mark)
         epoch = f" (epoch {message.seq_epoch})" if message.seq_epoch else ""
         print(
             f"published {message.message_type} #{message.seq}{epoch} {message.message_id} "
-            f"to {topics.down_schedule}",
+            f"to {topic}",
             file=out,
             flush=True,
         )

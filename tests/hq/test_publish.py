@@ -65,13 +65,15 @@ class FakeAgent:
     """The site's side: records what comes down and answers each message with given acks."""
 
     answers: Sequence[Answer]
+    topic: str = TOPICS.down_schedule
     received: list[dict[str, Any]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, broker_url: str, subscribed: asyncio.Event) -> None:
         config = HubConfig(url=broker_url)
-        async with HubConnection(config, client_id="fake-agent", clean_start=True) as hub:
-            await hub.subscribe([(TOPICS.down_schedule, 1)])
+        client_id = f"fake-agent-{self.topic.rsplit('/', 1)[-1]}"  # one per topic it serves
+        async with HubConnection(config, client_id=client_id, clean_start=True) as hub:
+            await hub.subscribe([(self.topic, 1)])
             subscribed.set()
             async for message in hub.messages():
                 document = json.loads(message.payload)
@@ -105,8 +107,10 @@ class FakeAgent:
 
 
 @contextlib.asynccontextmanager
-async def fake_agent(broker_url: str, *answers: Answer) -> AsyncIterator[FakeAgent]:
-    agent = FakeAgent(answers)
+async def fake_agent(
+    broker_url: str, *answers: Answer, topic: str = TOPICS.down_schedule
+) -> AsyncIterator[FakeAgent]:
+    agent = FakeAgent(answers, topic)
     subscribed = asyncio.Event()
     task = asyncio.create_task(agent.run(broker_url, subscribed), name="fake-agent")
     try:
@@ -284,6 +288,37 @@ async def test_publishing_a_seq_below_the_last_resets_the_sequence_and_says_so(
     assert out.count("sequence reset") == 1
     assert "seq 2 is not above the last published 5 (epoch 0)" in out
     assert "published schedule.release #3 (epoch 1)" in out
+
+
+async def test_an_alarm_ack_goes_to_down_alarm_on_its_own_stream_and_seq_state(
+    broker: Mosquitto, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An alarm.ack never takes a seq of the schedule's sequence: the agent's gap detection on
+    the schedule stream would see a hole for every ack otherwise."""
+    release = write_release(tmp_path / "release.json")
+    ack = tmp_path / "ack.json"
+    ack.write_text(json.dumps({"type": "alarm.ack", "payload": PAYLOADS["alarm.ack"]}))
+    state_dir = tmp_path / "state"
+    async with (
+        fake_agent(broker.url, APPLIED) as schedule_side,
+        fake_agent(broker.url, APPLIED, topic=TOPICS.down_alarm) as alarm_side,
+    ):
+        for file in (release, ack, ack, release):
+            assert await publish(broker, file, state_dir) == 0
+    assert [(m["stream"], m["seq"]) for m in schedule_side.received] == [
+        ("schedule", 1),
+        ("schedule", 2),
+    ]
+    assert [(m["type"], m["stream"], m["seq"]) for m in alarm_side.received] == [
+        ("alarm.ack", "alarm-acks", 1),
+        ("alarm.ack", "alarm-acks", 2),
+    ]
+    hub = HubConfig(url=broker.url)
+    assert SeqState.for_site(state_dir, hub, SITE).path.read_text() == "2\n"
+    acks_state = SeqState.for_site(state_dir, hub, SITE, "alarm-acks")
+    assert acks_state.path == state_dir / f"127.0.0.1_{SITE}.alarm-acks.seq"
+    assert acks_state.path.read_text() == "2\n"
+    assert "published alarm.ack #2" in capsys.readouterr().out
 
 
 # ---- the envelope the tool builds (no broker) ---------------------------------------------------
