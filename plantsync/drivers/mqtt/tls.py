@@ -18,7 +18,6 @@ import socket
 import ssl
 from typing import Any
 
-from cryptography import x509
 from paho.mqtt.client import Client
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -124,6 +123,8 @@ def presented_certificate(client: Client) -> PeerCertificate | None:
     sock = client.socket()
     if not isinstance(sock, ssl.SSLSocket):
         return None
+    from cryptography import x509  # here: an agent without TLS (or before READY) needs none
+
     try:
         der = sock.getpeercert(binary_form=True)
         certificate = x509.load_der_x509_certificate(der) if der else None
