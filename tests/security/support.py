@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from plantsync.config.model import HubConfig
+from plantsync.config.types import Tls
 from plantsync.tools.localbroker import Mosquitto
 
 SHIPPED_ACL = Path(__file__).resolve().parents[2] / "packaging" / "mosquitto-acl.conf"
@@ -141,18 +143,7 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
 
 def mutual_tls_broker(workdir: Path, authority: Authority, server: Identity) -> Mosquitto:
     """Like packaging/mosquitto-site.conf: client certificates required, CN as username."""
-    return Mosquitto(
-        workdir,
-        extra_config="\n".join(
-            [
-                *_tls_listener(authority, server),
-                "require_certificate true",
-                "use_identity_as_username true",
-                "allow_anonymous false",
-                f"acl_file {SHIPPED_ACL}",
-            ]
-        ),
-    )
+    return identity_broker(workdir, authority, server, acl=SHIPPED_ACL)
 
 
 def password_broker(
@@ -204,9 +195,11 @@ def mqtts_url(broker: Mosquitto) -> str:
     return f"mqtts://{broker.host}:{broker.port}"
 
 
-def identity_broker(workdir: Path, authority: Authority, server: Identity) -> Mosquitto:
-    """Client certificates required and the CN as username (so the log names it), no ACL:
-    a certificate of any CN the CA issued may publish anywhere."""
+def identity_broker(
+    workdir: Path, authority: Authority, server: Identity, *, acl: Path | None = None
+) -> Mosquitto:
+    """Client certificates required and the CN as username (so the log names it); without
+    ``acl`` a certificate of any CN the CA issued may publish anywhere."""
     return Mosquitto(
         workdir,
         extra_config="\n".join(
@@ -215,6 +208,21 @@ def identity_broker(workdir: Path, authority: Authority, server: Identity) -> Mo
                 "require_certificate true",
                 "use_identity_as_username true",
                 "allow_anonymous false",
+                *([f"acl_file {acl}"] if acl is not None else []),
             ]
         ),
+    )
+
+
+def hub_as(broker: Mosquitto, authority: Authority, identity: Identity) -> HubConfig:
+    """The hub over mutual TLS with ``identity``'s certificate and key files."""
+    return HubConfig(
+        url=mqtts_url(broker),
+        tls=Tls(
+            ca_file=authority.cert_file,
+            cert_file=identity.cert_file,
+            key_file=identity.key_file,
+        ),
+        keepalive=timedelta(seconds=5),
+        connect_timeout=timedelta(seconds=3),
     )

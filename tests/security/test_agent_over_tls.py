@@ -14,31 +14,20 @@ import pytest
 
 from plantsync.config.model import HubConfig
 from plantsync.config.plant import OpcUaServerConfig
-from plantsync.config.types import Tls
 from plantsync.contracts.orders import ProductionConfirmation
 from plantsync.contracts.schedule import Quantity
 from plantsync.drivers.mqtt import HubConnection
 from plantsync.tools.localbroker import Mosquitto
 from tests.e2e.support import SITE, agent_config, eventually, running_agent
 from tests.fixtures.opcua import free_port
-from tests.security.support import Authority, mqtts_url
+from tests.security.support import Authority, hub_as
 
 pytestmark = pytest.mark.slow
 
 
 def hub_over_tls(broker: Mosquitto, authority: Authority, common_name: str) -> HubConfig:
     """Mutual TLS as the identity ``common_name``: the username the ACL's %u expands to."""
-    identity = authority.client(common_name)
-    return HubConfig(
-        url=mqtts_url(broker),
-        tls=Tls(
-            ca_file=authority.cert_file,
-            cert_file=identity.cert_file,
-            key_file=identity.key_file,
-        ),
-        keepalive=timedelta(seconds=5),
-        connect_timeout=timedelta(seconds=3),
-    )
+    return hub_as(broker, authority, authority.client(common_name))
 
 
 def _no_opcua_server() -> OpcUaServerConfig:

@@ -21,7 +21,6 @@ from cryptography import x509
 from plantsync.agent.service import Agent
 from plantsync.config.model import AgentConfig, HubConfig
 from plantsync.config.plant import OpcUaServerConfig
-from plantsync.config.types import Tls
 from plantsync.contracts.orders import ProductionConfirmation
 from plantsync.contracts.schedule import Quantity
 from plantsync.drivers.mqtt import HubConnection
@@ -29,22 +28,9 @@ from plantsync.tools.localbroker import Mosquitto
 from tests.api.support import client
 from tests.e2e.support import SITE, agent_config, eventually, running_agent
 from tests.fixtures.opcua import free_port
-from tests.security.support import Authority, Identity, mqtts_url
+from tests.security.support import Authority, Identity, hub_as
 
 pytestmark = pytest.mark.slow
-
-
-def _hub(broker: Mosquitto, authority: Authority, identity: Identity) -> HubConfig:
-    return HubConfig(
-        url=mqtts_url(broker),
-        tls=Tls(
-            ca_file=authority.cert_file,
-            cert_file=identity.cert_file,
-            key_file=identity.key_file,
-        ),
-        keepalive=timedelta(seconds=5),
-        connect_timeout=timedelta(seconds=3),
-    )
 
 
 def _agent_config(tmp_path: Path, hub: HubConfig) -> AgentConfig:
@@ -67,7 +53,7 @@ def _not_after(path: Path) -> datetime:
 async def test_the_brokers_own_certificate_shows_with_its_expiry_and_warns(
     tls_hub: Mosquitto, authority: Authority, server_identity: Identity, tmp_path: Path
 ) -> None:
-    hub = _hub(tls_hub, authority, authority.client(SITE))
+    hub = hub_as(tls_hub, authority, authority.client(SITE))
     async with running_agent(_agent_config(tmp_path, hub)) as agent:
         await eventually(lambda: agent.health["hub"].connects >= 1, within=20)
         async with client(agent) as api:
@@ -150,8 +136,8 @@ async def test_a_client_certificate_swapped_under_a_live_tls_hub_is_used_and_not
     old, new = authority.client("plant-a-2026"), authority.client("plant-a-2027")
     cert_file, key_file = tmp_path / "client.crt", tmp_path / "client.key"
     _replace(old, cert_file, key_file)
-    hub = _hub(identity_hub, authority, Identity(cert_file, key_file))
-    hq = _hub(identity_hub, authority, authority.client("hq-integration"))
+    hub = hub_as(identity_hub, authority, Identity(cert_file, key_file))
+    hq = hub_as(identity_hub, authority, authority.client("hq-integration"))
     async with _hq(hq) as received, running_agent(_agent_config(tmp_path, hub)) as agent:
         await eventually(lambda: agent.health["hub"].connects >= 1, within=20)
         await _confirm(agent, range(1, 4))  # before
