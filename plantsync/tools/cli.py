@@ -290,8 +290,7 @@ def _hub_publish(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         document = hubtools.read_message_file(args.file)
-        stream = hubtools.down_stream(document.get("type"))
-        state = hubtools.SeqState.for_site(args.state_dir, hub, args.site, stream)
+        state = hubtools.SeqState.for_message(args.state_dir, hub, args.site, document)
         last = state.last()
         message = hubtools.prepare_down_message(
             document,

@@ -141,6 +141,13 @@ class SeqState:
         suffix = "" if stream == SCHEDULE_STREAM else f".{stream}"
         return cls(state_dir / f"{host}_{site}{suffix}.seq")
 
+    @classmethod
+    def for_message(
+        cls, state_dir: Path | None, config: HubConfig, site: str, document: dict[str, Any]
+    ) -> SeqState:
+        """The state of the stream the message ``document`` travels on (``down_stream``)."""
+        return cls.for_site(state_dir, config, site, down_stream(document.get("type")))
+
     def last(self) -> SeqMark:
         """Seq 0 of epoch 0 when nothing was published yet; ValueError when the file holds
         something else than a seq and an optional epoch."""
