@@ -26,10 +26,10 @@ from tests.e2e.support import HubRecorder, agent_config, eventually, recording, 
 
 pytestmark = pytest.mark.slow
 
-GAP_SECONDS = 6.0
-"""The issue asks for a 30 s cut. A 6 s cut's values take the same path: one history read (the
-agent asks up to 1000 values per node and request; a 30 s cut gives 300), and the gap's values
-are written only once the agent saw the link down, so a longer cut adds more of the same."""
+GAP_SECONDS = 30.0
+"""The cut issue 18 names (its must-show). A 6 s cut would take the same path (one history
+read: the agent asks up to 1000 values per node and request, 30 s give 300) in a fifth of the
+time; the literal acceptance is kept here, the shorter cuts are in test_gaps.py."""
 RATE = 10  # values a second written to each changing tag
 
 
@@ -98,7 +98,7 @@ def speeds(hub: HubRecorder, machine: str) -> list[tuple[float, bool]]:
     return found
 
 
-async def test_after_a_cut_hq_has_every_value_of_the_gap_exactly_once(
+async def test_after_a_30_s_cut_hq_has_every_value_of_the_gap_exactly_once(
     broker: Mosquitto, opcua_plant: SimulatedPlant, tmp_path: Path
 ) -> None:
     oven = await historian(opcua_plant, tmp_path / "history.db")
