@@ -3,30 +3,12 @@ first, the backlog after them marked historical, in either order, bounded, cut o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from plantsync.buffer.base import Claimed, Lane, Outbox
 from plantsync.config.uplink import BackfillOrder
-from tests.buffer.harness import BACKENDS, Backend, OutboxHarness, make_record, record_size
+from tests.buffer.harness import OutboxHarness, make_record, record_size
 
 BUSINESS = Lane.BUSINESS
 OLDEST, NEWEST = BackfillOrder.OLDEST_FIRST, BackfillOrder.NEWEST_FIRST
-
-
-@pytest.fixture(params=BACKENDS)
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OutboxHarness]:
-    backend: Backend = request.param
-    harness = OutboxHarness(backend, tmp_path)
-    yield harness
-    await harness.close_all()
-
-
-@pytest.fixture
-async def outbox(harness: OutboxHarness) -> Outbox:
-    return await harness.open()
 
 
 def lines(claimed: list[Claimed]) -> list[tuple[str, bool]]:

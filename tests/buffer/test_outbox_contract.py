@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from plantsync.buffer.base import Claimed, Lane, LaneStats, Outbox
 from plantsync.config.uplink import BackfillOrder
 from plantsync.errors import StoreError, StoreFull
-from tests.buffer.harness import BACKENDS, Backend, OutboxHarness, make_record, record_size
+from tests.buffer.harness import OutboxHarness, make_record, record_size
 
 BUSINESS = Lane.BUSINESS
 TELEMETRY = Lane.TELEMETRY
-
-
-@pytest.fixture(params=BACKENDS)
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OutboxHarness]:
-    backend: Backend = request.param
-    harness = OutboxHarness(backend, tmp_path)
-    yield harness
-    await harness.close_all()
-
-
-@pytest.fixture
-async def outbox(harness: OutboxHarness) -> Outbox:
-    return await harness.open()
 
 
 def ids(claimed: list[Claimed]) -> list[str]:
